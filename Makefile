@@ -1,0 +1,48 @@
+# Two commands do everything: `make test` and `make book` (see README.md).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.recbook-installed
+# Pytest worker count for `make test`; the notebooks are the slow part.
+PYTEST_ARGS ?=
+
+.PHONY: venv test unit notebooks book bench bench-quick data clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+venv: $(STAMP)
+
+# Fetch MovieLens-100K into the cache once (the notebooks and tests would do it on first use).
+data: $(STAMP)
+	$(BIN)/python -m recbook.data
+
+# Unit tests, then every notebook under nbval.
+test: $(STAMP) data
+	$(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS) tests book
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+notebooks: $(STAMP) data
+	$(BIN)/python -m pytest --nbval-lax book $(PYTEST_ARGS)
+
+# Execute every notebook and build the website into _build/html. Locally notebooks are cached
+# (execute_notebooks: cache); with CI set the cache is dropped first, so every notebook runs.
+book: $(STAMP) data
+	@if [ -n "$$CI" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
+	$(BIN)/jupyter-book build . -W --keep-going
+	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+bench: $(STAMP) data
+	$(BIN)/python -m recbook.bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP) data
+	$(BIN)/python -m recbook.bench --quick $(BENCH_ARGS)
+
+clean:
+	rm -rf _build .pytest_cache

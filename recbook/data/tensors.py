@@ -1,0 +1,85 @@
+"""`TensorData`: a dict of tensors that share their first dimension, sliced into mini-batches.
+
+Every chapter keeps its whole data set as tensors (CTR rows, behaviour histories, item
+sequences) and the training loop slices them per batch with one index operation per tensor:
+no per-sample Python objects, no collate function.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+
+class TensorData(Mapping):
+    """A read-only mapping ``name -> tensor``; every tensor has the same length ``N`` along dim 0.
+
+    >>> d = TensorData(x=torch.zeros(5, 3, dtype=torch.long), label=torch.ones(5))
+    >>> len(d), sorted(d)
+    (5, ['label', 'x'])
+    """
+
+    def __init__(self, tensors: Mapping | None = None, /, **named):
+        items = dict(tensors or {}, **named)
+        if not items:
+            raise ValueError("TensorData: expected at least one tensor")
+        n = None
+        clean = {}
+        for name, t in items.items():
+            if isinstance(t, np.ndarray):
+                t = torch.from_numpy(np.ascontiguousarray(t))
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"{name}: expected a tensor or numpy array, got {type(t).__name__}")
+            if t.dim() == 0:
+                raise ValueError(f"{name}: expected at least one dimension, got a scalar")
+            if n is None:
+                n = t.shape[0]
+            elif t.shape[0] != n:
+                raise ValueError(f"{name}: has {t.shape[0]} rows; expected {n} like the other tensors")
+            clean[name] = t
+        if n == 0:
+            raise ValueError("TensorData: tensors are empty; expected at least one row")
+        self._t = clean
+        self._n = int(n)
+
+    def __getitem__(self, key):
+        return self._t[key]
+
+    def __iter__(self):
+        return iter(self._t)
+
+    def __len__(self) -> int:
+        """Number of rows (not number of tensors)."""
+        return self._n
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}: {tuple(v.shape)} {str(v.dtype).replace('torch.', '')}" for k, v in self._t.items())
+        return f"TensorData(n={self._n}; {parts})"
+
+    def subset(self, index) -> "TensorData":
+        """Rows selected by a boolean mask, an index array or a slice."""
+        if isinstance(index, slice):
+            return TensorData({k: v[index] for k, v in self._t.items()})
+        index = torch.as_tensor(index)
+        return TensorData({k: v[index] for k, v in self._t.items()})
+
+    def to(self, device) -> "TensorData":
+        return TensorData({k: v.to(device) for k, v in self._t.items()})
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+                ) -> Iterator[dict]:
+        """Yield dicts of tensors, ``batch_size`` rows each (the last one may be shorter)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if shuffle:
+            order = torch.randperm(self._n, generator=generator)
+            for start in range(0, self._n, batch_size):
+                idx = order[start:start + batch_size]
+                yield {k: v[idx] for k, v in self._t.items()}
+        else:
+            for start in range(0, self._n, batch_size):
+                yield {k: v[start:start + batch_size] for k, v in self._t.items()}
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-self._n // batch_size)
