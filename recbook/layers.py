@@ -1,0 +1,327 @@
+"""Layers shared by every click-through-rate model in the book.
+
+A CTR batch (see :mod:`recbook.data.protocols`) is a dict of tensors: ``x`` int64 ``[B, S]`` holds
+the ``S`` single-valued fields in schema order, and each multi-valued field (``genres``) is its own
+int64 ``[B, L]`` matrix, right-padded with 0. Every model is a short composition of the pieces here:
+
+* :class:`FieldEmbedding`: one vector per field, ``[B, F, D]``, from **one** shared table;
+* :class:`FeatureLinear`: the first-order term ``w0 + sum_i w_i x_i``, ``[B]``;
+* :class:`FMInteraction`: the factorization-machine pairwise term in ``O(kn)``, ``[B]``;
+* :func:`mlp`: the multi-layer perceptron used by the deep models;
+* :func:`check_batch` and :class:`SchemaModule`: validation, done once at the model's boundary.
+
+Models return **logits** (no sigmoid): the loss is ``binary_cross_entropy_with_logits``, which is
+exact where ``sigmoid`` followed by ``log`` would round to 0 and return ``-inf``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ._checks import require_fraction, require_positive_int
+from .data.features import PAD, Schema
+
+__all__ = [
+    "FMInteraction", "FeatureLinear", "FieldEmbedding", "SchemaModule", "check_batch", "mlp",
+    "pairwise_interaction_naive",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+def _require_index_tensor(t, key: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{key}: expected an int64 tensor, got {type(t).__name__}")
+    if t.dtype != torch.long:
+        raise ValueError(f"{key}: expected dtype torch.int64 (long), got {t.dtype}")
+    if t.dim() != 2:
+        raise ValueError(f"{key}: expected a 2-D tensor [B, columns], got shape {tuple(t.shape)}")
+    return t
+
+
+def check_batch(schema: Schema, batch: Mapping, sizes: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError`` unless ``batch`` holds valid indices for every field of ``schema``.
+
+    Checks that ``x`` is int64 with one column per single-valued field, that every multi-valued
+    field's key is present, int64 and has as many rows as ``x``, and that every index lies in its
+    field's range ``[0, field.size)``. The message names the field, e.g.
+    ``x[:, 3] (field 'gender'): index 5 out of range [0, 4)``.
+
+    Why it matters: all fields share one embedding table, so an index that is too large for its
+    field does not fail on its own: it silently reads the next field's rows.
+
+    Args:
+        schema: the fields the batch must match.
+        batch: dict of tensors; keys other than ``x`` and the multi-valued fields are ignored.
+        sizes: optional int64 ``[S]`` tensor of the single-valued fields' sizes, on ``x``'s
+            device (modules keep it as a buffer so that no tensor is built per batch).
+    """
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"batch: expected a dict of tensors, got {type(batch).__name__}")
+    single = schema.single
+    rows = None
+    if single:
+        if "x" not in batch:
+            raise ValueError(f"batch: missing key 'x' (the single-valued fields {[f.name for f in single]})")
+        x = _require_index_tensor(batch["x"], "x")
+        if x.shape[1] != len(single):
+            raise ValueError(f"x: expected {len(single)} columns, one per single-valued field "
+                             f"{[f.name for f in single]}, got {x.shape[1]}")
+        rows = x.shape[0]
+        if rows:
+            if sizes is None:
+                sizes = torch.tensor([f.size for f in single], dtype=torch.long, device=x.device)
+            # Fast path: one global minimum and one per-column maximum compared against the sizes.
+            # Only when it fails do we pay for locating the first bad entry.
+            if bool(x.min() < 0) or bool((x.amax(0) >= sizes).any()):
+                bad = (x < 0) | (x >= sizes)
+                r, c = (int(v) for v in bad.nonzero()[0])
+                f = single[c]
+                raise ValueError(f"x[:, {c}] (field '{f.name}'): index {int(x[r, c])} "
+                                 f"out of range [0, {f.size})")
+    for f in schema.multi:
+        if f.name not in batch:
+            raise ValueError(f"batch: missing key '{f.name}' (multi-valued field '{f.name}')")
+        t = _require_index_tensor(batch[f.name], f.name)
+        if rows is not None and t.shape[0] != rows:
+            raise ValueError(f"{f.name}: has {t.shape[0]} rows; expected {rows} like x")
+        if t.numel():
+            lo, hi = torch.aminmax(t)
+            if bool(lo < 0) or bool(hi >= f.size):
+                bad = (t < 0) | (t >= f.size)
+                r, c = (int(v) for v in bad.nonzero()[0])
+                raise ValueError(f"{f.name}[:, {c}] (field '{f.name}'): index {int(t[r, c])} "
+                                 f"out of range [0, {f.size})")
+
+
+class SchemaModule(nn.Module):
+    """Base class of the layers and models that read a batch: keeps the schema and validates.
+
+    ``validate`` is a plain attribute: set ``model.validate = False`` to skip :func:`check_batch`
+    (benchmarks; the check costs well under 1% of an FM training step on CPU, but it reads every
+    index and, on a GPU, waits for the device). A model validates once at its boundary and builds
+    its inner layers with ``validate=False`` so the same batch is not checked twice.
+    """
+
+    def __init__(self, schema: Schema, *, validate: bool = True):
+        super().__init__()
+        if not isinstance(schema, Schema):
+            raise ValueError(f"schema: expected a recbook.data.Schema, got {type(schema).__name__}")
+        if len(schema) == 0:
+            raise ValueError("schema: has no fields; expected at least one")
+        self.schema = schema
+        self.validate = bool(validate)
+        single = schema.single
+        offsets = torch.as_tensor(schema.offsets, dtype=torch.long)
+        # Buffers, not per-batch tensors: built once, moved by .to(device), not saved in the
+        # state dict (they are derived from the schema, not learned).
+        self.register_buffer("single_offsets", offsets[: len(single)].clone(), persistent=False)
+        self.register_buffer("single_sizes", torch.tensor([f.size for f in single], dtype=torch.long),
+                             persistent=False)
+
+    def check(self, batch: Mapping) -> None:
+        """Validate ``batch`` against the schema unless ``self.validate`` is False."""
+        if self.validate:
+            check_batch(self.schema, batch, self.single_sizes)
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings and the first-order term
+# --------------------------------------------------------------------------------------------
+
+class FieldEmbedding(SchemaModule):
+    """One ``dim``-vector per field from a single table shared by all fields.
+
+    Row ``offset[f] + i`` of ``table`` (an ``nn.Embedding(schema.total_size, dim)``) is value ``i``
+    of field ``f``. All single-valued fields are looked up with one call (``x + offsets``); each
+    multi-valued field is the **mean** of its members' vectors, padding (index 0) excluded, and a
+    row with no members gives a zero vector.
+
+    Init ``N(0, init_std^2)`` with a small ``init_std`` (0.01): the FM term adds ``F(F-1)/2``
+    products of two embeddings, so with PyTorch's default ``N(0, 1)`` a model with 8 fields and
+    ``dim=16`` starts with logits of size ``~sqrt(28 * 16) ~ 20`` (a saturated sigmoid, huge
+    loss and gradients); with 0.01 it starts near the base rate and Adam grows the vectors.
+
+    Shapes: ``forward(batch) -> [B, F, dim]`` with ``F = len(schema)``, fields in schema order.
+    """
+
+    def __init__(self, schema: Schema, dim: int, *, init_std: float = 0.01, validate: bool = True):
+        super().__init__(schema, validate=validate)
+        self.dim = require_positive_int(dim, name="dim")
+        if not (isinstance(init_std, (int, float)) and init_std >= 0):
+            raise ValueError(f"init_std: expected a non-negative number, got {init_std!r}")
+        self.table = nn.Embedding(schema.total_size, self.dim)
+        nn.init.normal_(self.table.weight, 0.0, float(init_std))
+        self._offset = {f.name: int(o) for f, o in zip(schema.fields, schema.offsets)}
+        self._multi = [f.name for f in schema.multi]
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.schema)
+
+    def field_weight(self, name: str) -> torch.Tensor:
+        """The rows of field ``name``: a ``[size, dim]`` view of the table (index 0 = padding)."""
+        f = self.schema[name]
+        o = self._offset[name]
+        return self.table.weight[o: o + f.size]
+
+    def _check_local(self, name: str, idx, key: str | None) -> None:
+        f = self.schema[name]
+        key = key or name
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long:
+            raise ValueError(f"{key}: expected an int64 tensor of indices, got "
+                             f"{getattr(idx, 'dtype', type(idx).__name__)}")
+        if idx.numel():
+            lo, hi = torch.aminmax(idx)
+            if bool(lo < 0) or bool(hi >= f.size):
+                bad = int(lo) if bool(lo < 0) else int(hi)
+                raise ValueError(f"{key} (field '{name}'): index {bad} out of range [0, {f.size})")
+
+    def lookup(self, name: str, idx: torch.Tensor, *, key: str | None = None) -> torch.Tensor:
+        """Vectors of field ``name``'s local indices ``idx`` (any shape) -> ``[*idx.shape, dim]``.
+
+        For keys outside the CTR batch layout, e.g. DIN's behaviour history:
+        ``lookup("item_id", batch["hist_item"], key="hist_item")`` (``key`` only names the tensor
+        in error messages). Padding entries return the field's padding row; mask them.
+        """
+        if self.validate:
+            self._check_local(name, idx, key)
+        return self.table(idx + self._offset[name])
+
+    def pool(self, name: str, idx: torch.Tensor, *, key: str | None = None) -> torch.Tensor:
+        """Mean of the vectors of ``idx`` ``[B, L]`` over its non-padding entries -> ``[B, dim]``."""
+        if self.validate:
+            self._check_local(name, idx, key)
+        return self._pool(name, idx)
+
+    def _pool(self, name: str, idx: torch.Tensor) -> torch.Tensor:
+        mask = idx != PAD
+        count = mask.sum(1, keepdim=True).clamp_(min=1)
+        # Weight 1/k on the k members and 0 on padding: the padding rows are multiplied by 0, so
+        # they neither change the output nor receive a gradient, and an empty row gives a zero
+        # vector. (Multiply-and-sum is ~3x faster on CPU than bmm for these tiny [1, L] x [L, D].)
+        w = (mask / count).to(self.table.weight.dtype).unsqueeze(-1)  # [B, L, 1]
+        return (self.table(idx + self._offset[name]) * w).sum(dim=1)
+
+    def forward(self, batch: Mapping) -> torch.Tensor:
+        self.check(batch)
+        parts = []
+        if self.single_offsets.numel():
+            parts.append(self.table(batch["x"] + self.single_offsets))  # [B, S, D], one lookup
+        for name in self._multi:
+            parts.append(self._pool(name, batch[name]).unsqueeze(1))  # [B, 1, D], checked above
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class FeatureLinear(SchemaModule):
+    """First-order term ``w0 + sum_i w_i x_i`` over one-hot features -> logits ``[B]``.
+
+    One scalar weight per feature *value* (an embedding of dim 1 over the same offsets as
+    :class:`FieldEmbedding`), not a linear layer over embeddings. A multi-valued field with ``k``
+    members has ``x_i = 1/k`` on each, so it contributes the mean of its members' weights,
+    matching the pooled embedding.
+
+    Init: weights 0 and ``w0`` = 0, or the log-odds of ``base_rate`` when given, so an untrained
+    model predicts the base rate (a zero-weight model is then exactly the constant predictor).
+    """
+
+    def __init__(self, schema: Schema, *, base_rate: float | None = None, validate: bool = True):
+        super().__init__(schema, validate=validate)
+        self.weights = FieldEmbedding(schema, 1, validate=False)  # the boundary checks once
+        nn.init.zeros_(self.weights.table.weight)
+        bias = 0.0
+        if base_rate is not None:
+            p = require_fraction(base_rate, name="base_rate")
+            bias = math.log(p / (1 - p))
+        self.bias = nn.Parameter(torch.tensor(bias))
+
+    def forward(self, batch: Mapping) -> torch.Tensor:
+        self.check(batch)
+        return self.weights(batch).sum(dim=(1, 2)) + self.bias
+
+
+# --------------------------------------------------------------------------------------------
+# Factorization-machine interaction
+# --------------------------------------------------------------------------------------------
+
+class FMInteraction(nn.Module):
+    """Pairwise term of a factorization machine (Rendle, ICDM 2010), in ``O(kn)``.
+
+    ``sum_{i<j} <v_i, v_j> = 0.5 * sum_d [ (sum_i v_id)^2 - sum_i v_id^2 ]``: the square of the sum
+    contains every product ``v_i v_j`` twice plus the ``n`` squares, which are subtracted. Cost
+    ``O(kn)`` instead of ``O(kn^2)`` for the explicit sum over pairs.
+
+    Shapes: ``v`` ``[B, n, k]`` -> ``[B]``, or ``[B, k]`` with ``reduce_sum=False`` (the
+    per-dimension terms, which the deep models feed onward).
+    """
+
+    def __init__(self, reduce_sum: bool = True):
+        super().__init__()
+        self.reduce_sum = bool(reduce_sum)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        if not isinstance(v, torch.Tensor) or v.dim() != 3:
+            raise ValueError(f"v: expected a [B, n, k] tensor, got shape {tuple(getattr(v, 'shape', ()))}")
+        square_of_sum = v.sum(dim=1).square()  # [B, k]
+        sum_of_square = v.square().sum(dim=1)  # [B, k]
+        out = 0.5 * (square_of_sum - sum_of_square)
+        return out.sum(dim=1) if self.reduce_sum else out
+
+    def extra_repr(self) -> str:
+        return f"reduce_sum={self.reduce_sum}"
+
+
+def pairwise_interaction_naive(v: torch.Tensor) -> torch.Tensor:
+    """``sum_{i<j} <v_i, v_j>`` by visiting every pair: ``O(k n^2)``. ``[B, n, k]`` -> ``[B]``.
+
+    The reference for :class:`FMInteraction` in tests and the chapter's speed comparison. The
+    outer loop over ``i`` is Python; the inner loop over ``j > i`` is one vectorised product, so
+    that timings measure the ``n(n-1)/2`` dot products rather than Python's per-call overhead.
+    """
+    if not isinstance(v, torch.Tensor) or v.dim() != 3:
+        raise ValueError(f"v: expected a [B, n, k] tensor, got shape {tuple(getattr(v, 'shape', ()))}")
+    out = v.new_zeros(v.shape[0])
+    for i in range(v.shape[1] - 1):
+        out = out + (v[:, i: i + 1] * v[:, i + 1:]).sum(dim=(1, 2))  # <v_i, v_j> for all j > i
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-layer perceptron
+# --------------------------------------------------------------------------------------------
+
+def mlp(in_dim: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, batchnorm: bool = False,
+        out_dim: int | None = 1) -> nn.Sequential:
+    """``Linear -> [BatchNorm1d] -> ReLU -> [Dropout]`` per hidden width, then ``Linear(out_dim)``.
+
+    ``[B, in_dim]`` -> ``[B, out_dim]`` (``[B, hidden[-1]]`` when ``out_dim`` is None). Weights keep
+    PyTorch's default ``U(+-1/sqrt(fan_in))``, which keeps activations of order 1 at these widths;
+    the output bias starts at 0 so the model's global bias lives in one place (the linear term).
+    """
+    in_dim = require_positive_int(in_dim, name="in_dim")
+    hidden = tuple(hidden)
+    for i, h in enumerate(hidden):
+        require_positive_int(h, name=f"hidden[{i}]")
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        # A bias before BatchNorm is cancelled by its mean subtraction, so drop it.
+        layers.append(nn.Linear(d, h, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    if out_dim is not None:
+        out = nn.Linear(d, require_positive_int(out_dim, name="out_dim"))
+        nn.init.zeros_(out.bias)
+        layers.append(out)
+    return nn.Sequential(*layers)
