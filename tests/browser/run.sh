@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The website's browser test, end to end, without internet access beyond the package registries:
+#   1. install Chromium, chromedriver, npm and a CJK font from Debian if missing (needs root),
+#      and Selenium;
+#   2. vendor MathJax, require.js and the widget manager from npm   (tests/browser/vendor.sh);
+#   3. build the book into _build/html with those files in _static/  (tests/browser/build.py);
+#   4. open every page in headless Chromium                          (tests/browser/test_pages.py).
+#
+#   bash tests/browser/run.sh                  # everything
+#   SKIP_BUILD=1 bash tests/browser/run.sh     # reuse _build/html from build.py
+#   bash tests/browser/run.sh -k demo          # extra arguments go to pytest
+#
+# Screenshots of each chapter's first screen land in _build/screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON="${PYTHON:-.venv/bin/python}"
+if [[ ! -x "$PYTHON" ]]; then
+    echo "run.sh: $PYTHON not found; create the environment first (make venv) or set PYTHON" >&2
+    exit 1
+fi
+
+missing=()
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The glossary shows Chinese terms; without a CJK font the screenshots show empty boxes.
+[[ -n "$(fc-list :lang=zh 2>/dev/null)" ]] || missing+=(fonts-wqy-zenhei)
+if ((${#missing[@]})); then
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "run.sh: missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "run.sh: installing ${missing[*]} from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+"$PYTHON" -c "import selenium" 2>/dev/null || "$PYTHON" -m pip install -q selenium
+
+bash tests/browser/vendor.sh
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    "$PYTHON" tests/browser/build.py
+fi
+
+rm -rf _build/screenshots
+RECBOOK_BROWSER_TEST=1 "$PYTHON" -m pytest tests/browser -p no:cacheprovider "$@"

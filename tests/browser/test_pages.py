@@ -1,0 +1,250 @@
+"""Open every page of the built book in headless Chromium and check what a reader would see.
+
+A page fails on
+  * a JavaScript error: an uncaught exception, a console error, or a resource that did not load;
+  * LaTeX that MathJax did not typeset: a math element without rendered output, a MathJax error
+    (``mjx-merror``), or raw TeX (``$$``, ``\\(``, ``\\begin{``, ``\\frac`` ...) in the page text;
+  * a widget that did not render: a widget view without its rendered widget, views without widget
+    state, or "Error displaying widget";
+  * a broken image;
+  * a broken internal link: an ``<a href>``, ``<img src>``, ``<script src>`` or ``<link href>``
+    inside the site that names a missing file, or a ``#fragment`` missing from its page.
+
+The first screen of every chapter (the pages under book/) is saved to _build/screenshots/.
+
+Needs _build/html built by tests/browser/build.py (MathJax, require.js and the widget manager
+served from _static/, no CDN); otherwise the module is skipped, with the reason. Run everything,
+from installing Chromium to this test, with ``bash tests/browser/run.sh``.
+"""
+from __future__ import annotations
+
+import html.parser
+import os
+import posixpath
+import re
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
+EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host ...
+
+
+def _pages() -> list[str]:
+    skip = ("_sources/", "_static/", "_images/", "_downloads/")
+    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                  if not p.relative_to(HTML).as_posix().startswith(skip))
+
+
+class _Collector(html.parser.HTMLParser):
+    """Collects the URLs a page refers to and the ids it defines."""
+
+    ATTRS = {"a": "href", "img": "src", "script": "src", "link": "href", "source": "src",
+             "iframe": "src"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.urls: list[tuple[str, str]] = []  # (tag, url)
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("id", "name") if tag == "a" else ("id",):
+            if attrs.get(key):
+                self.ids.add(attrs[key])
+        url = attrs.get(self.ATTRS.get(tag, ""))
+        if url is not None:
+            self.urls.append((tag, url.strip()))
+
+
+@lru_cache(maxsize=None)
+def _parse(page: str) -> _Collector:
+    collector = _Collector()
+    collector.feed((HTML / page).read_text(encoding="utf-8"))
+    return collector
+
+
+def _external_scripts() -> list[str]:
+    return [f"{page}: {url}" for page in _pages() for tag, url in _parse(page).urls
+            if tag in ("script", "link") and EXTERNAL.match(url) and not url.startswith("data:")
+            and (tag == "script" or url.split("?")[0].endswith((".css", ".js")))]
+
+
+def _why_not_ready() -> str | None:
+    if not HTML.is_dir():
+        return "_build/html does not exist: build the book first (bash tests/browser/run.sh)"
+    if not MARKER.is_file():
+        return ("_build/html was not built with vendored MathJax and widget manager "
+                "(make book loads them from CDNs): run bash tests/browser/run.sh")
+    external = _external_scripts()
+    if external:
+        return ("pages load scripts from other hosts, which this offline test cannot reach; "
+                "rebuild with tests/browser/build.py: " + "; ".join(external[:5]))
+    return None
+
+
+REASON = _why_not_ready()
+if REASON is not None:
+    if os.environ.get("RECBOOK_BROWSER_TEST", "") not in ("", "0"):  # set by run.sh
+        raise RuntimeError(REASON)
+    pytest.skip(REASON, allow_module_level=True)
+
+PAGES = _pages()
+
+
+# ---------------------------------------------------------------------------------------------
+# Links: static, from the HTML files
+# ---------------------------------------------------------------------------------------------
+def _target(page: str, url: str) -> tuple[Path, str] | None:
+    """The file and fragment that ``url`` on ``page`` points to; None for external URLs."""
+    if not url or EXTERNAL.match(url):
+        return None
+    parts = urlsplit(urljoin("/" + page, url))
+    path = posixpath.normpath(unquote(parts.path)).lstrip("/")
+    target = HTML / path
+    if url.startswith("#") or parts.path.endswith("/"):
+        target = HTML / page if url.startswith("#") else target / "index.html"
+    return target, unquote(parts.fragment)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_internal_links(page):
+    broken = []
+    for tag, url in _parse(page).urls:
+        resolved = _target(page, url)
+        if resolved is None or url in ("#", ""):
+            continue
+        target, fragment = resolved
+        if not target.resolve().is_relative_to(HTML.resolve()):
+            broken.append(f"<{tag}> {url!r}: points outside the site")
+        elif not target.is_file():
+            broken.append(f"<{tag}> {url!r}: no file {target.relative_to(HTML)}")
+        elif fragment and target.suffix == ".html":
+            if fragment not in _parse(target.relative_to(HTML).as_posix()).ids:
+                broken.append(f"<{tag}> {url!r}: no id {fragment!r} in {target.relative_to(HTML)}")
+    assert not broken, f"{page}: broken internal links:\n  " + "\n  ".join(broken)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: in Chromium
+# ---------------------------------------------------------------------------------------------
+# Waits for MathJax, the widgets and the images, then reports what went wrong. Runs as an async
+# script: the last argument is Selenium's callback.
+SETTLE_AND_INSPECT = r"""
+const done = arguments[arguments.length - 1];
+const timeoutMs = arguments[0];
+const deadline = Date.now() + timeoutMs;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]';
+const STATE = 'script[type="application/vnd.jupyter.widget-state+json"]';
+const WIDGET_ERROR = /Error displaying widget|Could not create a view|Failed to load model class/;
+
+// The widget manager renders each view into a div.widget-subarea it inserts before the view's
+// <script>; a view that failed renders ipywidgets' error widget there instead.
+function viewSettled(view) {
+  const area = view.previousElementSibling;
+  return !!(area && area.classList.contains("widget-subarea") && area.querySelector(".jupyter-widgets"));
+}
+async function mathjaxDone() {
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) {
+    try { await Promise.race([mj.startup.promise, sleep(Math.max(0, deadline - Date.now()))]); }
+    catch (e) { /* reported as unrendered math */ }
+  }
+}
+
+(async () => {
+  const report = {};
+  await mathjaxDone();
+  const views = Array.from(document.querySelectorAll(VIEW));
+  while (Date.now() < deadline && !views.every(viewSettled)) await sleep(100);
+  await mathjaxDone();  // widgets may have queued labels for typesetting
+
+  // Images: load lazy ones now, then wait for all of them.
+  const images = Array.from(document.images);
+  images.forEach((img) => { if (img.loading === "lazy") img.loading = "eager"; });
+  await Promise.race([
+    Promise.all(images.map((img) => img.complete ? null
+      : new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); }))),
+    sleep(Math.max(0, deadline - Date.now())),
+  ]);
+  report.brokenImages = images.filter((img) => !(img.complete && img.naturalWidth > 0))
+                              .map((img) => img.getAttribute("src"));
+
+  // Math: every Sphinx math element holds typeset output, and MathJax reported no TeX error.
+  const math = Array.from(document.querySelectorAll(".math"));
+  report.mathCount = math.length;
+  report.mathjaxLoaded = !!(window.MathJax && window.MathJax.startup);
+  report.unrenderedMath = math.filter((el) => !el.querySelector("mjx-container"))
+                              .map((el) => el.textContent.trim().slice(0, 80));
+  report.mathErrors = Array.from(document.querySelectorAll("mjx-merror"))
+                           .map((el) => el.getAttribute("data-mjx-error") || el.textContent);
+
+  // Raw TeX left in the text (outside code, scripts and typeset math).
+  const skip = "pre, code, script, style, textarea, kbd, samp, mjx-container, .highlight";
+  const rawTex = /\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\(?:frac|sum|prod|mathbf|mathrm|hat|langle|log|sigma|alpha|beta|lambda|top|cdot|in)\b/;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  report.rawTex = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest(skip)) continue;
+    const m = node.textContent.match(rawTex);
+    if (m) report.rawTex.push(node.textContent.trim().slice(0, 100));
+  }
+
+  // Widgets: every view rendered, no error text, state present where views are.
+  report.viewCount = views.length;
+  report.stateCount = document.querySelectorAll(STATE).length;
+  report.missingViews = views.filter((v) => !viewSettled(v)).map((v) => v.textContent.trim());
+  report.widgetErrors = Array.from(document.querySelectorAll(".jupyter-widgets-error-widget"))
+    .map((el) => (el.getAttribute("title") || el.textContent || "error widget").trim().slice(0, 200))
+    .concat(Array.from(document.querySelectorAll(".jupyter-widgets"))
+      .filter((el) => WIDGET_ERROR.test(el.textContent) && !el.querySelector(".jupyter-widgets"))
+      .map((el) => el.textContent.trim().slice(0, 200)));
+  done(report);
+})().catch((e) => done({scriptError: String(e && e.stack || e)}));
+"""
+
+# Chromium's own request for /favicon.ico is not something a page asked for.
+IGNORED_LOG = re.compile(r"/favicon\.ico\b")
+
+
+def _severe(log: list[dict]) -> list[str]:
+    return [entry["message"] for entry in log
+            if entry.get("level") == "SEVERE" and not IGNORED_LOG.search(entry["message"])]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders(page, browser, site):
+    browser.get("about:blank")
+    browser.get_log("browser")  # drop whatever the previous page logged late
+    browser.get(site + page)
+    report = browser.execute_async_script(SETTLE_AND_INSPECT, 20_000)
+    errors = _severe(browser.get_log("browser"))
+
+    if page.startswith("book/"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.execute_script("window.scrollTo(0, 0);")
+        browser.save_screenshot(str(SCREENSHOTS / (page[len("book/"):-len(".html")]
+                                                   .replace("/", "-") + ".png")))
+
+    problems = []
+    if "scriptError" in report:
+        problems.append(f"the inspection script failed: {report['scriptError']}")
+    problems += [f"JavaScript error: {message}" for message in errors]
+    if report.get("mathCount") and not report.get("mathjaxLoaded"):
+        problems.append(f"MathJax did not load; {report['mathCount']} math elements left as TeX")
+    problems += [f"LaTeX not typeset: {tex!r}" for tex in report.get("unrenderedMath", [])]
+    problems += [f"MathJax error: {err!r}" for err in report.get("mathErrors", [])]
+    problems += [f"raw TeX in the page text: {text!r}" for text in report.get("rawTex", [])]
+    if report.get("viewCount") and not report.get("stateCount"):
+        problems.append(f"{report['viewCount']} widget views but no widget state on the page")
+    problems += [f"widget view not rendered: {view}" for view in report.get("missingViews", [])]
+    problems += [f"widget error: {err!r}" for err in report.get("widgetErrors", [])]
+    problems += [f"broken image: {src}" for src in report.get("brokenImages", [])]
+    assert not problems, f"{page}:\n  " + "\n  ".join(problems)
