@@ -3,10 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.recbook-installed
-# Pytest worker count for `make test`; the notebooks are the slow part.
+# Extra pytest arguments, e.g. PYTEST_ARGS="-x -k fm".
 PYTEST_ARGS ?=
 
-.PHONY: venv test unit notebooks book bench bench-quick data clean
+.PHONY: venv test unit notebooks time-notebooks book bench bench-quick data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ unit: $(STAMP)
 
 notebooks: $(STAMP) data
 	$(BIN)/python -m pytest --nbval-lax book $(PYTEST_ARGS)
+
+# Execute each notebook in a fresh kernel and print its wall time (budget: 60 s each).
+time-notebooks: $(STAMP) data
+	$(BIN)/python tools/time_notebooks.py
 
 # Execute every notebook and build the website into _build/html. Locally notebooks are cached
 # (execute_notebooks: cache); with CI set the cache is dropped first, so every notebook runs.

@@ -160,6 +160,15 @@ class FieldEmbedding(SchemaModule):
         self._offset = {f.name: int(o) for f, o in zip(schema.fields, schema.offsets)}
         self._multi = [f.name for f in schema.multi]
 
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows of the table for global indices ``rows`` (any shape) -> ``[*rows.shape, dim]``.
+
+        Same values and gradients as ``self.table(rows)``, but ``index_select``'s backward (an
+        ``index_add``) is 1.4x (dim 16) to 4x (dim 1) faster on CPU than ``nn.Embedding``'s dense
+        backward for these small tables, and the backward pass dominates a training step here.
+        """
+        return self.table.weight.index_select(0, rows.reshape(-1)).view(*rows.shape, self.dim)
+
     @property
     def num_fields(self) -> int:
         return len(self.schema)
@@ -191,7 +200,7 @@ class FieldEmbedding(SchemaModule):
         """
         if self.validate:
             self._check_local(name, idx, key)
-        return self.table(idx + self._offset[name])
+        return self._gather(idx + self._offset[name])
 
     def pool(self, name: str, idx: torch.Tensor, *, key: str | None = None) -> torch.Tensor:
         """Mean of the vectors of ``idx`` ``[B, L]`` over its non-padding entries -> ``[B, dim]``."""
@@ -206,13 +215,13 @@ class FieldEmbedding(SchemaModule):
         # they neither change the output nor receive a gradient, and an empty row gives a zero
         # vector. (Multiply-and-sum is ~3x faster on CPU than bmm for these tiny [1, L] x [L, D].)
         w = (mask / count).to(self.table.weight.dtype).unsqueeze(-1)  # [B, L, 1]
-        return (self.table(idx + self._offset[name]) * w).sum(dim=1)
+        return (self._gather(idx + self._offset[name]) * w).sum(dim=1)
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         self.check(batch)
         parts = []
         if self.single_offsets.numel():
-            parts.append(self.table(batch["x"] + self.single_offsets))  # [B, S, D], one lookup
+            parts.append(self._gather(batch["x"] + self.single_offsets))  # [B, S, D], one lookup
         for name in self._multi:
             parts.append(self._pool(name, batch[name]).unsqueeze(1))  # [B, 1, D], checked above
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -9,11 +9,12 @@ website with no Python kernel behind it:
   front, puts the results in a ``widgets.Stack`` of ``Output`` widgets and links the stack's
   ``selected_index`` to a slider with ``widgets.jslink``. The link runs in the browser, so the
   slider keeps working on the static website. Use it for a handful of values: every rendered
-  figure is stored in the page.
+  figure is stored in the page. :func:`two_vector_slider` and :func:`contribution_dropdown` (the
+  factorization-machine chapter) are built on it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.dates as mdates
@@ -28,7 +29,8 @@ from ._checks import require_columns
 from .data.protocols import LABEL_THRESHOLD, chronological_split, ctr_frame
 from .plots import LABEL_COLORS, SPLIT_COLORS, SPLITS
 
-__all__ = ["ctr_splits", "precomputed_slider", "user_timeline", "user_timeline_widget"]
+__all__ = ["contribution_dropdown", "ctr_splits", "precomputed_slider", "two_vector_slider",
+           "user_timeline", "user_timeline_widget"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,4 +248,53 @@ def precomputed_slider(render: Callable, values: Sequence, description: str = "v
     link = widgets.jslink((picker, "index"), (stack, "selected_index"))
     box = widgets.VBox([picker, stack])
     box.control, box.stack, box.link = picker, stack, link
+    return box
+
+
+# --------------------------------------------------------------------------------------------
+# Factorization machines (precomputed, so they work on the website)
+# --------------------------------------------------------------------------------------------
+
+def two_vector_slider(len1: float = 1.5, len2: float = 1.2, bias: float = -0.5,
+                      angles: Sequence[float] = tuple(range(0, 181, 15)), *, value: float | None = 60
+                      ) -> widgets.VBox:
+    """A slider over the angle between two 2-D feature vectors: the arrows, their dot product and
+    the FM's predicted probability ``sigmoid(bias + <v1, v2>)`` for each angle (precomputed).
+
+    ``v1`` points along the x axis; ``v2`` is rotated by the slider's angle (degrees).
+    """
+    from .interactions import two_vector_interaction
+    from .plots import plot_two_vectors
+
+    two_vector_interaction(0.0, len1, 0.0, len2, bias)  # validate once, naming the bad argument
+    limit = 1.15 * max(len1, len2, 1e-9)
+
+    def render(angle):
+        return plot_two_vectors(two_vector_interaction(0.0, len1, float(angle), len2, bias), limit=limit)[0]
+
+    return precomputed_slider(render, list(angles), "angle between v₁ and v₂ (°)", value=value)
+
+
+def contribution_dropdown(model, batch, rows: Mapping[str, int], *, top: int | None = 15) -> widgets.VBox:
+    """A dropdown of examples; each shows every term's contribution to the FM's logit (precomputed).
+
+    Args:
+        model: a :class:`recbook.models.FactorizationMachine`.
+        batch: CTR rows (dict of tensors or :class:`~recbook.data.TensorData`).
+        rows: ``{label: row of batch}``, e.g. ``{"user 13 × Star Wars (1977)": 42}``.
+        top: terms drawn as their own bar (see :func:`recbook.plots.plot_pair_contributions`).
+    """
+    from .interactions import pair_contributions
+    from .plots import plot_pair_contributions
+
+    if not isinstance(rows, Mapping) or not rows:
+        raise ValueError("rows: expected a non-empty dict {label: row}")
+    for label, row in rows.items():
+        pair_contributions(model, batch, row)  # validate every row before rendering any
+
+    def render(label):
+        return plot_pair_contributions(pair_contributions(model, batch, rows[label]), top=top, title=label)
+
+    box = precomputed_slider(render, list(rows), "example", control="dropdown")
+    box.control.layout.width = "min(100%, 600px)"  # room for "user 13 (seen) × Star Wars: 5★"
     return box

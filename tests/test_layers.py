@@ -275,3 +275,17 @@ def test_mlp_shapes_and_options():
 def test_mlp_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         mlp(**kwargs)
+
+
+def test_gather_matches_nn_embedding_values_and_gradients():
+    schema = small_schema()
+    emb = FieldEmbedding(schema, 5, init_std=0.1)
+    batch = random_batch(schema, n=64)
+    rows = batch["x"] + emb.single_offsets
+    out = emb._gather(rows)
+    ref = emb.table(rows)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    w = torch.randn_like(out)
+    (g_fast,) = torch.autograd.grad((out * w).sum(), emb.table.weight)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), emb.table.weight)
+    torch.testing.assert_close(g_fast, g_ref)

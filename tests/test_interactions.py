@@ -1,0 +1,412 @@
+"""recbook.interactions and the factorization-machine figures and widgets: the logit splits exactly
+into its terms, the 2-D interaction is a dot product, the timing table has one row per n, the
+figures draw what they should, and bad input raises ValueError naming the field."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as ipw  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from recbook import interactions, plots, widgets  # noqa: E402
+from recbook.data import GENRES, Field, Schema, ctr_protocol  # noqa: E402
+from recbook.models import FactorizationMachine, LogisticRegression  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def small_schema() -> Schema:
+    return Schema((
+        Field("user_id", tuple(range(20))),
+        Field("item_id", tuple(range(30))),
+        Field("gender", ("F", "M")),
+        Field("genres", tuple("ABCDE"), multi=True),
+    ))
+
+
+def small_batch(schema: Schema, n: int = 16, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.stack([torch.randint(1, f.size, (n,), generator=g) for f in schema.single], dim=1)
+    genres = torch.randint(2, schema["genres"].size, (n, 3), generator=g)
+    k = torch.randint(0, 4, (n,), generator=g)  # 0 to 3 genres per row, the rest padding
+    genres = torch.where(torch.arange(3) < k[:, None], genres, 0)
+    return {"x": x, "genres": genres, "label": torch.randint(0, 2, (n,), generator=g).float()}
+
+
+def trained_like_fm(schema: Schema, seed: int = 0) -> FactorizationMachine:
+    """An FM with weights of order 1 everywhere, as after training (the default init is ~0)."""
+    torch.manual_seed(seed)
+    fm = FactorizationMachine(schema, dim=4, init_std=0.5)
+    with torch.no_grad():
+        fm.linear.weights.table.weight.normal_(0, 0.5)
+        fm.linear.bias.fill_(0.3)
+    return fm
+
+
+# --------------------------------------------------------------------------------------------
+# Contributions
+# --------------------------------------------------------------------------------------------
+
+def test_contributions_sum_to_the_logit_for_every_row():
+    schema = small_schema()
+    fm, batch = trained_like_fm(schema), small_batch(schema)
+    with torch.no_grad():
+        logits = fm(batch).double().numpy()
+    table = interactions.contribution_table(fm, batch)
+    assert list(table.columns) == ["bias", "user_id", "item_id", "gender", "genres",
+                                   "user_id × item_id", "user_id × gender", "user_id × genres",
+                                   "item_id × gender", "item_id × genres", "gender × genres"]
+    np.testing.assert_allclose(table.sum(axis=1).to_numpy(), logits, atol=1e-5)
+    assert np.abs(logits).max() > 0.5  # a non-trivial check: the terms are not all ~0
+    for row in range(len(logits)):
+        c = interactions.pair_contributions(fm, batch, row)
+        assert c["contribution"].sum() == pytest.approx(logits[row], abs=1e-5)
+        np.testing.assert_allclose(c["contribution"].to_numpy(), table.iloc[row].to_numpy())
+
+
+def test_pair_contribution_is_the_dot_product_of_the_two_field_vectors():
+    schema = small_schema()
+    fm, batch = trained_like_fm(schema), small_batch(schema)
+    row = 3
+    c = interactions.pair_contributions(fm, batch, row).set_index("term")
+    assert c.loc["bias", "kind"] == "bias" and c.loc["gender", "kind"] == "first order"
+    assert c.loc["user_id × item_id", "kind"] == "pair"
+    pair = c.loc["user_id × item_id"]
+    assert (pair["field_a"], pair["field_b"]) == ("user_id", "item_id")
+    x = batch["x"][row]
+    with torch.no_grad():
+        v_user = fm.embedding.lookup("user_id", x[0:1])[0]
+        v_item = fm.embedding.lookup("item_id", x[1:2])[0]
+        members = batch["genres"][row][batch["genres"][row] != 0]
+        v_genres = fm.embedding.lookup("genres", members).mean(0) if len(members) else torch.zeros(4)
+        w_gender = fm.linear.weights.lookup("gender", x[2:3])[0, 0]
+    assert c.loc["user_id × item_id", "contribution"] == pytest.approx(float(v_user @ v_item), abs=1e-6)
+    assert c.loc["user_id × genres", "contribution"] == pytest.approx(float(v_user @ v_genres), abs=1e-6)
+    assert c.loc["gender", "contribution"] == pytest.approx(float(w_gender), abs=1e-6)
+    assert c.loc["bias", "contribution"] == pytest.approx(0.3)
+    assert interactions.pair_names(["a", "b", "c"]) == ["a × b", "a × c", "b × c"]
+
+
+def test_contributions_accept_tensor_data_and_leave_training_mode_alone():
+    from recbook.data import TensorData
+
+    schema = small_schema()
+    fm, batch = trained_like_fm(schema), small_batch(schema)
+    fm.train()
+    table = interactions.contribution_table(fm, TensorData(batch))
+    assert len(table) == 16 and fm.training
+    assert not any(p.grad is not None for p in fm.parameters())
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda fm, b: interactions.pair_contributions(LogisticRegression(fm.schema), b), "model"),
+    (lambda fm, b: interactions.contribution_table("fm", b), "model"),
+    (lambda fm, b: interactions.pair_contributions(fm, b, 16), "row"),
+    (lambda fm, b: interactions.pair_contributions(fm, b, -1), "row"),
+    (lambda fm, b: interactions.pair_contributions(fm, b, 1.0), "row"),
+    (lambda fm, b: interactions.pair_contributions(fm, {"genres": b["genres"]}), "batch"),
+    (lambda fm, b: interactions.pair_contributions(fm, {**b, "x": b["x"] + 40}), "user_id"),
+    (lambda fm, b: interactions.contribution_table(fm, {"x": b["x"]}), "genres"),
+])
+def test_contributions_bad_input_names_the_field(call, field):
+    schema = small_schema()
+    with pytest.raises(ValueError, match=field):
+        call(trained_like_fm(schema), small_batch(schema))
+
+
+# --------------------------------------------------------------------------------------------
+# A user and a movie of the CTR protocol
+# --------------------------------------------------------------------------------------------
+
+def tiny_movielens(n_users: int = 30, n_items: int = 12, seed: int = 0) -> SimpleNamespace:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("1998-01-01")
+    rows = []
+    for u in range(1, n_users + 1):
+        items = rng.choice(np.arange(1, n_items + 1), size=int(rng.integers(3, 8)), replace=False)
+        for k, i in enumerate(items):
+            rows.append((u, int(i), int(rng.integers(1, 6)), start + pd.Timedelta(days=u, minutes=k)))
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    users = pd.DataFrame({
+        "user_id": np.arange(1, n_users + 1),
+        "age": rng.integers(15, 70, n_users),
+        "gender": rng.choice(["F", "M"], n_users),
+        "occupation": rng.choice(["artist", "student", "writer"], n_users),
+        "zip_code": [f"{z:05d}" for z in rng.integers(0, 99999, n_users)],
+    })
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
+                          "title": [f"Movie {i}" for i in range(1, n_items + 1)],
+                          "release_year": pd.array(rng.integers(1940, 1999, n_items), dtype="Int64")})
+    flags = rng.random((n_items, len(GENRES))) < 0.3
+    flags[:, 0] |= ~flags.any(axis=1)
+    for j, g in enumerate(GENRES):
+        items[g] = flags[:, j]
+    return SimpleNamespace(ratings=ratings, users=users, items=items)
+
+
+@pytest.fixture(scope="module")
+def ctr():
+    return ctr_protocol(tiny_movielens())
+
+
+def test_user_movie_batch_of_a_rated_pair_is_its_row(ctr):
+    test = ctr.frames["test"]
+    row = 2
+    b = interactions.user_movie_batch(ctr, int(test.loc[row, "user_id"]), int(test.loc[row, "item_id"]))
+    assert torch.equal(b["x"][0], ctr.test["x"][row])
+    width = b["genres"].shape[1]
+    assert torch.equal(b["genres"][0], ctr.test["genres"][row, :width])
+    assert (ctr.test["genres"][row, width:] == 0).all()
+    assert b["label"].item() == test.loc[row, "label"]
+
+
+def test_user_movie_batch_of_an_unrated_pair(ctr):
+    rated = pd.concat(ctr.frames.values())
+    pairs = set(zip(rated["user_id"], rated["item_id"]))
+    user, item = next((u, i) for u in range(1, 31) for i in range(1, 13) if (u, i) not in pairs
+                      and u in set(rated["user_id"]) and i in set(rated["item_id"]))
+    b = interactions.user_movie_batch(ctr, user, item)
+    assert b["x"].shape == (1, 7) and math.isnan(b["label"].item())
+    fm = FactorizationMachine(ctr.schema, dim=4)
+    total = interactions.pair_contributions(fm, b)["contribution"].sum()
+    assert total == pytest.approx(fm(b).item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(user_id=10_000, item_id=1), "user_id"),
+    (dict(user_id=1, item_id=10_000), "item_id"),
+    (dict(user_id="1", item_id=1), "user_id"),
+])
+def test_user_movie_batch_bad_input_names_the_field(ctr, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        interactions.user_movie_batch(ctr, **kwargs)
+    with pytest.raises(ValueError, match="data"):
+        interactions.user_movie_batch(object(), 1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Unseen pairs
+# --------------------------------------------------------------------------------------------
+
+def test_unseen_pair_share_counts_test_rows_without_a_training_row():
+    train = pd.DataFrame({"a": [1, 1, 2, 2, 2], "b": ["x", "y", "x", "x", "x"]})
+    test = pd.DataFrame({"a": [1, 2, 2, 3], "b": ["x", "y", "x", "x"]})
+    out = interactions.unseen_pair_share(train, test, [("a", "b")])
+    assert list(out.index) == ["a × b"]
+    assert out.loc["a × b", "pairs in train"] == 3
+    assert out.loc["a × b", "median train rows per pair"] == 1
+    assert out.loc["a × b", "test rows unseen"] == pytest.approx(0.5)  # (2, y) and (3, x)
+
+
+@pytest.mark.parametrize("train, test, pairs, field", [
+    (pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1], "b": [1]}), [("a", "b")], "train"),
+    (pd.DataFrame({"a": [1], "b": [1]}), pd.DataFrame({"a": [1]}), [("a", "b")], "test"),
+    (pd.DataFrame({"a": [1], "b": [1]}), pd.DataFrame({"a": [1], "b": [1]}), [], "pairs"),
+    (pd.DataFrame({"a": [1], "b": [1]}), pd.DataFrame({"a": [1], "b": [1]}), [("a",)], "pairs"),
+])
+def test_unseen_pair_share_bad_input_names_the_field(train, test, pairs, field):
+    with pytest.raises(ValueError, match=field):
+        interactions.unseen_pair_share(train, test, pairs)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_time_pairwise_one_row_per_n_with_positive_times(backward):
+    times = interactions.time_pairwise(ns=[2, 8, 4], dim=3, batch=2, repeats=1, backward=backward)
+    assert list(times.columns) == ["n", "fm_seconds", "naive_seconds", "ratio"]
+    assert times["n"].tolist() == [2, 8, 4]
+    assert (times[["fm_seconds", "naive_seconds"]] > 0).all().all()
+    np.testing.assert_allclose(times["ratio"], times["naive_seconds"] / times["fm_seconds"])
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(ns=[]), "ns"), (dict(ns=[8, 0]), "ns"), (dict(ns="8"), "ns"), (dict(ns=[8.0]), "ns"),
+    (dict(ns=[8], dim=0), "dim"), (dict(ns=[8], batch=-1), "batch"), (dict(ns=[8], repeats=0), "repeats"),
+    (dict(ns=[8], threads=0), "threads"),
+])
+def test_time_pairwise_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        interactions.time_pairwise(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Two vectors in the plane
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("angle1, len1, angle2, len2", [
+    (0, 1.5, 60, 1.2), (30, 2.0, 210, 0.5), (90, 1.0, 0, 1.0), (-45, 0.0, 10, 3.0), (350, 1.0, 10, 2.0),
+])
+def test_two_vector_interaction_is_len1_len2_cos_of_the_angle_difference(angle1, len1, angle2, len2):
+    r = interactions.two_vector_interaction(angle1, len1, angle2, len2, bias=-0.5)
+    expected = len1 * len2 * math.cos(math.radians(angle2 - angle1))
+    assert r.interaction == pytest.approx(expected, abs=1e-12)
+    assert r.interaction == pytest.approx(float(r.v1 @ r.v2), abs=1e-12)
+    assert np.linalg.norm(r.v1) == pytest.approx(len1) and np.linalg.norm(r.v2) == pytest.approx(len2)
+    assert r.logit == pytest.approx(expected - 0.5)
+    assert r.probability == pytest.approx(1 / (1 + math.exp(-(expected - 0.5))))
+
+
+def test_two_vector_probability_is_stable_for_large_logits():
+    assert interactions.two_vector_interaction(0, 1, 180, 1, bias=-800).probability == 0.0
+    assert interactions.two_vector_interaction(0, 1, 0, 1, bias=800).probability == 1.0
+
+
+@pytest.mark.parametrize("args, field", [
+    ((0, -1.0, 0, 1.0), "len1"), ((0, 1.0, 0, -0.1), "len2"), ((float("nan"), 1, 0, 1), "angle1"),
+    ((0, 1, float("inf"), 1), "angle2"), ((0, 1, 0, 1, "0"), "bias"), ((True, 1, 0, 1), "angle1"),
+])
+def test_two_vector_interaction_bad_input_names_the_field(args, field):
+    with pytest.raises(ValueError, match=field):
+        interactions.two_vector_interaction(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+def test_interaction_heatmaps_share_one_colour_scale_and_mark_the_fields():
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(12, 2))
+    planted = u @ u.T
+    learned = 0.5 * planted
+    axes = plots.plot_interaction_heatmaps(planted, learned, n_fields=3, field_names=["a", "b", "c"])
+    assert len(axes) == 2
+    (im0,), (im1,) = axes[0].get_images(), axes[1].get_images()
+    np.testing.assert_array_equal(im0.get_array(), planted)
+    np.testing.assert_array_equal(im1.get_array(), learned)
+    vmax = np.abs(planted).max()
+    assert im0.get_clim() == im1.get_clim() == (-vmax, vmax)
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b", "c"]
+    assert len(axes[0].lines) == 4  # two boundaries between three fields, each way
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(planted=np.zeros((4, 4)), learned=np.zeros((6, 6)), n_fields=2), "learned"),
+    (dict(planted=np.zeros((4, 3)), learned=np.zeros((4, 3)), n_fields=2), "planted"),
+    (dict(planted=np.zeros((6, 6)), learned=np.zeros((6, 6)), n_fields=4), "n_fields"),
+    (dict(planted=np.zeros((6, 6)), learned=np.full((6, 6), np.nan), n_fields=2), "learned"),
+    (dict(planted=np.zeros((6, 6)), learned=np.zeros((6, 6)), n_fields=2, field_names=["a"]), "field_names"),
+    (dict(planted=np.zeros((6, 6)), learned=np.zeros((6, 6)), n_fields=2, axes="left"), "axes"),
+])
+def test_interaction_heatmaps_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        plots.plot_interaction_heatmaps(**kwargs)
+
+
+def test_pairwise_timing_draws_both_forms_on_log_log_axes():
+    times = pd.DataFrame({"n": [8, 16, 32], "fm_seconds": [1e-4, 1.1e-4, 1.3e-4],
+                          "naive_seconds": [2e-4, 8e-4, 3.2e-3]})
+    times["ratio"] = times["naive_seconds"] / times["fm_seconds"]
+    ax = plots.plot_pairwise_timing(times)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    measured = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert len(measured) == 2
+    ys = sorted(tuple(ln.get_ydata()) for ln in measured)
+    assert ys == sorted([tuple(times["fm_seconds"]), tuple(times["naive_seconds"])])
+    assert any(f"{times['ratio'].iloc[-1]:,.0f}×" in t.get_text() for t in ax.texts)
+
+
+@pytest.mark.parametrize("times, field", [
+    (pd.DataFrame({"n": [8], "fm_seconds": [1.0]}), "naive_seconds"),
+    (pd.DataFrame({"n": [8], "fm_seconds": [0.0], "naive_seconds": [1.0]}), "times"),
+    ([1, 2], "times"),
+])
+def test_pairwise_timing_bad_input_names_the_field(times, field):
+    with pytest.raises(ValueError, match=field):
+        plots.plot_pairwise_timing(times)
+
+
+def test_pair_contributions_bars_add_up_to_the_logit():
+    schema = small_schema()
+    fm, batch = trained_like_fm(schema), small_batch(schema)
+    c = interactions.pair_contributions(fm, batch, 0)
+    total = c["contribution"].sum()
+    ax = plots.plot_pair_contributions(c, top=4, title="row 0")
+    widths = [p.get_width() for p in ax.patches]
+    assert len(widths) == 5  # four terms and "7 other terms"
+    assert sum(widths) == pytest.approx(total)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert f"{len(c) - 4} other terms" in labels
+    assert f"{total:+.2f}" in ax.get_title() and "row 0" in ax.get_title()
+    assert np.argsort(np.abs(widths)).tolist() == list(range(5))  # largest at the top
+    ax = plots.plot_pair_contributions(c, top=None)
+    assert len(ax.patches) == len(c)
+
+
+@pytest.mark.parametrize("contributions, field", [
+    (pd.DataFrame({"term": ["a"], "contribution": [1.0]}), "kind"),
+    (pd.DataFrame({"term": ["a"], "kind": ["pair"], "contribution": [np.nan]}), "contribution"),
+    ("bars", "contributions"),
+])
+def test_pair_contributions_bad_input_names_the_field(contributions, field):
+    with pytest.raises(ValueError, match=field):
+        plots.plot_pair_contributions(contributions)
+    with pytest.raises(ValueError, match="top"):
+        one = pd.DataFrame({"term": ["a"], "kind": ["pair"], "contribution": [1.0]})
+        plots.plot_pair_contributions(one, top=0)
+
+
+def test_two_vectors_draws_both_arrows_and_the_probability():
+    r = interactions.two_vector_interaction(0, 1.5, 120, 1.0, bias=0.25)
+    ax, sx = plots.plot_two_vectors(r, limit=2.0)
+    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
+    assert len(arrows) == 2
+    assert sorted(tuple(np.round(a.xy, 6)) for a in arrows) == sorted(
+        [tuple(np.round(r.v1, 6)), tuple(np.round(r.v2, 6))])
+    assert ax.get_xlim() == (-2.0, 2.0)
+    assert "120°" in ax.get_title()
+    point = [ln for ln in sx.lines if ln.get_marker() == "o"][0]
+    assert point.get_xdata()[0] == pytest.approx(r.logit)
+    assert point.get_ydata()[0] == pytest.approx(r.probability)
+    assert f"p = {r.probability:.2f}" in sx.get_title()
+
+
+def test_two_vectors_bad_input_names_the_field():
+    with pytest.raises(ValueError, match="result"):
+        plots.plot_two_vectors((1, 2))
+    with pytest.raises(ValueError, match="limit"):
+        plots.plot_two_vectors(interactions.two_vector_interaction(0, 1, 0, 1), limit=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Widgets
+# --------------------------------------------------------------------------------------------
+
+def test_two_vector_slider_one_frame_per_angle():
+    box = widgets.two_vector_slider(angles=[0, 90, 180], value=90)
+    assert isinstance(box.control, ipw.SelectionSlider)
+    assert [label for label, _ in box.control.options] == ["0", "90", "180"]
+    assert len(box.stack.children) == 3 and box.stack.selected_index == 1
+    assert plt.get_fignums() == []
+    with pytest.raises(ValueError, match="len2"):
+        widgets.two_vector_slider(len2=-1.0)
+
+
+def test_contribution_dropdown_one_frame_per_example():
+    schema = small_schema()
+    fm, batch = trained_like_fm(schema), small_batch(schema)
+    box = widgets.contribution_dropdown(fm, batch, {"first row": 0, "last row": 15}, top=5)
+    assert isinstance(box.control, ipw.Dropdown)
+    assert [label for label, _ in box.control.options] == ["first row", "last row"]
+    assert len(box.stack.children) == 2
+    assert plt.get_fignums() == []
+    with pytest.raises(ValueError, match="row"):
+        widgets.contribution_dropdown(fm, batch, {"bad": 99})
+    with pytest.raises(ValueError, match="rows"):
+        widgets.contribution_dropdown(fm, batch, {})
