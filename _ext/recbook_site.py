@@ -20,6 +20,7 @@ Each shows up as an error in the browser test (tests/browser/) on the stock Jupy
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sphinx.application import Sphinx
 
@@ -64,7 +65,16 @@ def _point_require_at_widget_manager(app: Sphinx, pagename, templatename, contex
     app.add_js_file(None, body=f"var require = {json.dumps(config)};", priority=499)
 
 
+def _add_stylesheet(app: Sphinx) -> None:
+    # Our own static folder rather than a _static/ beside _config.yml: Jupyter Book links every
+    # .js file under the static paths into each page once that folder exists.
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", _add_stylesheet)
+    # Tables drawn by pandas' Styler carry no class, so the theme gives their cells no padding.
+    app.add_css_file("recbook.css")
     app.add_js_file(None, body=MATHJAX2_HUB_SHIM)
     app.connect("env-updated", _drop_duplicate_inline_scripts)
     # After myst-nb (priority 500) has added the widget scripts to the page.
