@@ -71,8 +71,12 @@ def predict(model: torch.nn.Module, data, batch_size: int = 8192) -> torch.Tenso
     """The model's outputs (logits) for every row of ``data``, in order, on the CPU."""
     was_training = model.training
     model.eval()
+    # Batches follow the model to its device, so CPU data can be scored by a model on a GPU.
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     try:
-        out = [model(b).float().cpu() for b in data.batches(batch_size, shuffle=False)]
+        out = [model({k: v.to(device) for k, v in b.items()}).float().cpu()
+               for b in data.batches(batch_size, shuffle=False)]
     finally:
         model.train(was_training)
     return torch.cat(out)
