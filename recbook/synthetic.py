@@ -82,6 +82,18 @@ class PlantedData:
                              f"out of {len(self.data)}")
         return self.data.subset(slice(0, cut)), self.data.subset(slice(cut, None))
 
+    def split3(self, test_fraction: float = 0.2, valid_fraction: float = 0.1
+               ) -> tuple[TensorData, TensorData, TensorData]:
+        """``(train, valid, test)``: :meth:`split` off the last ``test_fraction`` for test, then the
+        last ``valid_fraction`` of all rows before it for validation (early stopping)."""
+        train, test = self.split(test_fraction)
+        valid_fraction = require_fraction(valid_fraction, name="valid_fraction")
+        n_valid = int(len(self.data) * valid_fraction)
+        if not 1 <= n_valid < len(train):
+            raise ValueError(f"valid_fraction: {valid_fraction} leaves {n_valid} validation rows out of "
+                             f"{len(train)} training rows; expected at least one of each")
+        return train.subset(slice(0, -n_valid)), train.subset(slice(-n_valid, None)), test
+
 
 def _zero_within_field(m: np.ndarray, n_fields: int) -> np.ndarray:
     size = m.shape[0] // n_fields

@@ -210,3 +210,13 @@ def test_planted_data_is_reproducible_and_consistent():
 def test_planted_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         planted_interactions(**kwargs)
+
+
+def test_planted_split3_is_disjoint_ordered_and_checked():
+    data = planted_interactions(n_fields=3, field_size=4, n_samples=1000, seed=0)
+    train, valid, test = data.split3(test_fraction=0.2, valid_fraction=0.1)
+    assert (len(train), len(valid), len(test)) == (700, 100, 200)
+    stacked = torch.cat([train["x"], valid["x"], test["x"]])
+    assert torch.equal(stacked, data.data["x"])  # consecutive blocks, in row order
+    with pytest.raises(ValueError, match="valid_fraction"):
+        data.split3(test_fraction=0.5, valid_fraction=0.6)
