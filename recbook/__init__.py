@@ -1,9 +1,12 @@
 """recbook: deep recommendation models, small enough to read.
 
-Subpackages: :mod:`recbook.data` (MovieLens-100K, features, protocols), :mod:`recbook.layers`
-and :mod:`recbook.models` (the models, all returning logits), :mod:`recbook.train` (one ``fit``
-for every chapter), :mod:`recbook.metrics`, :mod:`recbook.plots`, :mod:`recbook.widgets` and
-:mod:`recbook.bench` (the leaderboard).
+The core: :mod:`recbook.data` (MovieLens-100K, features, protocols), :mod:`recbook.layers` and
+:mod:`recbook.models` (the models, all returning logits), :mod:`recbook.train` (one ``fit`` for
+every chapter), :mod:`recbook.metrics`, :mod:`recbook.bench` (the leaderboard), and the figures
+and widgets every chapter shares (:mod:`recbook.plots`, :mod:`recbook.widgets`).
+
+Chapter helpers: :mod:`recbook.chapters` holds what serves one chapter only (its figures, widgets,
+synthetic data). The core never imports it.
 """
 __version__ = "0.1.0"
 REPOSITORY_URL = "https://github.com/recbook/recbook"

@@ -5,7 +5,7 @@ import pytest
 
 from recbook import bench
 from recbook.models import FactorizationMachine, LogisticRegression
-from recbook.synthetic import planted_interactions
+from recbook.chapters.synthetic import planted_interactions
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from recbook.data import Field, Schema
 from recbook.layers import pairwise_interaction_naive
 from recbook.models import FactorizationMachine, LogisticRegression, Poly2
-from recbook.synthetic import planted_interactions
+from recbook.chapters.synthetic import planted_interactions
 
 MODELS = {
     "lr": lambda s: LogisticRegression(s),

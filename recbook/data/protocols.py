@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .._checks import require_columns, require_fraction, require_int_range, require_no_nan, require_positive_int
-from .features import Field, Schema, UNK
+from .features import Field, Schema
 from .tensors import TensorData
 
 AGE_BUCKETS = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")

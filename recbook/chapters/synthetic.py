@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import require_fraction, require_positive_int
-from .data.features import N_RESERVED, Field, Schema
-from .data.tensors import TensorData
+from .._checks import require_fraction, require_positive_int
+from ..data.features import N_RESERVED, Field, Schema
+from ..data.tensors import TensorData
 
 __all__ = ["PlantedData", "planted_interactions"]
 

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from recbook import interactions, plots, widgets  # noqa: E402
+from recbook.chapters import fm as chapter  # noqa: E402
 from recbook.data import GENRES, Field, Schema, ctr_protocol  # noqa: E402
 from recbook.models import FactorizationMachine, LogisticRegression  # noqa: E402
 
@@ -65,14 +65,14 @@ def test_contributions_sum_to_the_logit_for_every_row():
     fm, batch = trained_like_fm(schema), small_batch(schema)
     with torch.no_grad():
         logits = fm(batch).double().numpy()
-    table = interactions.contribution_table(fm, batch)
+    table = chapter.contribution_table(fm, batch)
     assert list(table.columns) == ["bias", "user_id", "item_id", "gender", "genres",
                                    "user_id × item_id", "user_id × gender", "user_id × genres",
                                    "item_id × gender", "item_id × genres", "gender × genres"]
     np.testing.assert_allclose(table.sum(axis=1).to_numpy(), logits, atol=1e-5)
     assert np.abs(logits).max() > 0.5  # a non-trivial check: the terms are not all ~0
     for row in range(len(logits)):
-        c = interactions.pair_contributions(fm, batch, row)
+        c = chapter.pair_contributions(fm, batch, row)
         assert c["contribution"].sum() == pytest.approx(logits[row], abs=1e-5)
         np.testing.assert_allclose(c["contribution"].to_numpy(), table.iloc[row].to_numpy())
 
@@ -81,7 +81,7 @@ def test_pair_contribution_is_the_dot_product_of_the_two_field_vectors():
     schema = small_schema()
     fm, batch = trained_like_fm(schema), small_batch(schema)
     row = 3
-    c = interactions.pair_contributions(fm, batch, row).set_index("term")
+    c = chapter.pair_contributions(fm, batch, row).set_index("term")
     assert c.loc["bias", "kind"] == "bias" and c.loc["gender", "kind"] == "first order"
     assert c.loc["user_id × item_id", "kind"] == "pair"
     pair = c.loc["user_id × item_id"]
@@ -97,7 +97,7 @@ def test_pair_contribution_is_the_dot_product_of_the_two_field_vectors():
     assert c.loc["user_id × genres", "contribution"] == pytest.approx(float(v_user @ v_genres), abs=1e-6)
     assert c.loc["gender", "contribution"] == pytest.approx(float(w_gender), abs=1e-6)
     assert c.loc["bias", "contribution"] == pytest.approx(0.3)
-    assert interactions.pair_names(["a", "b", "c"]) == ["a × b", "a × c", "b × c"]
+    assert chapter.pair_names(["a", "b", "c"]) == ["a × b", "a × c", "b × c"]
 
 
 def test_contributions_accept_tensor_data_and_leave_training_mode_alone():
@@ -106,20 +106,20 @@ def test_contributions_accept_tensor_data_and_leave_training_mode_alone():
     schema = small_schema()
     fm, batch = trained_like_fm(schema), small_batch(schema)
     fm.train()
-    table = interactions.contribution_table(fm, TensorData(batch))
+    table = chapter.contribution_table(fm, TensorData(batch))
     assert len(table) == 16 and fm.training
     assert not any(p.grad is not None for p in fm.parameters())
 
 
 @pytest.mark.parametrize("call, field", [
-    (lambda fm, b: interactions.pair_contributions(LogisticRegression(fm.schema), b), "model"),
-    (lambda fm, b: interactions.contribution_table("fm", b), "model"),
-    (lambda fm, b: interactions.pair_contributions(fm, b, 16), "row"),
-    (lambda fm, b: interactions.pair_contributions(fm, b, -1), "row"),
-    (lambda fm, b: interactions.pair_contributions(fm, b, 1.0), "row"),
-    (lambda fm, b: interactions.pair_contributions(fm, {"genres": b["genres"]}), "batch"),
-    (lambda fm, b: interactions.pair_contributions(fm, {**b, "x": b["x"] + 40}), "user_id"),
-    (lambda fm, b: interactions.contribution_table(fm, {"x": b["x"]}), "genres"),
+    (lambda fm, b: chapter.pair_contributions(LogisticRegression(fm.schema), b), "model"),
+    (lambda fm, b: chapter.contribution_table("fm", b), "model"),
+    (lambda fm, b: chapter.pair_contributions(fm, b, 16), "row"),
+    (lambda fm, b: chapter.pair_contributions(fm, b, -1), "row"),
+    (lambda fm, b: chapter.pair_contributions(fm, b, 1.0), "row"),
+    (lambda fm, b: chapter.pair_contributions(fm, {"genres": b["genres"]}), "batch"),
+    (lambda fm, b: chapter.pair_contributions(fm, {**b, "x": b["x"] + 40}), "user_id"),
+    (lambda fm, b: chapter.contribution_table(fm, {"x": b["x"]}), "genres"),
 ])
 def test_contributions_bad_input_names_the_field(call, field):
     schema = small_schema()
@@ -165,7 +165,7 @@ def ctr():
 def test_user_movie_batch_of_a_rated_pair_is_its_row(ctr):
     test = ctr.frames["test"]
     row = 2
-    b = interactions.user_movie_batch(ctr, int(test.loc[row, "user_id"]), int(test.loc[row, "item_id"]))
+    b = chapter.user_movie_batch(ctr, int(test.loc[row, "user_id"]), int(test.loc[row, "item_id"]))
     assert torch.equal(b["x"][0], ctr.test["x"][row])
     width = b["genres"].shape[1]
     assert torch.equal(b["genres"][0], ctr.test["genres"][row, :width])
@@ -178,10 +178,10 @@ def test_user_movie_batch_of_an_unrated_pair(ctr):
     pairs = set(zip(rated["user_id"], rated["item_id"]))
     user, item = next((u, i) for u in range(1, 31) for i in range(1, 13) if (u, i) not in pairs
                       and u in set(rated["user_id"]) and i in set(rated["item_id"]))
-    b = interactions.user_movie_batch(ctr, user, item)
+    b = chapter.user_movie_batch(ctr, user, item)
     assert b["x"].shape == (1, 7) and math.isnan(b["label"].item())
     fm = FactorizationMachine(ctr.schema, dim=4)
-    total = interactions.pair_contributions(fm, b)["contribution"].sum()
+    total = chapter.pair_contributions(fm, b)["contribution"].sum()
     assert total == pytest.approx(fm(b).item(), abs=1e-6)
 
 
@@ -192,9 +192,9 @@ def test_user_movie_batch_of_an_unrated_pair(ctr):
 ])
 def test_user_movie_batch_bad_input_names_the_field(ctr, kwargs, field):
     with pytest.raises(ValueError, match=field):
-        interactions.user_movie_batch(ctr, **kwargs)
+        chapter.user_movie_batch(ctr, **kwargs)
     with pytest.raises(ValueError, match="data"):
-        interactions.user_movie_batch(object(), 1, 1)
+        chapter.user_movie_batch(object(), 1, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_user_movie_batch_bad_input_names_the_field(ctr, kwargs, field):
 def test_unseen_pair_share_counts_test_rows_without_a_training_row():
     train = pd.DataFrame({"a": [1, 1, 2, 2, 2], "b": ["x", "y", "x", "x", "x"]})
     test = pd.DataFrame({"a": [1, 2, 2, 3], "b": ["x", "y", "x", "x"]})
-    out = interactions.unseen_pair_share(train, test, [("a", "b")])
+    out = chapter.unseen_pair_share(train, test, [("a", "b")])
     assert list(out.index) == ["a × b"]
     assert out.loc["a × b", "pairs in train"] == 3
     assert out.loc["a × b", "median train rows per pair"] == 1
@@ -219,7 +219,7 @@ def test_unseen_pair_share_counts_test_rows_without_a_training_row():
 ])
 def test_unseen_pair_share_bad_input_names_the_field(train, test, pairs, field):
     with pytest.raises(ValueError, match=field):
-        interactions.unseen_pair_share(train, test, pairs)
+        chapter.unseen_pair_share(train, test, pairs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_unseen_pair_share_bad_input_names_the_field(train, test, pairs, field):
 
 @pytest.mark.parametrize("backward", [False, True])
 def test_time_pairwise_one_row_per_n_with_positive_times(backward):
-    times = interactions.time_pairwise(ns=[2, 8, 4], dim=3, batch=2, repeats=1, backward=backward)
+    times = chapter.time_pairwise(ns=[2, 8, 4], dim=3, batch=2, repeats=1, backward=backward)
     assert list(times.columns) == ["n", "fm_seconds", "naive_seconds", "ratio"]
     assert times["n"].tolist() == [2, 8, 4]
     assert (times[["fm_seconds", "naive_seconds"]] > 0).all().all()
@@ -242,7 +242,7 @@ def test_time_pairwise_one_row_per_n_with_positive_times(backward):
 ])
 def test_time_pairwise_bad_input_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        interactions.time_pairwise(**kwargs)
+        chapter.time_pairwise(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_time_pairwise_bad_input_names_the_field(kwargs, field):
     (0, 1.5, 60, 1.2), (30, 2.0, 210, 0.5), (90, 1.0, 0, 1.0), (-45, 0.0, 10, 3.0), (350, 1.0, 10, 2.0),
 ])
 def test_two_vector_interaction_is_len1_len2_cos_of_the_angle_difference(angle1, len1, angle2, len2):
-    r = interactions.two_vector_interaction(angle1, len1, angle2, len2, bias=-0.5)
+    r = chapter.two_vector_interaction(angle1, len1, angle2, len2, bias=-0.5)
     expected = len1 * len2 * math.cos(math.radians(angle2 - angle1))
     assert r.interaction == pytest.approx(expected, abs=1e-12)
     assert r.interaction == pytest.approx(float(r.v1 @ r.v2), abs=1e-12)
@@ -263,8 +263,8 @@ def test_two_vector_interaction_is_len1_len2_cos_of_the_angle_difference(angle1,
 
 
 def test_two_vector_probability_is_stable_for_large_logits():
-    assert interactions.two_vector_interaction(0, 1, 180, 1, bias=-800).probability == 0.0
-    assert interactions.two_vector_interaction(0, 1, 0, 1, bias=800).probability == 1.0
+    assert chapter.two_vector_interaction(0, 1, 180, 1, bias=-800).probability == 0.0
+    assert chapter.two_vector_interaction(0, 1, 0, 1, bias=800).probability == 1.0
 
 
 @pytest.mark.parametrize("args, field", [
@@ -273,7 +273,7 @@ def test_two_vector_probability_is_stable_for_large_logits():
 ])
 def test_two_vector_interaction_bad_input_names_the_field(args, field):
     with pytest.raises(ValueError, match=field):
-        interactions.two_vector_interaction(*args)
+        chapter.two_vector_interaction(*args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_interaction_heatmaps_share_one_colour_scale_and_mark_the_fields():
     u = rng.normal(size=(12, 2))
     planted = u @ u.T
     learned = 0.5 * planted
-    axes = plots.plot_interaction_heatmaps(planted, learned, n_fields=3, field_names=["a", "b", "c"])
+    axes = chapter.plot_interaction_heatmaps(planted, learned, n_fields=3, field_names=["a", "b", "c"])
     assert len(axes) == 2
     (im0,), (im1,) = axes[0].get_images(), axes[1].get_images()
     np.testing.assert_array_equal(im0.get_array(), planted)
@@ -306,14 +306,14 @@ def test_interaction_heatmaps_share_one_colour_scale_and_mark_the_fields():
 ])
 def test_interaction_heatmaps_bad_input_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        plots.plot_interaction_heatmaps(**kwargs)
+        chapter.plot_interaction_heatmaps(**kwargs)
 
 
 def test_pairwise_timing_draws_both_forms_on_log_log_axes():
     times = pd.DataFrame({"n": [8, 16, 32], "fm_seconds": [1e-4, 1.1e-4, 1.3e-4],
                           "naive_seconds": [2e-4, 8e-4, 3.2e-3]})
     times["ratio"] = times["naive_seconds"] / times["fm_seconds"]
-    ax = plots.plot_pairwise_timing(times)
+    ax = chapter.plot_pairwise_timing(times)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     measured = [ln for ln in ax.lines if ln.get_marker() == "o"]
     assert len(measured) == 2
@@ -329,15 +329,15 @@ def test_pairwise_timing_draws_both_forms_on_log_log_axes():
 ])
 def test_pairwise_timing_bad_input_names_the_field(times, field):
     with pytest.raises(ValueError, match=field):
-        plots.plot_pairwise_timing(times)
+        chapter.plot_pairwise_timing(times)
 
 
 def test_pair_contributions_bars_add_up_to_the_logit():
     schema = small_schema()
     fm, batch = trained_like_fm(schema), small_batch(schema)
-    c = interactions.pair_contributions(fm, batch, 0)
+    c = chapter.pair_contributions(fm, batch, 0)
     total = c["contribution"].sum()
-    ax = plots.plot_pair_contributions(c, top=4, title="row 0")
+    ax = chapter.plot_pair_contributions(c, top=4, title="row 0")
     widths = [p.get_width() for p in ax.patches]
     assert len(widths) == 5  # four terms and "7 other terms"
     assert sum(widths) == pytest.approx(total)
@@ -345,7 +345,7 @@ def test_pair_contributions_bars_add_up_to_the_logit():
     assert f"{len(c) - 4} other terms" in labels
     assert f"{total:+.2f}" in ax.get_title() and "row 0" in ax.get_title()
     assert np.argsort(np.abs(widths)).tolist() == list(range(5))  # largest at the top
-    ax = plots.plot_pair_contributions(c, top=None)
+    ax = chapter.plot_pair_contributions(c, top=None)
     assert len(ax.patches) == len(c)
 
 
@@ -356,15 +356,15 @@ def test_pair_contributions_bars_add_up_to_the_logit():
 ])
 def test_pair_contributions_bad_input_names_the_field(contributions, field):
     with pytest.raises(ValueError, match=field):
-        plots.plot_pair_contributions(contributions)
+        chapter.plot_pair_contributions(contributions)
     with pytest.raises(ValueError, match="top"):
         one = pd.DataFrame({"term": ["a"], "kind": ["pair"], "contribution": [1.0]})
-        plots.plot_pair_contributions(one, top=0)
+        chapter.plot_pair_contributions(one, top=0)
 
 
 def test_two_vectors_draws_both_arrows_and_the_probability():
-    r = interactions.two_vector_interaction(0, 1.5, 120, 1.0, bias=0.25)
-    ax, sx = plots.plot_two_vectors(r, limit=2.0)
+    r = chapter.two_vector_interaction(0, 1.5, 120, 1.0, bias=0.25)
+    ax, sx = chapter.plot_two_vectors(r, limit=2.0)
     arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
     assert len(arrows) == 2
     assert sorted(tuple(np.round(a.xy, 6)) for a in arrows) == sorted(
@@ -379,9 +379,9 @@ def test_two_vectors_draws_both_arrows_and_the_probability():
 
 def test_two_vectors_bad_input_names_the_field():
     with pytest.raises(ValueError, match="result"):
-        plots.plot_two_vectors((1, 2))
+        chapter.plot_two_vectors((1, 2))
     with pytest.raises(ValueError, match="limit"):
-        plots.plot_two_vectors(interactions.two_vector_interaction(0, 1, 0, 1), limit=0)
+        chapter.plot_two_vectors(chapter.two_vector_interaction(0, 1, 0, 1), limit=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,24 +389,24 @@ def test_two_vectors_bad_input_names_the_field():
 # --------------------------------------------------------------------------------------------
 
 def test_two_vector_slider_one_frame_per_angle():
-    box = widgets.two_vector_slider(angles=[0, 90, 180], value=90)
+    box = chapter.two_vector_slider(angles=[0, 90, 180], value=90)
     assert isinstance(box.control, ipw.SelectionSlider)
     assert [label for label, _ in box.control.options] == ["0", "90", "180"]
     assert len(box.stack.children) == 3 and box.stack.selected_index == 1
     assert plt.get_fignums() == []
     with pytest.raises(ValueError, match="len2"):
-        widgets.two_vector_slider(len2=-1.0)
+        chapter.two_vector_slider(len2=-1.0)
 
 
 def test_contribution_dropdown_one_frame_per_example():
     schema = small_schema()
     fm, batch = trained_like_fm(schema), small_batch(schema)
-    box = widgets.contribution_dropdown(fm, batch, {"first row": 0, "last row": 15}, top=5)
+    box = chapter.contribution_dropdown(fm, batch, {"first row": 0, "last row": 15}, top=5)
     assert isinstance(box.control, ipw.Dropdown)
     assert [label for label, _ in box.control.options] == ["first row", "last row"]
     assert len(box.stack.children) == 2
     assert plt.get_fignums() == []
     with pytest.raises(ValueError, match="row"):
-        widgets.contribution_dropdown(fm, batch, {"bad": 99})
+        chapter.contribution_dropdown(fm, batch, {"bad": 99})
     with pytest.raises(ValueError, match="rows"):
-        widgets.contribution_dropdown(fm, batch, {})
+        chapter.contribution_dropdown(fm, batch, {})

@@ -1,4 +1,4 @@
-"""recbook.plots and recbook.widgets on small synthetic data: each figure draws what it should,
+"""recbook.plots, recbook.widgets and recbook.chapters.data on small synthetic data: each figure draws
 the precomputed slider is wired as documented, and bad input raises ValueError naming the field."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from recbook import plots, widgets  # noqa: E402
+from recbook.chapters import data as chapter  # noqa: E402
 from recbook.data import GENRES  # noqa: E402
 
 
@@ -76,7 +77,7 @@ def bars(ax) -> list[Rectangle]:
 # --------------------------------------------------------------------------------------------
 
 def test_rating_distribution_one_bar_per_star_coloured_by_label(ml):
-    ax = plots.plot_rating_distribution(ml.ratings)
+    ax = chapter.plot_rating_distribution(ml.ratings)
     counts = ml.ratings["rating"].value_counts().sort_index()
     heights = [p.get_height() for p in bars(ax)]
     assert heights == counts.tolist()
@@ -86,7 +87,7 @@ def test_rating_distribution_one_bar_per_star_coloured_by_label(ml):
 
 
 def test_item_popularity_is_sorted_counts(ml):
-    ax = plots.plot_item_popularity(ml.ratings)
+    ax = chapter.plot_item_popularity(ml.ratings)
     x, y = ax.lines[0].get_data()
     expected = np.sort(ml.ratings["item_id"].value_counts().to_numpy())[::-1]
     np.testing.assert_array_equal(y, expected)
@@ -97,8 +98,8 @@ def test_item_popularity_is_sorted_counts(ml):
 def test_popularity_share_matches_a_direct_count(ml):
     counts = ml.ratings["item_id"].value_counts()
     top3 = counts.sort_values(ascending=False).iloc[:3].sum() / counts.sum()
-    assert plots.popularity_share(ml.ratings, 3) == pytest.approx(top3)
-    ax = plots.plot_popularity_share(ml.ratings, top_k=3)
+    assert chapter.popularity_share(ml.ratings, 3) == pytest.approx(top3)
+    ax = chapter.plot_popularity_share(ml.ratings, top_k=3)
     x, y = ax.lines[0].get_data()
     assert y[0] == 0 and y[-1] == pytest.approx(1.0) and len(x) == counts.size + 1
     assert y[3] == pytest.approx(top3)
@@ -108,20 +109,20 @@ def test_popularity_share_matches_a_direct_count(ml):
 def test_popularity_share_rejects_a_cut_off_beyond_the_items(ml):
     n = ml.ratings["item_id"].nunique()
     with pytest.raises(ValueError, match="top_k"):
-        plots.plot_popularity_share(ml.ratings, top_k=n + 1)
+        chapter.plot_popularity_share(ml.ratings, top_k=n + 1)
     with pytest.raises(ValueError, match="top_k"):
-        plots.popularity_share(ml.ratings, 0)
+        chapter.popularity_share(ml.ratings, 0)
 
 
 def test_user_activity_counts_every_user_once(ml):
-    ax = plots.plot_user_activity(ml.ratings, bins=5)
+    ax = chapter.plot_user_activity(ml.ratings, bins=5)
     assert len(bars(ax)) == 5
     assert sum(p.get_height() for p in bars(ax)) == ml.ratings["user_id"].nunique()
 
 
 def test_users_over_time_reaches_every_user(ml):
     first = ml.ratings.groupby("user_id")["timestamp"].min()
-    ax = plots.plot_users_over_time(ml.ratings, boundaries={"test": first.iloc[-3]})
+    ax = chapter.plot_users_over_time(ml.ratings, boundaries={"test": first.iloc[-3]})
     users_line, ratings_line = ax.lines[:2]
     assert len(users_line.get_ydata()) == len(first)
     assert users_line.get_ydata()[-1] == pytest.approx(1.0)
@@ -130,7 +131,7 @@ def test_users_over_time_reaches_every_user(ml):
 
 
 def test_genre_counts_one_bar_per_genre(ml):
-    ax = plots.plot_genre_counts(ml.items)
+    ax = chapter.plot_genre_counts(ml.items)
     assert len(bars(ax)) == len(GENRES)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     widths = dict(zip(labels, (p.get_width() for p in bars(ax))))
@@ -139,7 +140,7 @@ def test_genre_counts_one_bar_per_genre(ml):
 
 
 def test_genre_counts_weighted_by_ratings(ml):
-    ax = plots.plot_genre_counts(ml.items, ratings=ml.ratings, genres=["Drama", "Comedy"])
+    ax = chapter.plot_genre_counts(ml.items, ratings=ml.ratings, genres=["Drama", "Comedy"])
     assert len(bars(ax)) == 2
     labels = [t.get_text() for t in ax.get_yticklabels()]
     merged = ml.ratings.merge(ml.items, on="item_id")
@@ -149,7 +150,7 @@ def test_genre_counts_weighted_by_ratings(ml):
 
 def test_split_counts_and_timeline(ml):
     frames = split_frames(ml.ratings)
-    counts = plots.split_counts(frames)
+    counts = chapter.split_counts(frames)
     train_users = set(frames["train"]["user_id"])
     for s in ("valid", "test"):
         cold = (~frames[s]["user_id"].isin(train_users)).sum()
@@ -158,7 +159,7 @@ def test_split_counts_and_timeline(ml):
     assert counts.loc["train", "cold-user rows"] == 0
     assert counts.loc["test", "cold share"] > 0  # users arrive over time
 
-    ax = plots.plot_split_timeline(frames)
+    ax = chapter.plot_split_timeline(frames)
     assert sum(p.get_height() for p in bars(ax)) == len(ml.ratings)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[0].startswith(f"train: {len(frames['train']):,} rows")
@@ -191,13 +192,13 @@ def test_learning_curves_bad_input_names_the_field(histories, metric, field):
 
 
 @pytest.mark.parametrize("call, field", [
-    (lambda ml: plots.plot_rating_distribution(ml.ratings.drop(columns="rating")), "rating"),
-    (lambda ml: plots.plot_item_popularity(ml.ratings.iloc[:0]), "ratings"),
-    (lambda ml: plots.plot_users_over_time(ml.ratings.drop(columns="timestamp")), "timestamp"),
-    (lambda ml: plots.plot_genre_counts(ml.items.drop(columns="Drama")), "Drama"),
-    (lambda ml: plots.plot_genre_counts(ml.items, genres=[]), "genres"),
-    (lambda ml: plots.plot_split_timeline({"train": ml.ratings}), "frames"),
-    (lambda ml: plots.plot_user_activity(ml.ratings, ax="left"), "ax"),
+    (lambda ml: chapter.plot_rating_distribution(ml.ratings.drop(columns="rating")), "rating"),
+    (lambda ml: chapter.plot_item_popularity(ml.ratings.iloc[:0]), "ratings"),
+    (lambda ml: chapter.plot_users_over_time(ml.ratings.drop(columns="timestamp")), "timestamp"),
+    (lambda ml: chapter.plot_genre_counts(ml.items.drop(columns="Drama")), "Drama"),
+    (lambda ml: chapter.plot_genre_counts(ml.items, genres=[]), "genres"),
+    (lambda ml: chapter.plot_split_timeline({"train": ml.ratings}), "frames"),
+    (lambda ml: chapter.plot_user_activity(ml.ratings, ax="left"), "ax"),
 ])
 def test_plots_bad_input_names_the_field(ml, call, field):
     with pytest.raises(ValueError, match=field):
@@ -206,8 +207,8 @@ def test_plots_bad_input_names_the_field(ml, call, field):
 
 def test_plots_draw_into_a_given_axes(ml):
     fig, axes = plt.subplots(1, 2)
-    assert plots.plot_item_popularity(ml.ratings, ax=axes[0]) is axes[0]
-    assert plots.plot_genre_counts(ml.items, ax=axes[1]) is axes[1]
+    assert chapter.plot_item_popularity(ml.ratings, ax=axes[0]) is axes[0]
+    assert chapter.plot_genre_counts(ml.items, ax=axes[1]) is axes[1]
     assert len(plt.get_fignums()) == 1
 
 
@@ -216,7 +217,7 @@ def test_plots_draw_into_a_given_axes(ml):
 # --------------------------------------------------------------------------------------------
 
 def test_ctr_splits_follow_the_protocol(ml):
-    splits = widgets.ctr_splits(ml)
+    splits = chapter.ctr_splits(ml)
     assert len(splits) == len(ml.ratings)
     assert splits["timestamp"].is_monotonic_increasing
     sizes = splits["split"].value_counts()
@@ -229,7 +230,7 @@ def test_ctr_splits_follow_the_protocol(ml):
 def test_user_timeline_one_point_per_rating(ml):
     user = int(ml.ratings["user_id"].iloc[0])
     mine = ml.ratings[ml.ratings["user_id"] == user]
-    ax = widgets.user_timeline(ml, user)
+    ax = chapter.user_timeline(ml, user)
     points = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert sum(len(c.get_offsets()) for c in points) == len(mine)
     positives = int((mine["rating"] >= 4).sum())
@@ -241,10 +242,10 @@ def test_user_timeline_one_point_per_rating(ml):
 
 
 def test_user_timeline_marks_the_split_boundaries(ml):
-    splits = widgets.ctr_splits(ml)
+    splits = chapter.ctr_splits(ml)
     # the user of the first test row: the test boundary falls inside their timeline
     user = int(splits.loc[splits["split"] == "test", "user_id"].iloc[0])
-    ax = widgets.user_timeline(ml, user, splits=splits)
+    ax = chapter.user_timeline(ml, user, splits=splits)
     title = ax.get_title()
     mine = splits[splits["user_id"] == user]["split"].value_counts()
     assert f"{mine['test']} test" in title
@@ -254,26 +255,26 @@ def test_user_timeline_marks_the_split_boundaries(ml):
 @pytest.mark.parametrize("user, field", [(10_000, "user_id"), ("7", "user_id"), (True, "user_id")])
 def test_user_timeline_bad_user(ml, user, field):
     with pytest.raises(ValueError, match=field):
-        widgets.user_timeline(ml, user)
+        chapter.user_timeline(ml, user)
 
 
 def test_user_timeline_bad_ml():
     with pytest.raises(ValueError, match="ml"):
-        widgets.user_timeline(object(), 1)
+        chapter.user_timeline(object(), 1)
 
 
 def test_user_timeline_widget_offers_every_user(ml):
-    w = widgets.user_timeline_widget(ml)
+    w = chapter.user_timeline_widget(ml)
     assert isinstance(w, ipw.interactive)
     picker = w.children[0]
     assert isinstance(picker, ipw.Dropdown)
     assert list(picker.options) == sorted(ml.ratings["user_id"].unique().tolist())
-    w2 = widgets.user_timeline_widget(ml, users=[3, 5])
+    w2 = chapter.user_timeline_widget(ml, users=[3, 5])
     assert list(w2.children[0].options) == [3, 5]
     with pytest.raises(ValueError, match="users"):
-        widgets.user_timeline_widget(ml, users=[3, 99_999])
+        chapter.user_timeline_widget(ml, users=[3, 99_999])
     with pytest.raises(ValueError, match="users"):
-        widgets.user_timeline_widget(ml, users=[])
+        chapter.user_timeline_widget(ml, users=[])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""Helpers that serve one chapter each: its figures, widgets, synthetic data and explanations.
+
+The package's core (:mod:`recbook.data`, :mod:`recbook.layers`, :mod:`recbook.models`,
+:mod:`recbook.train`, :mod:`recbook.metrics`, :mod:`recbook.bench`, and the shared
+:mod:`recbook.plots` and :mod:`recbook.widgets`) never imports from here. A chapter's helpers
+hold the code its page shows or calls, so that the notebook stays short and the code is tested:
+
+* :mod:`recbook.chapters.data` -- the data chapter;
+* :mod:`recbook.chapters.fm` -- the factorization-machines chapter;
+* :mod:`recbook.chapters.synthetic` -- synthetic data with planted structure, for teaching.
+"""
