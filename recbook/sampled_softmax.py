@@ -162,16 +162,14 @@ class FrequencyEstimator:
         a = self.alpha
         for h, buckets in enumerate(self._buckets(items)):
             uniq, count = torch.unique(buckets, return_counts=True)
-            last, gap = self.last[h, uniq], self.gap[h, uniq]
-            delta = t - last
-            c = count.to(torch.float64)
-            # c updates: first with the gap since the last sighting, then c - 1 with gap 0.
-            moved = (1 - a) ** c * gap + a * (1 - a) ** (c - 1) * delta
-            first = last < 0
-            # First sighting: the gap since the start of the stream, then c - 1 zero gaps.
-            moved[first] = ((1 - a) ** (c - 1) * (t + 1))[first]
-            self.gap[h, uniq] = moved
-            self.last[h, uniq] = t
+            last, gap = self.last[h], self.gap[h]  # views of hash array h
+            seen_at = last[uniq]
+            # c sightings at this step: first the gap since the last sighting (since the start of
+            # the stream for a first sighting), then c - 1 gaps of 0; in closed form:
+            decay = torch.pow(1 - a, count.to(torch.float64) - 1)
+            moved = torch.where(seen_at < 0, t + 1, (1 - a) * gap[uniq] + a * (t - seen_at))
+            gap[uniq] = decay * moved
+            last[uniq] = t
         self.step += 1
 
     @torch.no_grad()

@@ -83,7 +83,7 @@ class TowerFeatures:
         """Codes of raw user ids; an id outside the vocabulary raises ``ValueError``."""
         codes = self.schema["user_id"].encode(pd.Series(np.asarray(user_ids)))
         if (codes < N_RESERVED).any():
-            bad = np.asarray(user_ids)[codes < N_RESERVED][0]
+            bad = np.asarray(user_ids)[codes < N_RESERVED][0].item()
             raise ValueError(f"user_id: raw id {bad!r} is not among the {self.n_users - N_RESERVED} known users")
         return codes
 
