@@ -124,8 +124,8 @@ def search_table(base: np.ndarray, queries: np.ndarray, *, dataset: str, k: int 
     rows = []
 
     def row(method, pname, param, build_s, query_s, recall):
-        rows.append(dict(dataset=dataset, n=n, dim=dim, method=method, param_name=pname, param=param,
-                         build_s=build_s, query_s=query_s, recall=recall))
+        rows.append({"dataset": dataset, "n": n, "dim": dim, "method": method, "param_name": pname,
+                     "param": param, "build_s": build_s, "query_s": query_s, "recall": recall})
         if progress:
             print(f"  {dataset:>10s} n={n:>9,} {method:5s} {pname:9s}={param!s:>5s} build {build_s:7.2f}s "
                   f"query {query_s:7.3f}s recall@{k} {recall:.4f}", flush=True)

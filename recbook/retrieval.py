@@ -32,7 +32,7 @@ from .data.features import N_RESERVED
 
 __all__ = [
     "KS", "ExactIndex", "HNSWIndex", "IVFFlatIndex", "evaluate_retrieval", "full_ranking_report",
-    "import_faiss", "pessimistic_ranks", "train_two_tower", "user_item_scores",
+    "import_faiss", "pessimistic_ranks", "train_two_tower", "two_tower_setup", "user_item_scores",
 ]
 
 KS = (10, 20, 50, 100)
@@ -145,36 +145,46 @@ def evaluate_retrieval(model, split, ks: Sequence[int] = KS) -> dict:
 # The recipe
 # --------------------------------------------------------------------------------------------
 
-def train_two_tower(data, *, seed: int = 0, dim: int = 32, hidden: Sequence[int] = (64,), out_dim: int = 32,
+def two_tower_setup(data, *, seed: int = 0, dim: int = 32, hidden: Sequence[int] = (64,), out_dim: int = 32,
                     temperature: float = 0.1, correction: str | None = None, negatives: int = 0,
                     sampler: str = "uniform", mask_hits: bool = True, alpha: float = 0.01,
-                    model_kwargs: Mapping | None = None, epochs: int = 30, batch_size: int = 1024,
-                    lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 3,
-                    metric: str = "recall@50", threads: int | None = 1, progress: bool = False):
-    """Build, train (early stopping on validation ``metric``) and return ``(model, FitResult)``.
+                    model_kwargs: Mapping | None = None):
+    """A fresh ``(model, loss_fn)`` pair for one training run on ``data``.
 
     ``data`` is :func:`recbook.data.retrieval.retrieval_data`'s result. The model is
     :class:`recbook.models.twotower.TwoTower` (``dim``, ``hidden``, ``out_dim``, ``temperature``
-    and ``model_kwargs``), the loss :class:`recbook.sampled_softmax.SampledSoftmaxLoss`
-    (``correction``, ``negatives``, ``sampler``, ``mask_hits``; ``alpha`` of the streaming
-    estimator); the rest goes to :func:`recbook.train.fit`. Same seed, same numbers.
+    and ``model_kwargs``), initialised from ``seed``; the loss is
+    :class:`recbook.sampled_softmax.SampledSoftmaxLoss` (``correction``, ``negatives``,
+    ``sampler``, ``mask_hits``; ``alpha`` of the streaming estimator), whose sampler is seeded
+    with ``seed``. Build a new pair for every run: the streaming estimator keeps state.
     """
     from .models.twotower import TwoTower
     from .sampled_softmax import FrequencyEstimator, SampledSoftmaxLoss
-    from .train import fit, num_threads, seed_everything
+    from .train import seed_everything
+
+    seed_everything(seed)
+    model = TwoTower(data.features, dim, hidden, out_dim, temperature=temperature, **dict(model_kwargs or {}))
+    n_items = data.features.n_items
+    estimator = FrequencyEstimator(n_items, alpha=alpha) if correction == "streaming" else None
+    loss = SampledSoftmaxLoss(n_items, correction=correction, item_counts=data.item_counts, negatives=negatives,
+                              sampler=sampler, mask_hits=mask_hits, estimator=estimator, seed=seed)
+    return model, loss
+
+
+def train_two_tower(data, *, seed: int = 0, epochs: int = 30, batch_size: int = 1024, lr: float = 1e-3,
+                    weight_decay: float = 0.0, patience: int = 3, metric: str = "recall@50",
+                    threads: int | None = 1, progress: bool = False, **settings):
+    """Build (:func:`two_tower_setup` with ``settings``), train with early stopping on validation
+    ``metric`` (:func:`recbook.train.fit`) and return ``(model, FitResult)``; the model keeps its
+    loss as ``model.loss`` (e.g. to read the streaming estimator). Same seed, same numbers."""
+    from .train import fit, num_threads
 
     with num_threads(threads):
-        seed_everything(seed)
-        model = TwoTower(data.features, dim, hidden, out_dim, temperature=temperature, **dict(model_kwargs or {}))
-        n_items = data.features.n_items
-        estimator = FrequencyEstimator(n_items, alpha=alpha) if correction == "streaming" else None
-        loss = SampledSoftmaxLoss(n_items, correction=correction, item_counts=data.item_counts,
-                                  negatives=negatives, sampler=sampler, mask_hits=mask_hits,
-                                  estimator=estimator, seed=seed)
+        model, loss = two_tower_setup(data, seed=seed, **settings)
         result = fit(model, data.train, data.valid, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, loss_fn=loss, evaluate=evaluate_retrieval, metric=metric,
                      mode="max", patience=patience, seed=seed, threads=threads, progress=progress)
-    model.loss = loss  # keeps the estimator's state for inspection (e.g. the chapter's plots)
+    model.loss = loss
     return model, result
 
 

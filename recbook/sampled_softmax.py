@@ -80,7 +80,8 @@ def sampled_softmax_loss(logits: torch.Tensor, candidates: torch.Tensor, positiv
         raise ValueError("candidates: the first B candidates must be the rows' positives, in order")
     if log_q is not None:
         if not isinstance(log_q, torch.Tensor) or log_q.shape != (c,):
-            raise ValueError(f"log_q: expected a float tensor of shape ({c},), got {tuple(getattr(log_q, 'shape', ()))}")
+            got = tuple(getattr(log_q, "shape", ()))
+            raise ValueError(f"log_q: expected a float tensor of shape ({c},), got {got}")
         logits = logits - log_q.to(logits.dtype)[None, :]
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
@@ -203,7 +204,7 @@ class NegativeSampler:
         self.generator = torch.Generator().manual_seed(int(seed))
 
     @classmethod
-    def uniform(cls, n_items: int, *, seed: int = 0) -> "NegativeSampler":
+    def uniform(cls, n_items: int, *, seed: int = 0) -> NegativeSampler:
         n_items = require_positive_int(n_items, name="n_items")
         if n_items <= N_RESERVED:
             raise ValueError(f"n_items: expected more than {N_RESERVED} codes, got {n_items}")
@@ -212,7 +213,7 @@ class NegativeSampler:
         return cls(p, seed=seed)
 
     @classmethod
-    def popularity(cls, counts: torch.Tensor, *, power: float = 1.0, seed: int = 0) -> "NegativeSampler":
+    def popularity(cls, counts: torch.Tensor, *, power: float = 1.0, seed: int = 0) -> NegativeSampler:
         if not isinstance(counts, torch.Tensor) or counts.dim() != 1:
             raise ValueError("counts: expected a 1-D tensor of counts per item code")
         if not (isinstance(power, (int, float)) and power >= 0):

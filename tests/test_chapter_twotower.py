@@ -16,7 +16,6 @@ import torch  # noqa: E402
 from test_models_twotower import make_ml, make_seq  # noqa: E402
 
 from recbook.chapters import twotower as chapter  # noqa: E402
-from recbook.data import SequenceData  # noqa: E402
 from recbook.data.retrieval import retrieval_data, tower_features  # noqa: E402
 from recbook.models.twotower import TwoTower  # noqa: E402
 from recbook.retrieval import evaluate_retrieval  # noqa: E402
@@ -64,6 +63,18 @@ def test_negative_exposure_counts_every_negative_use(data):
     np.testing.assert_array_equal(unmasked["negatives"], unmasked["positives"] * (len(items) - 1))
     ax = chapter.plot_negative_exposure(table)
     assert len(ax.collections[0].get_offsets()) == (table["positives"] > 0).sum()
+
+
+def test_frequency_estimates_approach_the_counted_rate():
+    # 400 examples over 4 items (shares 0.5, 0.25, 0.15, 0.1); batches of 40; many epochs
+    items = torch.tensor([2] * 200 + [3] * 100 + [4] * 60 + [5] * 40)
+    fake = SimpleNamespace(train={"item_id": items}, valid=None, test=None, item_counts=None,
+                           features=SimpleNamespace(n_items=6))
+    table = chapter.frequency_estimates(fake, batch_size=40, epochs=200, alpha=0.01).set_index("code")
+    np.testing.assert_allclose(table["counted"], [20, 10, 6, 4])
+    np.testing.assert_allclose(table["estimated"], table["counted"], rtol=0.1)
+    ax = chapter.plot_frequency_estimates(table)
+    assert len(ax.collections[0].get_offsets()) == 4
 
 
 def test_popularity_bands_split_interactions_in_thirds():

@@ -98,7 +98,7 @@ def test_retrieval_data_examples_match_a_hand_built_case():
 
 
 def test_retrieval_data_rejects_raw_ids_and_names_the_field(small):
-    ml, feat, seq = small
+    _, feat, seq = small
     raw = SequenceData(seq.users, [s - 1 for s in seq.train], seq.valid - 1, seq.test - 1, seq.n_items - 1)
     with pytest.raises(ValueError, match="seq.n_items"):
         retrieval_data(raw, feat)
@@ -156,6 +156,25 @@ def test_history_is_an_order_free_mean_that_ignores_padding(small):
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
     assert not torch.allclose(a, d)
+
+
+def test_recent_pool_reads_the_last_columns_of_the_history(small):
+    _, feat, _ = small
+    torch.manual_seed(5)
+    model = randomised(TwoTower(feat, dim=8, hidden=(16,), out_dim=8, recent=2)).eval()
+    base = model.user_vectors(user_batch(feat, [[3, 4, 5]]))
+    # same items, same mean; the two most recent differ -> a different vector
+    assert not torch.allclose(base, model.user_vectors(user_batch(feat, [[5, 4, 3]])))
+    # swapping the two most recent keeps both pools
+    torch.testing.assert_close(base, model.user_vectors(user_batch(feat, [[3, 5, 4]])))
+    # with the recent pool's input weights zeroed, only the full mean is left: order no longer matters
+    with torch.no_grad():
+        first = model.user_mlp[0]
+        first.weight[:, -8:] = 0
+    torch.testing.assert_close(model.user_vectors(user_batch(feat, [[3, 4, 5]])),
+                               model.user_vectors(user_batch(feat, [[5, 4, 3]])))
+    with pytest.raises(ValueError, match="recent"):
+        TwoTower(feat, recent=0)
 
 
 def test_item_tower_sees_only_item_features_and_embeds_the_catalogue_at_once(small):
@@ -219,14 +238,13 @@ def brute_force_loss(logits, candidates, positives, log_q=None, mask_hits=True):
     cand, pos = candidates.tolist(), positives.tolist()
     total = 0.0
     for b in range(len(pos)):
-        def z(c):
-            return logits[b][c] - (0.0 if log_q is None else float(log_q[c]))
+        z = [logits[b][c] - (0.0 if log_q is None else float(log_q[c])) for c in range(len(cand))]
         denom = 0.0
         for c in range(len(cand)):
             if mask_hits and c != b and cand[c] == pos[b]:
                 continue
-            denom += math.exp(z(c))
-        total += -(z(b) - math.log(denom))
+            denom += math.exp(z[c])
+        total += -(z[b] - math.log(denom))
     return total / len(pos)
 
 
@@ -330,7 +348,8 @@ def test_estimator_update_matches_a_hand_computed_case():
     est.update(torch.tensor([2]))          # step 1: gap of 2 becomes 0.5 * 1 + 0.5 * 1 = 1
     est.update(torch.tensor([3, 3, 2]))    # step 2: 3 seen twice (gaps 2 then 0), 2 once (gap 1)
     # item 2: 0.5 * 1 + 0.5 * 1 = 1 -> rate 1; item 3: 0.5 * 1 + 0.5 * 2 = 1.5, then 0.5 * 1.5 = 0.75
-    torch.testing.assert_close(est.rate(torch.tensor([2, 3, 4])), torch.tensor([1.0, 1 / 0.75, 0.0], dtype=torch.float64))
+    want = torch.tensor([1.0, 1 / 0.75, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(est.rate(torch.tensor([2, 3, 4])), want)
 
 
 @pytest.mark.parametrize("buckets", [None, 64])

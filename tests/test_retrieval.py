@@ -65,7 +65,7 @@ def test_ivf_probing_every_cell_is_exact(faiss):
     _, want = exact.search(queries, 10)
     ivf = IVFFlatIndex(16, nlist=8, nprobe=8)
     ivf.add(base)
-    scores, got = ivf.search(queries, 10)
+    _, got = ivf.search(queries, 10)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert len(ivf) == 600
     # probing one cell of eight misses neighbours on unclustered data

@@ -4,6 +4,8 @@ temperature, and retrieved lists to look at.
 * :func:`negative_exposure` / :func:`plot_negative_exposure`: how often each item serves as an
   in-batch negative in one epoch against how often it is a positive: in-batch negatives are
   sampled in proportion to popularity, where a full softmax would push every item down alike.
+* :func:`frequency_estimates` / :func:`plot_frequency_estimates`: the streaming frequency
+  estimator of Yi et al. run over the training batches, against the rates counted from the data.
 * :func:`popularity_breakdown` / :func:`plot_popularity_breakdown`: recall and the share of the
   top-K slots per popularity band (head, torso, tail), for several models (logQ on and off).
 * :func:`temperature_sweep` / :func:`plot_temperature_sweep`: validation and test Recall@50 per
@@ -33,9 +35,9 @@ from ..retrieval import evaluate_retrieval, train_two_tower, user_item_scores
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "BANDS", "negative_exposure", "plot_negative_exposure", "plot_popularity_breakdown",
-    "plot_temperature_sweep", "popularity_bands", "popularity_breakdown", "retrieval_table",
-    "retrieval_widget", "temperature_sweep", "top_k_items",
+    "BANDS", "frequency_estimates", "negative_exposure", "plot_frequency_estimates", "plot_negative_exposure",
+    "plot_popularity_breakdown", "plot_temperature_sweep", "popularity_bands", "popularity_breakdown",
+    "retrieval_table", "retrieval_widget", "temperature_sweep", "top_k_items",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -123,6 +125,52 @@ def plot_negative_exposure(table: pd.DataFrame, *, ax: Axes | None = None) -> Ax
     ax.set_title(f"The top 1% of items take {share:.0%} of the in-batch negatives", fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, which="major")
+    return ax
+
+
+def frequency_estimates(data, *, batch_size: int = 1024, epochs: int = 1, alpha: float = 0.01, seed: int = 0,
+                        n_buckets: int | None = None, n_hashes: int = 1) -> pd.DataFrame:
+    """Run the streaming :class:`~recbook.sampled_softmax.FrequencyEstimator` over ``epochs``
+    epochs of training batches (cut as :func:`recbook.train.fit` cuts them, one seeded permutation
+    per epoch) and compare it with the counted rate.
+
+    Returns one row per item code seen in training: ``code``, ``positives`` (its count),
+    ``counted`` (``batch_size * count / N``, the expected number per batch) and ``estimated``.
+    """
+    from ..sampled_softmax import FrequencyEstimator
+
+    _require_data(data)
+    batch_size = require_positive_int(batch_size, name="batch_size")
+    epochs = require_positive_int(epochs, name="epochs")
+    items = data.train["item_id"]
+    n_items = data.features.n_items
+    est = FrequencyEstimator(n_items, alpha=alpha, n_buckets=n_buckets, n_hashes=n_hashes, seed=seed)
+    g = torch.Generator().manual_seed(int(seed))
+    for _ in range(epochs):
+        order = torch.randperm(len(items), generator=g)
+        for a in range(0, len(items), batch_size):
+            est.update(items[order[a:a + batch_size]])
+    counts = torch.bincount(items, minlength=n_items).to(torch.float64)
+    seen = torch.nonzero(counts > 0).ravel()
+    return pd.DataFrame({"code": seen.numpy(), "positives": counts[seen].numpy().astype(np.int64),
+                         "counted": (batch_size * counts[seen] / len(items)).numpy(),
+                         "estimated": est.rate(seen).numpy()})
+
+
+def plot_frequency_estimates(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Estimated against counted items per batch, log-log, one dot per item, with the diagonal."""
+    require_columns(table, ["counted", "estimated"], name="table")
+    ax = _axes(ax, figsize=(5.0, 4.0))
+    t = table[(table["counted"] > 0) & (table["estimated"] > 0)]
+    ax.scatter(t["counted"], t["estimated"], s=8, alpha=0.5, color="#4C72B0")
+    lo, hi = float(t[["counted", "estimated"]].min().min()), float(t[["counted", "estimated"]].max().max())
+    ax.plot([lo, hi], [lo, hi], color="0.4", ls="--", lw=1, label="estimate = count")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("expected per batch, counted from the data")
+    ax.set_ylabel("streaming estimate")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
     return ax
 
 

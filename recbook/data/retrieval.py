@@ -164,7 +164,7 @@ class RetrievalSplit:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def to(self, device) -> "RetrievalSplit":
+    def to(self, device) -> RetrievalSplit:
         return RetrievalSplit(self.users.to(device), self.targets.to(device), self.exclude, self.n_items)
 
 

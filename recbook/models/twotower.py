@@ -56,6 +56,8 @@ class TwoTower(nn.Module):
         temperature: divides the cosine; the logits lie in ``[-1/temperature, 1/temperature]``.
         user_fields, item_fields: which fields each tower reads (``item_fields`` may include
             ``"genres"``); ``history``: whether the user tower pools the history.
+        recent: also pool the ``recent`` most recent history items into a second vector (the
+            history is right-aligned, so these are its last columns); None: one pool only.
         validate: check each batch (turn off to benchmark).
 
     Shapes: a batch holds ``user_id`` int64 ``[B]`` (user codes), ``hist_item`` int64 ``[B, L]``
@@ -68,7 +70,7 @@ class TwoTower(nn.Module):
     def __init__(self, features: TowerFeatures, dim: int = 32, hidden: Sequence[int] = (64,), out_dim: int = 32,
                  *, temperature: float = 0.1, user_fields: Sequence[str] = USER_FIELDS,
                  item_fields: Sequence[str] = (*ITEM_FIELDS, "genres"), history: bool = True,
-                 share_history: bool = True, dropout: float = 0.0, init_std: float = 0.01,
+                 recent: int | None = None, share_history: bool = True, dropout: float = 0.0, init_std: float = 0.01,
                  validate: bool = True):
         super().__init__()
         if not isinstance(features, TowerFeatures):
@@ -89,6 +91,9 @@ class TwoTower(nn.Module):
         self.temperature = float(temperature)
         self.validate = bool(validate)
         self.history = bool(history)
+        self.recent = None if recent is None else require_positive_int(recent, name="recent")
+        if self.recent is not None and not self.history:
+            raise ValueError("recent: needs history=True (it pools the most recent part of the history)")
         self.user_fields, self.item_fields = user_fields, item_fields
         schema = features.schema
         self.history_field = "item_id"
@@ -98,7 +103,7 @@ class TwoTower(nn.Module):
         self.embedding = FieldEmbedding(schema, require_positive_int(dim, name="dim"), init_std=init_std,
                                         validate=False)
         out_dim = require_positive_int(out_dim, name="out_dim")
-        n_user = len(user_fields) + int(self.history)
+        n_user = len(user_fields) + int(self.history) + int(self.recent is not None)
         self.user_mlp = mlp(n_user * dim, hidden, dropout=dropout, out_dim=out_dim)
         self.item_mlp = mlp(len(item_fields) * dim, hidden, dropout=dropout, out_dim=out_dim)
         # Per-code feature rows as buffers (not learned, not saved): they follow .to(device).
@@ -136,7 +141,10 @@ class TwoTower(nn.Module):
         rows = self.user_rows[batch["user_id"]]  # [B, n_user_fields]
         parts = [self.embedding.lookup(f, rows[:, j]) for j, f in enumerate(self.user_fields)]
         if self.history:
-            parts.append(self.embedding.pool(self.history_field, batch[HISTORY_FIELD]))
+            hist = batch[HISTORY_FIELD]
+            parts.append(self.embedding.pool(self.history_field, hist))
+            if self.recent is not None:  # right-aligned: the last columns are the most recent items
+                parts.append(self.embedding.pool(self.history_field, hist[:, -self.recent:]))
         return F.normalize(self.user_mlp(torch.cat(parts, dim=1)), dim=1)
 
     def item_vectors(self, codes: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,4 +174,4 @@ class TwoTower(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"user_fields={list(self.user_fields)}, history={self.history}, "
-                f"item_fields={list(self.item_fields)}, temperature={self.temperature}")
+                f"recent={self.recent}, item_fields={list(self.item_fields)}, temperature={self.temperature}")
