@@ -321,14 +321,16 @@ class _FaissIndex(_Index):
 class IVFFlatIndex(_FaissIndex):
     """faiss ``IndexIVFFlat`` with inner product: ``nlist`` k-means cells, ``nprobe`` searched.
 
-    The first :meth:`add` trains the cells on (a seeded sample of at most ``train_size`` of)
-    its vectors; later adds only assign. Search scans the ``nprobe`` cells whose centroids score
-    highest with the query; with ``nprobe = nlist`` it is exact. Where fewer than ``k`` vectors
-    were scanned, faiss pads with id ``-1``.
+    The first :meth:`add` trains the cells by k-means (``niter`` iterations, seeded) on a seeded
+    sample of at most ``train_size`` of its vectors; later adds only assign. faiss suggests
+    ``nlist`` between ``4 sqrt(n)`` and ``16 sqrt(n)`` and 30 to 256 training vectors per cell.
+    Search scans the ``nprobe`` cells whose centroids score highest with the query; with
+    ``nprobe = nlist`` it is exact. Where fewer than ``k`` vectors were scanned, faiss pads with
+    id ``-1``.
     """
 
     def __init__(self, dim: int, nlist: int = 100, nprobe: int = 8, *, train_size: int | None = None,
-                 seed: int = 0, threads: int | None = 1):
+                 niter: int = 25, seed: int = 0, threads: int | None = 1):
         super().__init__(dim, threads)
         self.nlist = require_positive_int(nlist, name="nlist")
         self.nprobe = require_positive_int(nprobe, name="nprobe")
@@ -338,6 +340,7 @@ class IVFFlatIndex(_FaissIndex):
         self.quantizer = f.IndexFlatIP(self.dim)
         self.index = f.IndexIVFFlat(self.quantizer, self.dim, self.nlist, f.METRIC_INNER_PRODUCT)
         self.index.cp.seed = self.seed
+        self.index.cp.niter = require_positive_int(niter, name="niter")
         self.index.cp.verbose = False
 
     def add(self, vectors) -> None:
