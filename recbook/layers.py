@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import require_fraction, require_positive_int
@@ -334,3 +335,342 @@ def mlp(in_dim: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, bat
         nn.init.zeros_(out.bias)
         layers.append(out)
     return nn.Sequential(*layers)
+
+
+# ============================================================================================
+# Behaviour sequences: Dice, target attention, mini-batch-aware L2 (DIN, Zhou et al. 2018)
+# ============================================================================================
+# Self-contained: the pieces below use only the imports at the top of the module. Tensors of a
+# behaviour history are [B, L, D] with a bool mask [B, L] (True = a real item, False = padding).
+
+__all__ += [
+    "ActivationUnit", "Dice", "MaskedMLP", "MiniBatchAwareL2", "PReLU", "TargetAttention",
+    "masked_mean", "masked_softmax", "occurrence_counts",
+]
+
+def _require_mask(mask, shape, key: str = "mask") -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise ValueError(f"{key}: expected a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{key}: expected shape {tuple(shape)}, got {tuple(mask.shape)}")
+    return mask
+
+
+class PReLU(nn.Module):
+    """``max(s, 0) + alpha * min(s, 0)`` with one learned ``alpha`` per neuron of the **last** dim.
+
+    ``torch.nn.PReLU`` puts its channels on dim 1, which for a history ``[B, L, H]`` is the
+    position, not the neuron. Takes (and ignores) ``mask`` so it can stand where :class:`Dice` does.
+    """
+
+    def __init__(self, num_features: int, *, alpha_init: float = 0.25):
+        super().__init__()
+        self.num_features = require_positive_int(num_features, name="num_features")
+        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+
+    def forward(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # relu(s) + alpha * (s - relu(s)): measured 1.5-3x faster, forward + backward, than
+        # F.prelu on a [B*L, H] view (whose backward reduces the slopes slowly on one thread).
+        r = F.relu(s)
+        return r + self.alpha * (s - r)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}"
+
+
+class Dice(nn.Module):
+    """Dice, the data-adaptive activation of DIN (Zhou et al., KDD 2018, Sec. 4.3).
+
+    ``f(s) = p(s) * s + (1 - p(s)) * alpha * s`` with ``p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps))``.
+
+    PReLU switches from slope ``alpha`` to slope 1 at ``s = 0`` for every input distribution;
+    Dice switches smoothly around the neuron's own mean, with a width set by its spread.
+    ``E[s]`` and ``Var[s]`` are **per neuron** (one mean and one variance for each of the ``H``
+    neurons, over all rows of the batch, as in BatchNorm; not one statistic across the neurons of a
+    row). In training they are the batch's; in ``eval()`` they are running averages,
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased, as
+    ``nn.BatchNorm1d`` keeps it), so a prediction does not depend on the other rows scored with it.
+
+    ``mask`` (bool, ``s.shape[:-1]``): only positions where it is True enter the statistics; the
+    padded positions of a history are transformed with the same statistics but never shift them.
+    A training batch with no True position uses (and keeps) the running statistics.
+
+    Shapes: ``s`` ``[..., H]`` -> ``[..., H]``. ``alpha`` starts at 0 (as in the authors' code).
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-8, momentum: float = 0.1,
+                 alpha_init: float = 0.0):
+        super().__init__()
+        self.num_features = require_positive_int(num_features, name="num_features")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        self.eps = float(eps)
+        self.momentum = require_fraction(momentum, name="momentum", inclusive=True)
+        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+        self.register_buffer("running_mean", torch.zeros(self.num_features))
+        self.register_buffer("running_var", torch.ones(self.num_features))
+
+    def batch_statistics(self, s: torch.Tensor, mask: torch.Tensor | None = None):
+        """Per-neuron mean, biased variance and count over the (unmasked) rows of ``s``: ``[H], [H], n``."""
+        flat = s.reshape(-1, self.num_features)
+        if mask is None:
+            return flat.mean(0), flat.var(0, unbiased=False), flat.shape[0]
+        w = mask.reshape(-1, 1).to(s.dtype)
+        n = int(mask.sum())
+        count = max(n, 1)
+        mean = (flat * w).sum(0) / count
+        var = ((flat - mean).square() * w).sum(0) / count
+        return mean, var, n
+
+    def forward(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(s, torch.Tensor) or s.dim() < 2 or s.shape[-1] != self.num_features:
+            raise ValueError(f"s: expected a tensor [..., {self.num_features}], got shape "
+                             f"{tuple(getattr(s, 'shape', ()))}")
+        if mask is not None:
+            _require_mask(mask, s.shape[:-1])
+        mean, var = self.running_mean, self.running_var
+        if self.training:
+            b_mean, b_var, n = self.batch_statistics(s, mask)
+            if n > 0:
+                mean, var = b_mean, b_var
+                with torch.no_grad():
+                    unbiased = b_var * (n / (n - 1)) if n > 1 else b_var
+                    self.running_mean.lerp_(b_mean.detach(), self.momentum)
+                    self.running_var.lerp_(unbiased.detach(), self.momentum)
+        p = torch.sigmoid((s - mean) * torch.rsqrt(var + self.eps))
+        return s * (p + (1 - p) * self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+_ACTIVATIONS = ("prelu", "dice", "relu", "sigmoid")
+
+
+def _activation(name: str, width: int) -> nn.Module:
+    if name == "prelu":
+        return PReLU(width)
+    if name == "dice":
+        return Dice(width)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {name!r}")
+
+
+class MaskedMLP(nn.Module):
+    """``Linear -> activation -> [Dropout]`` per hidden width, then ``Linear(out_dim)``, over the
+    last dim; the mask reaches every :class:`Dice` so padded positions stay out of its statistics.
+
+    ``activation``: ``"prelu"`` (:class:`PReLU`), ``"dice"`` (:class:`Dice`), ``"relu"`` or
+    ``"sigmoid"``. Shapes: ``x`` ``[..., in_dim]``, ``mask`` bool ``x.shape[:-1]`` or None ->
+    ``[..., out_dim]`` (``[..., hidden[-1]]`` when ``out_dim`` is None). Output bias starts at 0.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (200, 80), *, activation: str = "prelu",
+                 dropout: float = 0.0, out_dim: int | None = 1):
+        super().__init__()
+        d = require_positive_int(in_dim, name="in_dim")
+        hidden = tuple(hidden)
+        for i, h in enumerate(hidden):
+            require_positive_int(h, name=f"hidden[{i}]")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        self.linears = nn.ModuleList()
+        self.activations = nn.ModuleList()
+        for h in hidden:
+            self.linears.append(nn.Linear(d, h))
+            self.activations.append(_activation(activation, h))
+            d = h
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.out = None
+        if out_dim is not None:
+            self.out = nn.Linear(d, require_positive_int(out_dim, name="out_dim"))
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for linear, act in zip(self.linears, self.activations):
+            x = act(linear(x), mask) if isinstance(act, (Dice, PReLU)) else act(linear(x))
+            if self.dropout is not None:
+                x = self.dropout(x)
+        return x if self.out is None else self.out(x)
+
+
+class ActivationUnit(nn.Module):
+    """DIN's local activation unit: one score per history item for one candidate.
+
+    ``a(e_j, v_A) = MLP([e_j, v_A, e_j * v_A, e_j - v_A])`` for every item ``e_j`` of a row's
+    history and the row's candidate ``v_A``; the MLP (``Linear -> activation`` per width of
+    ``hidden``, then ``Linear(1)``) ends in a score, not a probability.
+
+    *The paper's "out product".* Fig. 2 of the paper feeds the unit ``e_j``, ``v_A`` and their
+    "out product". The full outer product ``e_j v_A^T`` has ``D^2`` entries, and a linear layer on
+    it is one bilinear form ``e_j^T W_h v_A`` per hidden unit ``h``. The authors' released code uses
+    the element-wise product ``e_j * v_A`` instead, which is the **diagonal** of the outer product:
+    the same bilinear forms restricted to a diagonal ``W_h``, with ``D`` inputs instead of ``D^2``.
+    That is what this unit does. The difference ``e_j - v_A`` (also from the authors' code) adds
+    nothing a linear layer on ``[e_j, v_A]`` could not express; it is a re-parametrisation that
+    hands the MLP "how far is this item from the candidate" directly.
+
+    *How it is computed.* The first layer is one ``nn.Linear(4D, H)`` on the concatenation
+    (:meth:`features`), and that is what it computes, for the whole batch and history at once with
+    no loop. Splitting its weight into the blocks ``[W_e, W_v, W_p, W_d]`` that meet the four parts,
+
+        ``W [e, v, e*v, e-v] = e (W_e + W_d + diag(v) W_p)^T + v (W_v - W_d)^T``
+
+    so each row needs one ``[L, D] x [D, H]`` product with its own matrix (a batched matmul) plus a
+    term computed once per row, instead of materialising the ``[B, L, 4D]`` input: 4x fewer
+    multiply-adds in the layer that dominates DIN's cost (tested against the literal form).
+
+    Shapes: ``keys`` ``[B, L, D]``, ``query`` ``[B, D]``, ``mask`` bool ``[B, L]`` (used by
+    :class:`Dice` only) -> scores ``[B, L]``, not yet masked.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (36,), *, activation: str = "prelu"):
+        super().__init__()
+        self.dim = require_positive_int(dim, name="dim")
+        hidden = tuple(hidden)
+        if not hidden:
+            raise ValueError("hidden: expected at least one hidden width for the activation unit")
+        for i, h in enumerate(hidden):
+            require_positive_int(h, name=f"hidden[{i}]")
+        self.first = nn.Linear(4 * self.dim, hidden[0])
+        self.first_activation = _activation(activation, hidden[0])
+        self.rest = MaskedMLP(hidden[0], hidden[1:], activation=activation, out_dim=1)
+
+    @staticmethod
+    def features(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``[e_j, v_A, e_j * v_A, e_j - v_A]`` for every position: ``[B, L, 4D]``."""
+        q = query.unsqueeze(1).expand_as(keys)
+        return torch.cat([keys, q, keys * q, keys - q], dim=-1)
+
+    def first_layer(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``self.first(self.features(keys, query))`` without building the features: ``[B, L, H]``."""
+        w_e, w_v, w_p, w_d = self.first.weight.split(self.dim, dim=1)  # each [H, D]
+        per_row = (w_e + w_d).t() + query.unsqueeze(-1) * w_p.t()  # [B, D, H]
+        once = F.linear(query, w_v - w_d, self.first.bias)  # [B, H]
+        return torch.baddbmm(once.unsqueeze(1), keys, per_row)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        h = self.first_activation(self.first_layer(keys, query), mask)
+        return self.rest(h, mask).squeeze(-1)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the True positions of each row; 0 on padding, and an all-zero row when the row
+    has no True position. ``[B, L]`` -> ``[B, L]``."""
+    w = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+    return w * mask
+
+
+class TargetAttention(nn.Module):
+    """Pool a history into one vector *for a given candidate*: ``v_U(A) = sum_j w_j e_j``.
+
+    ``w_j = a(e_j, v_A)`` from the :class:`ActivationUnit`, zero on padded positions. By default
+    the weights are **not** normalised (paper, Sec. 4.2: the sum keeps the *intensity* of the
+    user's interest: a history with many items related to the candidate gives a larger vector
+    than one with a single related item, and softmax would erase that difference). With
+    ``softmax=True`` they are a softmax over the real positions of ``score / sqrt(D)``, as in the
+    authors' released code.
+
+    Shapes: ``keys`` ``[B, L, D]``, ``query`` ``[B, D]``, ``mask`` bool ``[B, L]`` ->
+    ``(pooled [B, D], weights [B, L])``. A row with an empty history pools to a zero vector.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (36,), *, activation: str = "prelu",
+                 softmax: bool = False):
+        super().__init__()
+        self.unit = ActivationUnit(dim, hidden, activation=activation)
+        self.softmax = bool(softmax)
+
+    def weights(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The attention weights ``[B, L]`` (0 on padding)."""
+        if not (isinstance(keys, torch.Tensor) and keys.dim() == 3 and keys.shape[-1] == self.unit.dim):
+            raise ValueError(f"keys: expected a [B, L, {self.unit.dim}] tensor, got shape "
+                             f"{tuple(getattr(keys, 'shape', ()))}")
+        if not (isinstance(query, torch.Tensor) and tuple(query.shape) == (keys.shape[0], keys.shape[2])):
+            raise ValueError(f"query: expected shape {(keys.shape[0], keys.shape[2])}, got "
+                             f"{tuple(getattr(query, 'shape', ()))}")
+        _require_mask(mask, keys.shape[:2])
+        scores = self.unit(keys, query, mask)
+        if self.softmax:
+            return masked_softmax(scores / math.sqrt(keys.shape[-1]), mask)
+        return scores * mask
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor):
+        w = self.weights(keys, query, mask)
+        return (w.unsqueeze(-1) * keys).sum(dim=1), w
+
+    def extra_repr(self) -> str:
+        return f"softmax={self.softmax}"
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` ``[B, L, D]`` over the True positions of ``mask`` ``[B, L]`` -> ``[B, D]``
+    (a zero vector for a row with none): the DIN base model's pooling."""
+    _require_mask(mask, values.shape[:2])
+    w = mask / mask.sum(1, keepdim=True).clamp(min=1)
+    return (w.to(values.dtype).unsqueeze(-1) * values).sum(dim=1)
+
+
+class MiniBatchAwareL2(nn.Module):
+    """DIN's mini-batch aware regularisation (Zhou et al. 2018, Sec. 4.1, Eq. 4-5).
+
+    L2 on a whole embedding table at every step would touch every row, most of which the batch
+    never uses. The paper penalises only the rows present in the batch, each scaled by how rarely
+    it occurs: for batch ``B_m`` the penalty is ``(l2 / 2) * sum_j alpha_mj * ||w_j||^2 / n_j``,
+    where ``alpha_mj`` is 1 if row ``j`` occurs in the batch and ``n_j`` is the number of training
+    samples in which it occurs. Its gradient on ``w_j`` is exactly the paper's update term
+    ``l2 * alpha_mj / n_j * w_j``. Over an epoch a rare row is penalised about once, a frequent row
+    about ``n_batches / n_j`` times: rare ids, which overfit most, are shrunk most.
+
+    ``counts``: ``n_j`` for every row of the table (:func:`occurrence_counts`). Rows with
+    ``n_j = 0`` (never in training) and the rows listed in ``exclude`` (padding) are never
+    penalised. ``forward(weight, rows)`` -> the scalar penalty, ``rows`` = the table rows the batch
+    uses (any shape, repeats allowed).
+    """
+
+    def __init__(self, counts: torch.Tensor, l2: float, *, exclude: Sequence[int] = ()):
+        super().__init__()
+        if not (isinstance(l2, (int, float)) and l2 >= 0):
+            raise ValueError(f"l2: expected a non-negative number, got {l2!r}")
+        if not isinstance(counts, torch.Tensor) or counts.dim() != 1 or bool((counts < 0).any()):
+            raise ValueError("counts: expected a 1-D tensor of non-negative occurrence counts")
+        self.l2 = float(l2)
+        inv = torch.where(counts > 0, 1.0 / counts.clamp(min=1).double(), 0.0).float()
+        if len(exclude):
+            inv[torch.as_tensor(list(exclude), dtype=torch.long)] = 0.0
+        self.register_buffer("inv_counts", inv, persistent=False)
+
+    def forward(self, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if weight.shape[0] != self.inv_counts.shape[0]:
+            raise ValueError(f"weight: has {weight.shape[0]} rows; expected {self.inv_counts.shape[0]} "
+                             "like counts")
+        present = torch.zeros_like(self.inv_counts).index_fill_(0, rows.reshape(-1), 1.0)
+        return 0.5 * self.l2 * (present * self.inv_counts * weight.square().sum(1)).sum()
+
+    def extra_repr(self) -> str:
+        return f"l2={self.l2}, rows={self.inv_counts.shape[0]}"
+
+
+def occurrence_counts(rows: torch.Tensor, size: int, *, chunk: int = 4096) -> torch.Tensor:
+    """``n_j``: in how many samples row ``j`` occurs, counting a row once per sample.
+
+    ``rows`` int64 ``[N, K]``: the table rows sample ``i`` uses (repeats allowed) -> ``[size]``.
+    Vectorised per chunk of samples: sort each sample's rows and count the first of each run.
+    """
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.dtype != torch.long:
+        raise ValueError("rows: expected an int64 tensor [N, K]")
+    size = require_positive_int(size, name="size")
+    out = torch.zeros(size, dtype=torch.long)
+    for start in range(0, rows.shape[0], chunk):
+        s = rows[start:start + chunk].sort(dim=1).values
+        first = torch.ones_like(s, dtype=torch.bool)
+        first[:, 1:] = s[:, 1:] != s[:, :-1]
+        out += torch.bincount(s[first], minlength=size)
+    return out

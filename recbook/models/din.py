@@ -1,0 +1,305 @@
+"""Deep Interest Network (Zhou et al., "Deep Interest Network for Click-Through Rate Prediction",
+KDD 2018) and the base model it is compared with.
+
+Both read a CTR batch with behaviour histories (:func:`recbook.data.ctr_protocol` with
+``history_len``): ``x`` ``[B, S]``, ``genres`` ``[B, G]``, ``hist_item`` ``[B, L]`` item codes
+(right-aligned, 0 = padding) and ``hist_mask`` bool ``[B, L]``. An **item** is represented by the
+concatenation of its ``item_id`` vector and the vectors of its side features (genres pooled by
+their mean, optionally the release-year bucket), all rows of the one shared
+:class:`~recbook.layers.FieldEmbedding` table. The candidate's side features come from the batch;
+the history items' come from a per-item-code table given to the model
+(:func:`item_side_features`), so the batch carries only the history's item codes.
+
+    user/context fields ─┐
+    history e_1..e_L ─── pool(e_1..e_L ; v_A) ─┤── MLP ── logit
+    candidate v_A ───────┘
+
+* :class:`DINBase`: ``pool`` = the mean of the history (the paper's "Base Model").
+* :class:`DIN`: ``pool`` = ``sum_j a(e_j, v_A) e_j`` with DIN's local activation unit
+  (:class:`~recbook.layers.TargetAttention`); with ``activation="dice"`` every hidden layer, in
+  the MLP and in the activation unit, uses :class:`~recbook.layers.Dice` instead of PReLU.
+* Optional mini-batch aware L2 on the embedding table (:meth:`add_minibatch_l2` and
+  :func:`din_loss`; :class:`~recbook.layers.MiniBatchAwareL2`).
+
+Where the book simplifies the paper: MovieLens has no shops or categories of goods, so an item is
+``[item_id, genres]`` (+ ``year_bucket``) instead of ``[goods_id, shop_id, cate_id]``; there are no
+context features; the output is one logit trained with ``binary_cross_entropy_with_logits``
+(the paper's two-way softmax is the same model with one redundant output).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .._checks import require_columns
+from ..data.features import PAD, Schema
+from ..layers import (FieldEmbedding, MaskedMLP, MiniBatchAwareL2, SchemaModule, TargetAttention,
+                      check_batch, masked_mean, occurrence_counts)
+
+__all__ = ["DIN", "DINBase", "din_loss", "item_side_features"]
+
+ITEM_FIELD = "item_id"
+SIDE_FIELDS = ("genres", "year_bucket")
+
+
+def item_side_features(items: pd.DataFrame, schema: Schema, fields: Sequence[str] = ("genres",)
+                       ) -> dict[str, torch.Tensor]:
+    """Per ``item_id`` code, the codes of the item's side features in ``schema``.
+
+    Row ``c`` describes the item whose ``item_id`` code is ``c`` (rows 0 = padding and 1 = unknown
+    are empty, as are the codes of items missing from ``items``). ``"genres"`` gives an int64
+    ``[n_codes, G]`` matrix right-padded with 0; ``"year_bucket"`` an int64 ``[n_codes]`` vector.
+
+    Args:
+        items: the item table of :func:`recbook.data.load_movielens100k` (``item_id``,
+            ``release_year`` and one boolean column per genre).
+        schema: the CTR schema; its ``item_id`` vocabulary fixes the rows.
+        fields: which side features, a subset of ``("genres", "year_bucket")``.
+    """
+    from ..data.movielens import GENRES
+    from ..data.protocols import year_bucket
+
+    if not isinstance(schema, Schema):
+        raise ValueError(f"schema: expected a recbook.data.Schema, got {type(schema).__name__}")
+    fields = tuple(fields)
+    for f in fields:
+        if f not in SIDE_FIELDS:
+            raise ValueError(f"fields: {f!r} is not an item side feature; expected some of {SIDE_FIELDS}")
+        schema[f]  # raises naming the field if the schema lacks it
+    require_columns(items, ["item_id", "release_year", *GENRES], name="items")
+    item = schema[ITEM_FIELD]
+    codes = item.encode(items["item_id"])
+    known = codes >= 2
+    rows = codes[known]
+    out = {}
+    if "genres" in fields:
+        flags = items.loc[known, list(GENRES)].to_numpy(dtype=bool)
+        names = np.array(GENRES, dtype=object)
+        g = schema["genres"].encode_multi([tuple(names[r]) for r in flags])
+        table = np.zeros((item.size, g.shape[1]), dtype=np.int64)
+        table[rows] = g
+        out["genres"] = torch.from_numpy(table)
+    if "year_bucket" in fields:
+        y = schema["year_bucket"].encode(year_bucket(items.loc[known, "release_year"]))
+        table = np.zeros(item.size, dtype=np.int64)
+        table[rows] = y
+        out["year_bucket"] = torch.from_numpy(table)
+    return out
+
+
+def _check_history(schema: Schema, batch: Mapping) -> None:
+    """``hist_item`` int64 ``[B, L]`` codes of the item_id field and ``hist_mask`` bool ``[B, L]``."""
+    for key in ("hist_item", "hist_mask"):
+        if key not in batch:
+            raise ValueError(f"batch: missing key '{key}' (the behaviour history; build the data with "
+                             "ctr_protocol(..., history_len=L))")
+    hist, mask = batch["hist_item"], batch["hist_mask"]
+    if not isinstance(hist, torch.Tensor) or hist.dtype != torch.long or hist.dim() != 2:
+        raise ValueError(f"hist_item: expected an int64 tensor [B, L], got "
+                         f"{getattr(hist, 'dtype', type(hist).__name__)} of shape {tuple(getattr(hist, 'shape', ()))}")
+    if hist.shape[0] != batch["x"].shape[0]:
+        raise ValueError(f"hist_item: has {hist.shape[0]} rows; expected {batch['x'].shape[0]} like x")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != hist.shape:
+        raise ValueError(f"hist_mask: expected a bool tensor of shape {tuple(hist.shape)} like hist_item, got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} of shape {tuple(getattr(mask, 'shape', ()))}")
+    size = schema[ITEM_FIELD].size
+    if hist.numel():
+        lo, hi = torch.aminmax(hist)
+        if bool(lo < 0) or bool(hi >= size):
+            bad = int(lo) if bool(lo < 0) else int(hi)
+            raise ValueError(f"hist_item (field '{ITEM_FIELD}'): index {bad} out of range [0, {size})")
+
+
+class _BehaviourModel(SchemaModule):
+    """What DIN and its base model share: item vectors, user/context vectors, the MLP, the L2.
+
+    Subclasses define ``pool(history [B, L, Di], candidate [B, Di], mask [B, L]) -> [B, Di]``.
+    """
+
+    def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
+                 hidden: Sequence[int] = (200, 80), activation: str = "prelu", dropout: float = 0.0,
+                 init_std: float = 0.01, validate: bool = True):
+        super().__init__(schema, validate=validate)
+        if ITEM_FIELD not in schema.names or schema[ITEM_FIELD].multi:
+            raise ValueError(f"schema: expected a single-valued field '{ITEM_FIELD}', got fields {schema.names}")
+        if not isinstance(item_features, Mapping):
+            raise ValueError("item_features: expected a dict {field: codes per item code} "
+                             "(see item_side_features)")
+        n_codes = schema[ITEM_FIELD].size
+        self.side_fields = tuple(item_features)
+        for name, codes in item_features.items():
+            if name not in schema.names:
+                raise ValueError(f"item_features: no field named {name!r} in the schema {schema.names}")
+            f = schema[name]
+            want = 2 if f.multi else 1
+            if not isinstance(codes, torch.Tensor) or codes.dtype != torch.long or codes.dim() != want:
+                raise ValueError(f"item_features['{name}']: expected an int64 tensor of "
+                                 f"{'[n_codes, G]' if f.multi else '[n_codes]'}, got "
+                                 f"{getattr(codes, 'dtype', type(codes).__name__)} {tuple(getattr(codes, 'shape', ()))}")
+            if codes.shape[0] != n_codes:
+                raise ValueError(f"item_features['{name}']: has {codes.shape[0]} rows; expected {n_codes}, "
+                                 f"one per code of field '{ITEM_FIELD}'")
+            if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= f.size):
+                raise ValueError(f"item_features['{name}'] (field '{name}'): codes out of range [0, {f.size})")
+            self.register_buffer(f"side_{name}", codes.clone(), persistent=False)
+        self.embedding = FieldEmbedding(schema, dim, init_std=init_std, validate=False)
+        self.dim = self.embedding.dim
+        names = schema.names
+        item_names = (ITEM_FIELD, *self.side_fields)
+        # Slots of FieldEmbedding's [B, F, D] output: the candidate item's and everything else.
+        self.register_buffer("item_slots", torch.tensor([names.index(n) for n in item_names]), persistent=False)
+        self.register_buffer("other_slots", torch.tensor([i for i, n in enumerate(names) if n not in item_names],
+                                                         dtype=torch.long), persistent=False)
+        self.item_dim = self.dim * len(item_names)
+        in_dim = self.dim * len(self.other_slots) + 2 * self.item_dim
+        self.mlp = MaskedMLP(in_dim, hidden, activation=activation, dropout=dropout, out_dim=1)
+        self.regularizer: MiniBatchAwareL2 | None = None
+
+    # ---------------------------------------------------------------- item vectors
+
+    def item_vectors(self) -> torch.Tensor:
+        """The vector of every item code, ``[n_codes, Di]``: ``[item_id, side features...]``."""
+        emb = self.embedding
+        parts = [emb.field_weight(ITEM_FIELD)]
+        for name in self.side_fields:
+            codes = getattr(self, f"side_{name}")
+            parts.append(emb.pool(name, codes) if codes.dim() == 2 else emb.lookup(name, codes))
+        return torch.cat(parts, dim=1)
+
+    def history_vectors(self, hist_item: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` item codes -> ``[B, L, Di]`` (one gather from :meth:`item_vectors`)."""
+        return self.item_vectors().index_select(0, hist_item.reshape(-1)).view(*hist_item.shape, self.item_dim)
+
+    def check(self, batch: Mapping) -> None:
+        if self.validate:
+            check_batch(self.schema, batch, self.single_sizes)
+            _check_history(self.schema, batch)
+
+    def _inputs(self, batch: Mapping):
+        """Candidate ``[B, Di]``, other fields ``[B, (F - k) * D]``, history ``[B, L, Di]``, mask."""
+        e = self.embedding(batch)  # [B, F, D]
+        candidate = e.index_select(1, self.item_slots).flatten(1)
+        other = e.index_select(1, self.other_slots).flatten(1)
+        return candidate, other, self.history_vectors(batch["hist_item"]), batch["hist_mask"]
+
+    def pool(self, history, candidate, mask) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, batch: Mapping) -> torch.Tensor:
+        self.check(batch)
+        candidate, other, history, mask = self._inputs(batch)
+        user = self.pool(history, candidate, mask)
+        return self.mlp(torch.cat([other, user, candidate], dim=1)).squeeze(-1)
+
+    # ---------------------------------------------------------------- mini-batch aware L2
+
+    def embedding_rows(self, batch: Mapping) -> torch.Tensor:
+        """The rows of the embedding table each sample uses: int64 ``[B, K]`` (repeats, padding
+        rows included): its fields, its history items and their side features."""
+        offsets = {n: self.schema.offset_of(n) for n in self.schema.names}
+        parts = [batch["x"] + self.single_offsets]
+        parts += [batch[f.name] + offsets[f.name] for f in self.schema.multi]
+        hist = batch["hist_item"]
+        parts.append(hist + offsets[ITEM_FIELD])
+        for name in self.side_fields:
+            codes = getattr(self, f"side_{name}")[hist] + offsets[name]  # [B, L] or [B, L, G]
+            parts.append(codes.flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def add_minibatch_l2(self, train, l2: float, *, batch_size: int = 8192):
+        """Turn on DIN's mini-batch aware L2 with strength ``l2`` (returns ``self``).
+
+        ``n_j`` (:func:`~recbook.layers.occurrence_counts`) is counted on ``train`` (a
+        :class:`~recbook.data.TensorData` of the training rows). The penalty is added to the loss
+        by :func:`din_loss`; the padding rows are never penalised.
+        """
+        size = self.schema.total_size
+        counts = torch.zeros(size, dtype=torch.long)
+        for b in train.batches(batch_size, shuffle=False):
+            counts += occurrence_counts(self.embedding_rows(b).cpu(), size)
+        pads = [int(o) + PAD for o in self.schema.offsets]
+        self.regularizer = MiniBatchAwareL2(counts, l2, exclude=pads).to(self.embedding.table.weight.device)
+        return self
+
+    def regularization(self, batch: Mapping) -> torch.Tensor:
+        """The mini-batch aware L2 penalty for ``batch`` (0 when it is off)."""
+        if self.regularizer is None or self.regularizer.l2 == 0:
+            return self.embedding.table.weight.new_zeros(())
+        return self.regularizer(self.embedding.table.weight, self.embedding_rows(batch))
+
+
+def din_loss(model: _BehaviourModel, batch: Mapping) -> torch.Tensor:
+    """Binary cross-entropy on the logits plus the model's mini-batch aware L2 penalty.
+
+    For :func:`recbook.train.fit`'s ``loss_fn``; without :meth:`~DIN.add_minibatch_l2` it equals
+    :func:`recbook.train.bce_loss`.
+    """
+    return F.binary_cross_entropy_with_logits(model(batch), batch["label"]) + model.regularization(batch)
+
+
+class DINBase(_BehaviourModel):
+    """The paper's base model (Embedding & MLP): the history is **averaged**, whatever the candidate.
+
+    ``logit = MLP([user/context fields, mean_j e_j, v_A])``. Every candidate sees the same user
+    vector: a user with 40 dramas and 2 westerns is 95% drama even when the candidate is a
+    western. See :class:`DIN` for the arguments.
+    """
+
+    def pool(self, history, candidate, mask):
+        return masked_mean(history, mask)
+
+
+class DIN(_BehaviourModel):
+    """Deep Interest Network: the history is pooled **for the candidate**.
+
+    ``v_U(A) = sum_j a(e_j, v_A) e_j`` over the real (unpadded) history items, with ``a`` DIN's
+    local activation unit fed ``[e_j, v_A, e_j * v_A, e_j - v_A]``
+    (:class:`~recbook.layers.ActivationUnit`, whose docstring relates this to the paper's "out
+    product"); then ``logit = MLP([user/context fields, v_U(A), v_A])``.
+
+    Args:
+        schema: the CTR schema (must hold ``item_id`` and the side-feature fields).
+        item_features: ``{field: codes per item_id code}`` from :func:`item_side_features`, e.g.
+            ``{"genres": [n_codes, G]}``; these fields join ``item_id`` in every item's vector.
+        dim: embedding size ``D``; an item vector has ``Di = D * (1 + len(item_features))``.
+        hidden: widths of the MLP (the paper: 200, 80).
+        attention_hidden: widths of the activation unit's MLP (the paper: 36).
+        activation: ``"prelu"`` (the paper's DIN) or ``"dice"`` (DIN with Dice), in both MLPs.
+            Dice in the activation unit takes its statistics over real history positions only.
+        softmax: normalise the weights with a softmax (authors' code) instead of the paper's raw
+            weights, which keep the intensity of interest.
+        dropout: dropout after each hidden layer of the MLP.
+        init_std: standard deviation of the initial embeddings.
+        validate: check each batch (turn off to benchmark).
+
+    Shapes: ``forward(batch) -> [B]`` logits; :meth:`attention_weights` -> ``[B, L]``.
+    """
+
+    def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
+                 hidden: Sequence[int] = (200, 80), attention_hidden: Sequence[int] = (36,),
+                 activation: str = "prelu", softmax: bool = False, dropout: float = 0.0,
+                 init_std: float = 0.01, validate: bool = True):
+        super().__init__(schema, item_features, dim, hidden=hidden, activation=activation,
+                         dropout=dropout, init_std=init_std, validate=validate)
+        self.attention = TargetAttention(self.item_dim, attention_hidden, activation=activation,
+                                         softmax=softmax)
+
+    def pool(self, history, candidate, mask):
+        return self.attention(history, candidate, mask)[0]
+
+    @torch.no_grad()
+    def attention_weights(self, batch: Mapping) -> torch.Tensor:
+        """The weight of every history position for the row's candidate, ``[B, L]`` (0 on padding),
+        computed as in ``eval()`` mode (Dice uses its running statistics)."""
+        self.check(batch)
+        was_training = self.training
+        self.eval()
+        try:
+            candidate, _, history, mask = self._inputs(batch)
+            return self.attention.weights(history, candidate, mask)
+        finally:
+            self.train(was_training)
