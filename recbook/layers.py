@@ -428,17 +428,25 @@ class Dice(nn.Module):
                              f"{tuple(getattr(s, 'shape', ()))}")
         if mask is not None:
             _require_mask(mask, s.shape[:-1])
-        mean, var = self.running_mean, self.running_var
-        if self.training:
-            b_mean, b_var, n = self.batch_statistics(s, mask)
-            if n > 0:
-                mean, var = b_mean, b_var
-                with torch.no_grad():
-                    unbiased = b_var * (n / (n - 1)) if n > 1 else b_var
-                    self.running_mean.lerp_(b_mean.detach(), self.momentum)
-                    self.running_var.lerp_(unbiased.detach(), self.momentum)
-        p = torch.sigmoid((s - mean) * torch.rsqrt(var + self.eps))
-        return s * (p + (1 - p) * self.alpha)
+        flat = s.reshape(-1, self.num_features)
+        if mask is None and (not self.training or flat.shape[0] > 1):
+            # The standardisation (s - E[s]) / sqrt(Var[s] + eps) with these statistics and
+            # running averages is exactly what batch_norm computes, in one fused kernel.
+            z = F.batch_norm(flat, self.running_mean, self.running_var, None, None, self.training,
+                             self.momentum, self.eps).view(s.shape)
+        else:
+            mean, var = self.running_mean, self.running_var
+            if self.training:
+                b_mean, b_var, n = self.batch_statistics(s, mask)
+                if n > 0:
+                    mean, var = b_mean, b_var
+                    with torch.no_grad():
+                        unbiased = b_var * (n / (n - 1)) if n > 1 else b_var
+                        self.running_mean.lerp_(b_mean.detach(), self.momentum)
+                        self.running_var.lerp_(unbiased.detach(), self.momentum)
+            z = (s - mean) * torch.rsqrt(var + self.eps)
+        p = torch.sigmoid(z)
+        return s * torch.addcmul(self.alpha, p, 1 - self.alpha)  # p s + (1 - p) alpha s
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -525,9 +533,12 @@ class ActivationUnit(nn.Module):
     so each row needs one ``[L, D] x [D, H]`` product with its own matrix (a batched matmul) plus a
     term computed once per row, instead of materialising the ``[B, L, 4D]`` input: 4x fewer
     multiply-adds in the layer that dominates DIN's cost (tested against the literal form).
+    After the first layer only the real positions go on (``[N, H]``, ``N`` = number of True
+    entries of ``mask``): the activations, and so every :class:`Dice` statistic, never see a padded
+    position, and a quarter of the work on this data (histories are 77% full) is skipped.
 
-    Shapes: ``keys`` ``[B, L, D]``, ``query`` ``[B, D]``, ``mask`` bool ``[B, L]`` (used by
-    :class:`Dice` only) -> scores ``[B, L]``, not yet masked.
+    Shapes: ``keys`` ``[B, L, D]``, ``query`` ``[B, D]``, ``mask`` bool ``[B, L]`` (None: every
+    position is real) -> scores ``[B, L]``, 0 on padded positions.
     """
 
     def __init__(self, dim: int, hidden: Sequence[int] = (36,), *, activation: str = "prelu"):
@@ -557,8 +568,13 @@ class ActivationUnit(nn.Module):
 
     def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        h = self.first_activation(self.first_layer(keys, query), mask)
-        return self.rest(h, mask).squeeze(-1)
+        h = self.first_layer(keys, query)  # [B, L, H]
+        if mask is None:
+            return self.rest(self.first_activation(h)).squeeze(-1)
+        real = mask.reshape(-1).nonzero().squeeze(1)  # flat positions of the real items
+        h = h.reshape(-1, h.shape[-1]).index_select(0, real)  # [N, H]
+        scores = self.rest(self.first_activation(h)).squeeze(-1)  # [N]
+        return h.new_zeros(mask.numel()).index_copy(0, real, scores).view(mask.shape)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -597,10 +613,10 @@ class TargetAttention(nn.Module):
             raise ValueError(f"query: expected shape {(keys.shape[0], keys.shape[2])}, got "
                              f"{tuple(getattr(query, 'shape', ()))}")
         _require_mask(mask, keys.shape[:2])
-        scores = self.unit(keys, query, mask)
+        scores = self.unit(keys, query, mask)  # 0 on padding
         if self.softmax:
             return masked_softmax(scores / math.sqrt(keys.shape[-1]), mask)
-        return scores * mask
+        return scores
 
     def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor):
         w = self.weights(keys, query, mask)
