@@ -194,21 +194,31 @@ def prelu_by_hand(h, alpha):
     return torch.where(h > 0, h, alpha * h)
 
 
-def attention_loop(att: TargetAttention, keys, query, mask):
-    """Reference: one row and one history position at a time, from the unit's weights."""
+def attention_loop(att: TargetAttention, keys, query, mask, *, batch_stats=False):
+    """Reference: one row and one history position at a time, from the unit's weights. Dice uses
+    its running statistics, or with ``batch_stats`` the mean and (biased) variance of the first
+    layer's outputs over every real position of the batch, computed here first."""
     unit = att.unit
     lin, out_lin = unit.first, unit.rest.out
     act = unit.first_activation
+    real = [(b, j) for b in range(keys.shape[0]) for j in range(keys.shape[1]) if mask[b, j]]
+    first = {(b, j): lin.weight @ torch.cat([keys[b, j], query[b], keys[b, j] * query[b],
+                                             keys[b, j] - query[b]]) + lin.bias for b, j in real}
+    if isinstance(act, Dice):
+        if batch_stats:
+            h_all = torch.stack(list(first.values()))
+            mean, var = h_all.mean(0), h_all.var(0, unbiased=False)
+        else:
+            mean, var = act.running_mean, act.running_var
     pooled = torch.zeros_like(query)
     weights = torch.zeros(mask.shape, dtype=keys.dtype)
     for b in range(keys.shape[0]):
         js = [j for j in range(keys.shape[1]) if mask[b, j]]
         scores = []
         for j in js:
-            e, v = keys[b, j], query[b]
-            h = lin.weight @ torch.cat([e, v, e * v, e - v]) + lin.bias
-            if isinstance(act, Dice):  # eval: running statistics
-                p = torch.sigmoid((h - act.running_mean) / torch.sqrt(act.running_var + act.eps))
+            h = first[b, j]
+            if isinstance(act, Dice):
+                p = torch.sigmoid((h - mean) / torch.sqrt(var + act.eps))
                 h = p * h + (1 - p) * act.alpha * h
             else:
                 h = prelu_by_hand(h, act.alpha)
@@ -224,17 +234,19 @@ def attention_loop(att: TargetAttention, keys, query, mask):
     return pooled, weights
 
 
-@pytest.mark.parametrize("activation", ["prelu", "dice"])
+@pytest.mark.parametrize("activation", ["prelu", "dice", "dice-train"])
 @pytest.mark.parametrize("softmax", [False, True])
 def test_batched_attention_equals_a_loop_over_rows_and_positions(activation, softmax):
     torch.manual_seed(0)
-    att = perturb(TargetAttention(6, (5,), activation=activation, softmax=softmax)).double().eval()
+    att = perturb(TargetAttention(6, (5,), activation=activation.split("-")[0], softmax=softmax)).double()
+    att.train(activation == "dice-train")
     keys = torch.randn(9, 7, 6, dtype=torch.float64)
     query = torch.randn(9, 6, dtype=torch.float64)
     mask = torch.rand(9, 7) < 0.6
     mask[0] = False  # an empty history pools to zero
+    keys[~mask] = 1e3  # padded positions hold anything: they must not matter
+    ref_pooled, ref_w = attention_loop(att, keys, query, mask, batch_stats=att.training)
     pooled, w = att(keys, query, mask)
-    ref_pooled, ref_w = attention_loop(att, keys, query, mask)
     torch.testing.assert_close(w, ref_w, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(pooled, ref_pooled, rtol=1e-10, atol=1e-12)
     assert torch.equal(pooled[0], torch.zeros(6, dtype=torch.float64))
@@ -245,12 +257,26 @@ def test_batched_attention_equals_a_loop_over_rows_and_positions(activation, sof
 def test_factorised_first_layer_equals_the_literal_concatenation():
     torch.manual_seed(0)
     unit = ActivationUnit(5, (7, 3)).double()
-    keys, query = torch.randn(4, 6, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
-    feats = unit.features(keys, query)
-    assert feats.shape == (4, 6, 20)
-    torch.testing.assert_close(feats[1, 2, 10:15], keys[1, 2] * query[1])  # e * v
-    torch.testing.assert_close(feats[1, 2, 15:], keys[1, 2] - query[1])  # e - v
-    torch.testing.assert_close(unit.first_layer(keys, query), unit.first(feats), rtol=1e-12, atol=1e-12)
+    keys, query = torch.randn(9, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    rows = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2, 3])
+    feats = unit.features(keys, query[rows])
+    assert feats.shape == (9, 20)
+    torch.testing.assert_close(feats[5, 10:15], keys[5] * query[2])  # e * v
+    torch.testing.assert_close(feats[5, 15:], keys[5] - query[2])  # e - v
+    torch.testing.assert_close(unit.first_layer(keys, query, rows), unit.first(feats), rtol=1e-12, atol=1e-12)
+
+
+def test_packed_and_padded_histories_give_the_same_attention():
+    torch.manual_seed(0)
+    att = TargetAttention(4, (5,), softmax=True).double()
+    keys, query = torch.randn(6, 3, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    mask = torch.rand(6, 3) < 0.5
+    pooled, w = att(keys, query, mask)
+    pooled2, w2 = att.pool(keys[mask], query, mask)
+    torch.testing.assert_close(pooled, pooled2)
+    torch.testing.assert_close(w, w2)
+    with pytest.raises(ValueError, match=r"keys: expected the \d+ real items of mask packed"):
+        att.pool(keys.reshape(-1, 4), query, mask)
 
 
 def test_raw_weights_keep_the_intensity_of_interest_softmax_does_not():
@@ -269,6 +295,7 @@ def test_masked_helpers_by_hand():
     v = torch.tensor([[[1.0], [2.0], [6.0]], [[5.0], [7.0], [9.0]]])
     mask = torch.tensor([[False, True, True], [False, False, False]])
     torch.testing.assert_close(masked_mean(v, mask), torch.tensor([[4.0], [0.0]]))
+    torch.testing.assert_close(masked_mean(torch.tensor([[2.0], [6.0]]), mask), torch.tensor([[4.0], [0.0]]))
     w = masked_softmax(torch.tensor([[3.0, 0.0, math.log(3.0)], [1.0, 2.0, 3.0]]), mask)
     torch.testing.assert_close(w, torch.tensor([[0.0, 0.25, 0.75], [0.0, 0.0, 0.0]]))
 
@@ -277,8 +304,10 @@ def test_attention_validates_shapes():
     att = TargetAttention(4)
     with pytest.raises(ValueError, match=r"keys: expected a \[B, L, 4\] tensor"):
         att(torch.randn(2, 3, 5), torch.randn(2, 4), torch.ones(2, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="query: expected shape"):
+    with pytest.raises(ValueError, match="mask: expected shape"):
         att(torch.randn(2, 3, 4), torch.randn(3, 4), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"query: expected a \[B, 4\] tensor"):
+        att(torch.randn(2, 3, 4), torch.randn(2, 5), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask: expected shape"):
         att(torch.randn(2, 3, 4), torch.randn(2, 4), torch.ones(2, 4, dtype=torch.bool))
 
@@ -335,19 +364,21 @@ def test_models_return_logits_and_gradients_reach_every_parameter(name):
 def test_base_model_pools_by_the_mean_and_din_by_the_attention_weights():
     base, schema, feats = make("base")
     batch = random_batch(schema, feats)
-    hist = base.history_vectors(batch["hist_item"])
     mask = batch["hist_mask"]
+    table = base.item_vectors()
+    packed = base.history_vectors(batch["hist_item"], mask)
     for b in (0, 1, 5):
-        k = int(mask[b].sum())
-        expected = hist[b][mask[b]].sum(0) / max(k, 1)
-        torch.testing.assert_close(base.pool(hist, None, mask)[b], expected)
+        codes = [int(c) for c, m in zip(batch["hist_item"][b], mask[b]) if m]
+        expected = table[codes].mean(0) if codes else torch.zeros(base.item_dim)
+        torch.testing.assert_close(base.pool(packed, None, mask)[b], expected)
     din, _, _ = make("din")
     din.eval()
     w = din.attention_weights(batch)
     assert w.shape == (32, 6) and torch.equal(w[~mask], torch.zeros(int((~mask).sum())))
     cand = din.embedding(batch).index_select(1, din.item_slots).flatten(1)
-    hist = din.history_vectors(batch["hist_item"])
-    torch.testing.assert_close(din.pool(hist, cand, mask), (w.unsqueeze(-1) * hist).sum(1))
+    hist = din.history_vectors(batch["hist_item"])  # padded [B, L, Di]
+    torch.testing.assert_close(din.pool(din.history_vectors(batch["hist_item"], mask), cand, mask),
+                               (w.unsqueeze(-1) * hist).sum(1))
 
 
 @pytest.mark.parametrize("name", ["base", "din"])

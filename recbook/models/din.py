@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 from .._checks import require_columns
 from ..data.features import PAD, Schema
-from ..layers import (FieldEmbedding, MaskedMLP, MiniBatchAwareL2, SchemaModule, TargetAttention,
+from ..layers import (FeatureLinear, FieldEmbedding, MaskedMLP, MiniBatchAwareL2, SchemaModule, TargetAttention,
                       check_batch, masked_mean, occurrence_counts)
 
-__all__ = ["DIN", "DINBase", "din_loss", "item_side_features"]
+__all__ = ["DIN", "DINBase", "din_for_protocol", "din_loss", "item_side_features"]
 
 ITEM_FIELD = "item_id"
 SIDE_FIELDS = ("genres", "year_bucket")
@@ -122,6 +122,7 @@ class _BehaviourModel(SchemaModule):
 
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
                  hidden: Sequence[int] = (200, 80), activation: str = "prelu", dropout: float = 0.0,
+                 product: bool = False, linear: bool = False, ignore: Sequence[str] = (),
                  init_std: float = 0.01, validate: bool = True):
         super().__init__(schema, validate=validate)
         if ITEM_FIELD not in schema.names or schema[ITEM_FIELD].multi:
@@ -131,6 +132,10 @@ class _BehaviourModel(SchemaModule):
                              "(see item_side_features)")
         n_codes = schema[ITEM_FIELD].size
         self.side_fields = tuple(item_features)
+        self.ignore = tuple(ignore)
+        for name in self.ignore:
+            if name not in schema.names or name == ITEM_FIELD or name in self.side_fields:
+                raise ValueError(f"ignore: {name!r} is not a user/context field of the schema")
         for name, codes in item_features.items():
             if name not in schema.names:
                 raise ValueError(f"item_features: no field named {name!r} in the schema {schema.names}")
@@ -152,11 +157,14 @@ class _BehaviourModel(SchemaModule):
         item_names = (ITEM_FIELD, *self.side_fields)
         # Slots of FieldEmbedding's [B, F, D] output: the candidate item's and everything else.
         self.register_buffer("item_slots", torch.tensor([names.index(n) for n in item_names]), persistent=False)
-        self.register_buffer("other_slots", torch.tensor([i for i, n in enumerate(names) if n not in item_names],
+        self.register_buffer("other_slots", torch.tensor([i for i, n in enumerate(names)
+                                                          if n not in item_names and n not in self.ignore],
                                                          dtype=torch.long), persistent=False)
         self.item_dim = self.dim * len(item_names)
-        in_dim = self.dim * len(self.other_slots) + 2 * self.item_dim
+        self.product = bool(product)
+        in_dim = self.dim * len(self.other_slots) + (3 if self.product else 2) * self.item_dim
         self.mlp = MaskedMLP(in_dim, hidden, activation=activation, dropout=dropout, out_dim=1)
+        self.linear = FeatureLinear(schema, validate=False) if linear else None
         self.regularizer: MiniBatchAwareL2 | None = None
 
     # ---------------------------------------------------------------- item vectors
@@ -170,9 +178,13 @@ class _BehaviourModel(SchemaModule):
             parts.append(emb.pool(name, codes) if codes.dim() == 2 else emb.lookup(name, codes))
         return torch.cat(parts, dim=1)
 
-    def history_vectors(self, hist_item: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` item codes -> ``[B, L, Di]`` (one gather from :meth:`item_vectors`)."""
-        return self.item_vectors().index_select(0, hist_item.reshape(-1)).view(*hist_item.shape, self.item_dim)
+    def history_vectors(self, hist_item: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Item codes ``[B, L]`` -> padded ``[B, L, Di]``; with ``mask``, only the real items,
+        packed in row-major order: ``[N, Di]`` (one gather from :meth:`item_vectors`)."""
+        table = self.item_vectors()
+        if mask is not None:
+            return table.index_select(0, hist_item[mask])
+        return table.index_select(0, hist_item.reshape(-1)).view(*hist_item.shape, self.item_dim)
 
     def check(self, batch: Mapping) -> None:
         if self.validate:
@@ -180,20 +192,26 @@ class _BehaviourModel(SchemaModule):
             _check_history(self.schema, batch)
 
     def _inputs(self, batch: Mapping):
-        """Candidate ``[B, Di]``, other fields ``[B, (F - k) * D]``, history ``[B, L, Di]``, mask."""
+        """Candidate ``[B, Di]``, other fields ``[B, (F - k) * D]``, the real history items packed
+        ``[N, Di]``, and the mask ``[B, L]`` that says where they sit."""
         e = self.embedding(batch)  # [B, F, D]
         candidate = e.index_select(1, self.item_slots).flatten(1)
         other = e.index_select(1, self.other_slots).flatten(1)
-        return candidate, other, self.history_vectors(batch["hist_item"]), batch["hist_mask"]
+        mask = batch["hist_mask"]
+        return candidate, other, self.history_vectors(batch["hist_item"], mask), mask
 
     def pool(self, history, candidate, mask) -> torch.Tensor:  # pragma: no cover - abstract
+        """``history`` ``[N, Di]`` (packed real items), ``candidate`` ``[B, Di]``, ``mask`` ``[B, L]``
+        -> the user's vector ``[B, Di]``."""
         raise NotImplementedError
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         self.check(batch)
         candidate, other, history, mask = self._inputs(batch)
         user = self.pool(history, candidate, mask)
-        return self.mlp(torch.cat([other, user, candidate], dim=1)).squeeze(-1)
+        parts = [other, user, candidate] + ([user * candidate] if self.product else [])
+        logit = self.mlp(torch.cat(parts, dim=1)).squeeze(-1)
+        return logit if self.linear is None else logit + self.linear(batch)
 
     # ---------------------------------------------------------------- mini-batch aware L2
 
@@ -267,6 +285,10 @@ class DIN(_BehaviourModel):
             ``{"genres": [n_codes, G]}``; these fields join ``item_id`` in every item's vector.
         dim: embedding size ``D``; an item vector has ``Di = D * (1 + len(item_features))``.
         hidden: widths of the MLP (the paper: 200, 80).
+        product: also feed the MLP ``v_U(A) * v_A`` (the authors' code does).
+        ignore: user/context fields left out of the model, e.g. ``("user_id",)``.
+        linear: add a first-order term ``w0 + sum_i w_i x_i`` over the batch's fields to the
+            logit (the authors' code adds a per-item bias).
         attention_hidden: widths of the activation unit's MLP (the paper: 36).
         activation: ``"prelu"`` (the paper's DIN) or ``"dice"`` (DIN with Dice), in both MLPs.
             Dice in the activation unit takes its statistics over real history positions only.
@@ -282,14 +304,16 @@ class DIN(_BehaviourModel):
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
                  hidden: Sequence[int] = (200, 80), attention_hidden: Sequence[int] = (36,),
                  activation: str = "prelu", softmax: bool = False, dropout: float = 0.0,
+                 product: bool = False, linear: bool = False, ignore: Sequence[str] = (),
                  init_std: float = 0.01, validate: bool = True):
         super().__init__(schema, item_features, dim, hidden=hidden, activation=activation,
-                         dropout=dropout, init_std=init_std, validate=validate)
+                         dropout=dropout, product=product, linear=linear, ignore=ignore,
+                         init_std=init_std, validate=validate)
         self.attention = TargetAttention(self.item_dim, attention_hidden, activation=activation,
                                          softmax=softmax)
 
     def pool(self, history, candidate, mask):
-        return self.attention(history, candidate, mask)[0]
+        return self.attention.pool(history, candidate, mask)[0]
 
     @torch.no_grad()
     def attention_weights(self, batch: Mapping) -> torch.Tensor:
@@ -300,6 +324,27 @@ class DIN(_BehaviourModel):
         self.eval()
         try:
             candidate, _, history, mask = self._inputs(batch)
-            return self.attention.weights(history, candidate, mask)
+            return self.attention.pool(history, candidate, mask)[1]
         finally:
             self.train(was_training)
+
+
+def din_for_protocol(data, items: pd.DataFrame, *, kind: str = "din", fields: Sequence[str] = ("genres",),
+                     dim: int = 16, l2: float = 0.0, **kwargs) -> _BehaviourModel:
+    """A :class:`DIN` (``kind="din"``) or :class:`DINBase` (``kind="base"``) for the CTR protocol.
+
+    Args:
+        data: a :class:`recbook.data.CTRData` built with ``history_len``.
+        items: the item table (``load_movielens100k().items``) for the side features.
+        fields: the item side features (see :func:`item_side_features`).
+        l2: strength of the mini-batch aware L2 (counted on ``data.train``); train with
+            ``loss_fn=din_loss`` for it to act.
+        kwargs: the model's other arguments (``hidden``, ``activation``, ``softmax``, ...).
+    """
+    if kind not in ("din", "base"):
+        raise ValueError(f"kind: expected 'din' or 'base', got {kind!r}")
+    if "hist_item" not in data.train:
+        raise ValueError("data: has no behaviour histories; build it with ctr_protocol(ml, history_len=50)")
+    features = item_side_features(items, data.schema, fields)
+    model = (DIN if kind == "din" else DINBase)(data.schema, features, dim, **kwargs)
+    return model.add_minibatch_l2(data.train, l2) if l2 else model
