@@ -264,6 +264,11 @@ def test_factorised_first_layer_equals_the_literal_concatenation():
     torch.testing.assert_close(feats[5, 10:15], keys[5] * query[2])  # e * v
     torch.testing.assert_close(feats[5, 15:], keys[5] - query[2])  # e - v
     torch.testing.assert_close(unit.first_layer(keys, query, rows), unit.first(feats), rtol=1e-12, atol=1e-12)
+    # Keys given as rows of a table: the key-only part is computed once per table row.
+    table, index = torch.randn(4, 5, dtype=torch.float64), torch.tensor([3, 0, 3, 1, 2, 2, 0, 1, 3])
+    feats = unit.features(table[index], query[rows])
+    torch.testing.assert_close(unit.first_layer(table[index], query, rows, table=table, index=index),
+                               unit.first(feats), rtol=1e-12, atol=1e-12)
 
 
 def test_packed_and_padded_histories_give_the_same_attention():
@@ -366,18 +371,19 @@ def test_base_model_pools_by_the_mean_and_din_by_the_attention_weights():
     batch = random_batch(schema, feats)
     mask = batch["hist_mask"]
     table = base.item_vectors()
-    packed = base.history_vectors(batch["hist_item"], mask)
+    packed = base.history_vectors(batch["hist_item"], mask)  # the real items only, row-major
+    torch.testing.assert_close(packed, base.history_vectors(batch["hist_item"])[mask])
     for b in (0, 1, 5):
         codes = [int(c) for c, m in zip(batch["hist_item"][b], mask[b]) if m]
         expected = table[codes].mean(0) if codes else torch.zeros(base.item_dim)
-        torch.testing.assert_close(base.pool(packed, None, mask)[b], expected)
+        torch.testing.assert_close(base.pool(table, batch["hist_item"][mask], None, mask)[b], expected)
     din, _, _ = make("din")
     din.eval()
     w = din.attention_weights(batch)
     assert w.shape == (32, 6) and torch.equal(w[~mask], torch.zeros(int((~mask).sum())))
     cand = din.embedding(batch).index_select(1, din.item_slots).flatten(1)
     hist = din.history_vectors(batch["hist_item"])  # padded [B, L, Di]
-    torch.testing.assert_close(din.pool(din.history_vectors(batch["hist_item"], mask), cand, mask),
+    torch.testing.assert_close(din.pool(din.item_vectors(), batch["hist_item"][mask], cand, mask),
                                (w.unsqueeze(-1) * hist).sum(1))
 
 
@@ -400,6 +406,24 @@ def test_every_input_reaches_the_logit(name):
         assert (after[row] - before[row]).abs() > 1e-6, what
         others = torch.arange(32) != row
         torch.testing.assert_close(after[others], before[others])  # eval: rows are independent
+
+
+def test_options_product_linear_and_ignore():
+    model, schema, feats = build("din", product=True, linear=True, ignore=("user_id",))
+    assert model.mlp.linears[0].in_features == 2 * 4 + 3 * 8  # gender, year + [v_U, v_A, v_U * v_A]
+    batch = random_batch(schema, feats)
+    model.eval()
+    with torch.no_grad():
+        model.linear.weights.table.weight.normal_()
+        model.linear.bias.fill_(0.7)
+        x = batch["x"].clone()
+        x[:, 0] = torch.roll(x[:, 0], 1)  # other users: only the first-order term sees them
+        changed = dict(batch, x=x)
+        delta = model(changed) - model(batch)
+        lin = model.linear
+        torch.testing.assert_close(delta, lin(changed) - lin(batch))
+    with pytest.raises(ValueError, match="ignore: 'item_id' is not a user/context field"):
+        build("din", ignore=("item_id",))
 
 
 def test_history_items_carry_their_side_features_from_the_shared_table():

@@ -117,7 +117,9 @@ def _check_history(schema: Schema, batch: Mapping) -> None:
 class _BehaviourModel(SchemaModule):
     """What DIN and its base model share: item vectors, user/context vectors, the MLP, the L2.
 
-    Subclasses define ``pool(history [B, L, Di], candidate [B, Di], mask [B, L]) -> [B, Di]``.
+    Subclasses define ``pool(table, codes, candidate, mask) -> [B, Di]``: the history is the
+    rows ``table[codes]`` of the item table, only the real items of the batch, packed in the
+    row-major order of ``mask`` (see :meth:`history_vectors`).
     """
 
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
@@ -192,23 +194,23 @@ class _BehaviourModel(SchemaModule):
             _check_history(self.schema, batch)
 
     def _inputs(self, batch: Mapping):
-        """Candidate ``[B, Di]``, other fields ``[B, (F - k) * D]``, the real history items packed
-        ``[N, Di]``, and the mask ``[B, L]`` that says where they sit."""
+        """Candidate ``[B, Di]``, other fields ``[B, (F - k) * D]`` and the history: the item table
+        ``[n_codes, Di]``, the codes of the real history items packed ``[N]`` (row-major), the mask."""
         e = self.embedding(batch)  # [B, F, D]
         candidate = e.index_select(1, self.item_slots).flatten(1)
         other = e.index_select(1, self.other_slots).flatten(1)
         mask = batch["hist_mask"]
-        return candidate, other, self.history_vectors(batch["hist_item"], mask), mask
+        return candidate, other, self.item_vectors(), batch["hist_item"][mask], mask
 
-    def pool(self, history, candidate, mask) -> torch.Tensor:  # pragma: no cover - abstract
-        """``history`` ``[N, Di]`` (packed real items), ``candidate`` ``[B, Di]``, ``mask`` ``[B, L]``
-        -> the user's vector ``[B, Di]``."""
+    def pool(self, table, codes, candidate, mask) -> torch.Tensor:  # pragma: no cover - abstract
+        """The user's vector ``[B, Di]`` from the history items ``table[codes]`` (``codes`` ``[N]``:
+        the real items of ``mask`` ``[B, L]``, row-major) and the candidate ``[B, Di]``."""
         raise NotImplementedError
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         self.check(batch)
-        candidate, other, history, mask = self._inputs(batch)
-        user = self.pool(history, candidate, mask)
+        candidate, other, table, codes, mask = self._inputs(batch)
+        user = self.pool(table, codes, candidate, mask)
         parts = [other, user, candidate] + ([user * candidate] if self.product else [])
         logit = self.mlp(torch.cat(parts, dim=1)).squeeze(-1)
         return logit if self.linear is None else logit + self.linear(batch)
@@ -267,8 +269,8 @@ class DINBase(_BehaviourModel):
     western. See :class:`DIN` for the arguments.
     """
 
-    def pool(self, history, candidate, mask):
-        return masked_mean(history, mask)
+    def pool(self, table, codes, candidate, mask):
+        return masked_mean(table.index_select(0, codes), mask)
 
 
 class DIN(_BehaviourModel):
@@ -312,8 +314,9 @@ class DIN(_BehaviourModel):
         self.attention = TargetAttention(self.item_dim, attention_hidden, activation=activation,
                                          softmax=softmax)
 
-    def pool(self, history, candidate, mask):
-        return self.attention.pool(history, candidate, mask)[0]
+    def pool(self, table, codes, candidate, mask):
+        keys = table.index_select(0, codes)
+        return self.attention.pool(keys, candidate, mask, table=table, index=codes)[0]
 
     @torch.no_grad()
     def attention_weights(self, batch: Mapping) -> torch.Tensor:
@@ -323,8 +326,9 @@ class DIN(_BehaviourModel):
         was_training = self.training
         self.eval()
         try:
-            candidate, _, history, mask = self._inputs(batch)
-            return self.attention.pool(history, candidate, mask)[1]
+            candidate, _, table, codes, mask = self._inputs(batch)
+            keys = table.index_select(0, codes)
+            return self.attention.pool(keys, candidate, mask, table=table, index=codes)[1]
         finally:
             self.train(was_training)
 
