@@ -46,7 +46,34 @@ C. The notebooks' setup cell (recbook/notebook_setup.py, book/*.ipynb)          
    C2  pip that cannot start (OSError): the same
    C3  under IPython, the failure shows as that one message, without a traceback
 
-Total: 30 cases, 28 that failed before the fix and 2 guards.
+D. Never lose results (recbook/bench.py)                                             5 cases
+   D1  a subset run (--models LR --seeds 0) replaced the committed results with its one row:
+       rows now merge by (model, protocol, seed); --replace asks for the old behaviour
+   D2  a write failing after the CSV was replaced left the two files disagreeing: both go to
+       temporary names first, a failed rename puts the first file back, the new rows are
+       saved to a fallback file named in the error
+   D3  --models with an empty list ran everything; repeated seeds faked "3 seeds ± 0.0000";
+       a huge or negative seed failed after the data load: all refused before any training
+   D4  an --out that is a file: refused before any training
+   D5  a model that fails mid-run (say, diverges) lost the rows of the models run before it:
+       each model's rows are written as soon as its seeds are done
+
+E. Protocols and features refuse what they cannot handle (recbook/data)             12 cases
+   E1  ctr_frame: ratings outside 1-5 made every label 0 or 1
+   E2  ctr_frame: duplicated users or items in the side tables multiplied the rows
+   E3  ctr_frame: ids of different dtypes across tables gave "196 not in users"
+   E4  ctr_frame: negative ages gave "80000 missing value(s)"
+   E5  leave_last_out: string ids crashed with a TypeError
+   E6  leave_last_out: a duplicated (user, item, timestamp) row made validation equal test
+   E7  Field.encode: values of another kind than the vocabulary all became unknown silently
+   E8  Field.encode: when every one of 20 or more values is unknown, a warning (a wrong
+       vocabulary or column); a single cold-start value stays silent
+   E9  Field.decode(-1) returned a value, decode(99) crashed inside numpy
+   E10 Field.encode_multi(max_len=0) was ignored; a bare string was split into characters
+   E11 SequenceData.padded(0) was ignored, padded(-1) crashed inside numpy
+   E12 TensorData.subset([]) crashed inside torch; float indices, out-of-range rows
+
+Total: 47 cases, 45 that failed before the fix and 2 guards.
 """
 from __future__ import annotations
 
@@ -67,13 +94,17 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 import recbook
-from recbook.data import TensorData
+from recbook import bench
+from recbook.data import Field, TensorData, ctr_frame, leave_last_out
 from recbook.data import movielens as ml
 from recbook.notebook_setup import setup_cell_source
 from recbook.train import fit, seed_everything
@@ -726,3 +757,232 @@ def test_C3_setup_cell_failure_shows_without_traceback_in_ipython(monkeypatch, c
     assert type(result.error_in_exec).__name__ == "RecbookSetupError"  # "Run all" stops here
     assert "Traceback" not in text and "CalledProcessError" not in text, text
     assert text.strip() == f"RecbookSetupError: {result.error_in_exec}"
+
+
+# --------------------------------------------------------------------------------------------
+# D. Never lose results
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_models(monkeypatch):
+    """Two models on planted interactions, under a protocol of their own (no MovieLens needed)."""
+    from recbook.chapters.synthetic import planted_interactions
+    from recbook.models import FactorizationMachine, LogisticRegression
+    from recbook.train import evaluate_ctr
+
+    planted = planted_interactions(n_fields=4, field_size=6, n_samples=3000, seed=0)
+    train, valid, test = planted.split3(test_fraction=0.2, valid_fraction=0.2)
+    data = SimpleNamespace(schema=planted.schema, train=train, valid=valid, test=test)
+    protocols = dict(bench.PROTOCOLS)
+    protocols["planted"] = bench.Protocol(
+        "planted", lambda: data, lambda m, d, split: evaluate_ctr(m, getattr(d, split)), metric="auc",
+        train_data=lambda d: d.train, checksum=lambda: "planted-0")
+    monkeypatch.setattr(bench, "PROTOCOLS", protocols)
+    monkeypatch.setattr(bench, "REGISTRY", {})
+    fit_kwargs = dict(batch_size=256, lr=0.01, epochs=3, patience=2)
+    bench.register(bench.Entry("LR", "planted", LogisticRegression.from_data, {}, fit_kwargs))
+    bench.register(bench.Entry("FM", "planted", FactorizationMachine.from_data, {"dim": 4}, fit_kwargs))
+    return data
+
+
+def rows(models, seeds, value=0.7, protocol="ctr"):
+    return pd.DataFrame([{"model": m, "protocol": protocol, "seed": s, "test_auc": value + s / 100,
+                          "wall_s_per_epoch": 1.0, "cpu_s_per_epoch": 1.0, "epochs": 3}
+                         for m in models for s in seeds])
+
+
+def test_D1_a_subset_run_merges_into_the_results(tmp_path):
+    bench.write(rows(["LR", "FM"], [0, 1, 2]), tmp_path)
+    bench.write(rows(["LR"], [0], value=0.5), tmp_path)
+    csv = pd.read_csv(tmp_path / "bench.csv")
+    assert len(csv) == 6
+    assert csv.loc[(csv.model == "LR") & (csv.seed == 0), "test_auc"].item() == 0.5
+    assert csv.loc[(csv.model == "FM") & (csv.seed == 2), "test_auc"].item() == pytest.approx(0.72)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| LR | ctr | 3 |" in md and "| FM | ctr | 3 |" in md
+    bench.write(rows(["LR"], [0]), tmp_path, replace=True)
+    assert len(pd.read_csv(tmp_path / "bench.csv")) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_D2_a_failed_write_keeps_both_old_files_and_saves_the_rows(tmp_path, monkeypatch):
+    bench.write(rows(["LR"], [0, 1]), tmp_path)
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    real = os.replace
+    calls = []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(bench.os, "replace", fail_second)
+    monkeypatch.setattr(bench.tempfile, "gettempdir", lambda: str(tmp_path / "fallback"))
+    (tmp_path / "fallback").mkdir()
+    with pytest.raises(OSError, match=r"disk full.*new rows are saved in .*recbook-bench-"):
+        bench.write(rows(["FM"], [0]), tmp_path)
+    # the csv was renamed into place first, then put back: both files are the old ones
+    assert {p.name: p.read_text() for p in tmp_path.iterdir() if p.is_file()} == before
+    saved = list((tmp_path / "fallback").glob("recbook-bench-*.csv"))
+    assert len(saved) == 1 and pd.read_csv(saved[0])["model"].tolist() == ["FM"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "nope"], "models"), (["--models", ","], "models: is empty"),
+    (["--models", "LR,LR"], "twice"), (["--seeds", "a,b"], "--seeds"),
+    (["--seeds", "0,0,1"], "repeats a seed"), (["--seeds", str(2**40)], "is not a seed"),
+    (["--seeds", "-1"], "is not a seed"), (["--threads", "0"], "--threads"),
+])
+def test_D3_bad_arguments_are_reported_before_any_training(two_models, argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_one", lambda *a, **k: pytest.fail("trained despite bad arguments"))
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv + ["--no-progress"])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_D4_an_out_path_that_is_a_file_is_refused_before_training(two_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_one", lambda *a, **k: pytest.fail("trained despite bad arguments"))
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "LR", "--out", str(target), "--no-progress"])
+    assert "out:" in capsys.readouterr().err
+
+
+def test_D5_rows_of_finished_models_survive_a_later_failure(two_models, tmp_path, monkeypatch):
+    real = bench.run_one
+
+    def fail_on_fm(entry, *args, **kwargs):
+        if entry.name == "FM":
+            raise FloatingPointError("training diverged at epoch 1")
+        return real(entry, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_one", fail_on_fm)
+    with pytest.raises(FloatingPointError):
+        bench.main(["--models", "LR,FM", "--seeds", "0,1", "--out", str(tmp_path), "--no-progress"])
+    saved = pd.read_csv(tmp_path / "bench.csv")
+    assert saved["model"].tolist() == ["LR", "LR"]
+
+
+# --------------------------------------------------------------------------------------------
+# E. Protocols and features refuse what they cannot handle
+# --------------------------------------------------------------------------------------------
+
+def with_(ml, **tables):
+    return SimpleNamespace(**{"ratings": ml.ratings, "users": ml.users, "items": ml.items, **tables})
+
+
+# ---------------------------------------------------------------- ctr_frame
+
+@pytest.mark.parametrize("value", [0, 6, 10])
+def test_E1_ratings_outside_one_to_five(make_ml, value):
+    ml = make_ml()
+    ratings = ml.ratings.copy()
+    ratings.loc[3, "rating"] = value
+    with pytest.raises(ValueError, match=rf"ratings.rating: {value} is outside 1-5"):
+        ctr_frame(with_(ml, ratings=ratings))
+
+
+def test_E2_duplicated_users_or_items_would_multiply_rows(make_ml):
+    ml = make_ml()
+    with pytest.raises(ValueError, match=r"users.user_id: 1 appears 2 times"):
+        ctr_frame(with_(ml, users=pd.concat([ml.users, ml.users.iloc[:1]])))
+    with pytest.raises(ValueError, match=r"items.item_id: 2 appears 2 times"):
+        ctr_frame(with_(ml, items=pd.concat([ml.items, ml.items.iloc[1:2]])))
+
+
+def test_E3_ids_of_different_kinds_across_tables(make_ml):
+    ml = make_ml()
+    users = ml.users.astype({"user_id": str})
+    with pytest.raises(ValueError, match=r"users.user_id: has dtype \w+ but ratings.user_id has dtype int64"):
+        ctr_frame(with_(ml, users=users))
+
+
+def test_E4_negative_ages(make_ml):
+    ml = make_ml()
+    users = ml.users.copy()
+    users.loc[2, "age"] = -4
+    with pytest.raises(ValueError, match=r"users.age: -4 is not a valid age"):
+        ctr_frame(with_(ml, users=users))
+
+
+# ---------------------------------------------------------------- leave_last_out
+
+def test_E5_leave_last_out_string_ids(make_ml):
+    ratings = make_ml().ratings.astype({"item_id": str})
+    with pytest.raises(ValueError, match=r"ratings.item_id: expected integer ids, got dtype \w+"):
+        leave_last_out(ratings)
+
+
+def test_E6_leave_last_out_duplicated_rating_rows(make_ml):
+    ratings = make_ml().ratings
+    twice = pd.concat([ratings, ratings.iloc[[5]]], ignore_index=True)
+    with pytest.raises(ValueError, match=r"ratings: the row \(user_id=.*appears .*validation and test"):
+        leave_last_out(twice)
+
+
+# ---------------------------------------------------------------- Field
+
+def test_E7_values_of_another_kind_than_the_vocabulary():
+    users = Field("user_id", (196, 186, 22))
+    with pytest.raises(ValueError, match=r"user_id: got strings .*'196'.* vocabulary holds numbers"):
+        users.encode(pd.Series(["196", "22"]))
+    genders = Field("gender", ("F", "M"))
+    with pytest.raises(ValueError, match=r"gender: got numbers .* vocabulary holds strings"):
+        genders.encode([0, 1])
+    assert users.encode(np.array([196.0, 5.0])).tolist() == [2, 1]  # numbers of another dtype are fine
+
+
+def test_E8_all_values_unknown_warns_but_a_few_do_not():
+    f = Field("user_id", (1, 2, 3))
+    with pytest.warns(UserWarning, match=r"user_id: all 25 value\(s\) are outside the vocabulary"):
+        f.encode(np.arange(100, 125))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f.encode([100])   # one cold-start user is normal
+
+
+@pytest.mark.parametrize("index", [-1, 5, 99])
+def test_E9_decode_out_of_range(index):
+    with pytest.raises(ValueError, match=rf"gender: index {index} is out of range; expected 0 <= index < 4"):
+        Field("gender", ("F", "M")).decode(index)
+
+
+def test_E10_encode_multi_refuses_zero_width_and_bare_strings():
+    g = Field("genres", ("Drama", "Comedy"), multi=True)
+    with pytest.raises(ValueError, match=r"max_len: expected a positive integer"):
+        g.encode_multi([("Drama",)], max_len=0)
+    with pytest.raises(ValueError, match=r"genres\[1\]: .*got the string 'Drama'"):
+        g.encode_multi([("Comedy",), "Drama"])
+    with pytest.raises(ValueError, match=r"genres: expected one collection of values per row, got the string"):
+        g.encode_multi("Drama")
+    with pytest.raises(ValueError, match=r"categories must be a sequence of values, got the string"):
+        Field("genres", "Drama", multi=True)
+    with pytest.raises(ValueError, match=r"max_len must be a positive integer"):
+        Field("genres", ("a",), multi=True, max_len=0)
+
+
+# ---------------------------------------------------------------- SequenceData, TensorData
+
+@pytest.mark.parametrize("max_len", [0, -1, 2.5])
+def test_E11_padded_needs_a_positive_length(make_ml, max_len):
+    seq = leave_last_out(make_ml().ratings)
+    with pytest.raises(ValueError, match=r"max_len: expected a positive integer"):
+        seq.padded(max_len)
+
+
+def test_E12_tensor_data_subset_refuses_empty_float_and_out_of_range():
+    d = TensorData(x=torch.arange(10).reshape(5, 2))
+    with pytest.raises(ValueError, match=r"index: selects no rows"):
+        d.subset([])
+    with pytest.raises(ValueError, match=r"index: the slice .* selects no rows"):
+        d.subset(slice(3, 3))
+    with pytest.raises(ValueError, match=r"index: expected integer row numbers or a boolean mask"):
+        d.subset([0.5, 1.0])
+    with pytest.raises(ValueError, match=r"index: row 7 is out of range for 5 rows"):
+        d.subset([0, 7])
+    with pytest.raises(ValueError, match=r"boolean mask of length 2; expected 5"):
+        d.subset(torch.tensor([True, False]))
+    assert d.subset([4, 0])["x"].tolist() == [[8, 9], [0, 1]]
