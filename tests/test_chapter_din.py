@@ -15,9 +15,8 @@ from sklearn.metrics import log_loss, roc_auc_score  # noqa: E402
 from torch import nn  # noqa: E402
 
 from recbook.chapters import din as chapter  # noqa: E402
-from recbook.data import GENRES, YEAR_BUCKETS, Field, Schema, TensorData, year_bucket  # noqa: E402
+from recbook.data import GENRES, YEAR_BUCKETS, Field, Schema, TensorData, item_catalogue, year_bucket  # noqa: E402
 from recbook.models import DIN  # noqa: E402
-from recbook.models.din import item_side_features  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -91,14 +90,15 @@ def small_world():
     items.loc[items["item_id"] > 6, "Horror"] = True
     items.loc[items["item_id"] % 4 == 0, "Drama"] = True
     schema = Schema((
-        Field("user_id", (100, 200, 300)),
-        Field("item_id", tuple(range(1, 11))),  # movies 11 and 12 are not in the vocabulary
-        Field("year_bucket", YEAR_BUCKETS),
-        Field("genres", GENRES, multi=True),
+        Field("user_id", (100, 200, 300), role="user"),
+        Field("item_id", tuple(range(1, 11)), role="item"),  # movies 11 and 12 are not in the vocabulary
+        Field("year_bucket", YEAR_BUCKETS, role="item"),
+        Field("genres", GENRES, multi=True, role="item"),
     ))
+    catalogue = item_catalogue(items, schema)
     torch.manual_seed(0)
-    model = DIN(schema, item_side_features(items, schema, ("genres",)), 4, hidden=(8,),
-                attention_hidden=(6,), init_std=0.5)
+    model = DIN(schema, {"genres": catalogue.features["genres"]}, 4, hidden=(8,), attention_hidden=(6,),
+                init_std=0.5)
     hist = np.array([[0, 0, 2, 3, 8], [3, 4, 5, 10, 12], [0, 0, 0, 0, 0],
                      [0, 9, 2, 2, 7], [0, 0, 0, 4, 5], [2, 3, 4, 5, 6]])  # raw item ids, 0 = none
     codes = np.where(hist > 0, schema["item_id"].encode(pd.Series(hist.ravel())).reshape(hist.shape), 0)
@@ -107,12 +107,12 @@ def small_world():
                   np.full(6, 3)], 1)
     split = TensorData(x=x, genres=np.zeros((6, 2), dtype=np.int64), label=np.ones(6, np.float32),
                        user=frame["user_id"].to_numpy().copy(), hist_item=codes, hist_mask=hist > 0)
-    return model, split, frame, items
+    return model, split, frame, catalogue
 
 
 def test_attention_table_lists_the_history_with_the_models_weights():
-    model, split, frame, items = small_world()
-    t = chapter.attention_table(model, split, frame, items, 1, candidates=[2, 9])
+    model, split, frame, catalogue = small_world()
+    t = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[2, 9])
     assert len(t) == 10 and set(t["candidate_id"]) == {2, 9}
     one = t[t["candidate_id"] == 9]
     assert one["position"].tolist() == [1, 2, 3, 4, 5]
@@ -134,20 +134,20 @@ def test_attention_table_lists_the_history_with_the_models_weights():
     # The two candidates get different weights over the same history.
     assert not np.allclose(one["weight"], t[t["candidate_id"] == 2]["weight"])
     # Default candidate: the row's own movie; an empty history gives no lines.
-    own = chapter.attention_table(model, split, frame, items, [0, 2])
+    own = chapter.attention_table(model, split, frame, catalogue, [0, 2])
     assert set(own["candidate_id"]) == {5} and own["row"].tolist() == [0, 0, 0]
 
 
 def test_attention_table_validates():
-    model, split, frame, items = small_world()
+    model, split, frame, catalogue = small_world()
     with pytest.raises(ValueError, match="model: expected a recbook.models.DIN"):
-        chapter.attention_table(nn.Linear(2, 1), split, frame, items, 0)
+        chapter.attention_table(nn.Linear(2, 1), split, frame, catalogue, 0)
     with pytest.raises(ValueError, match=r"rows: expected row positions in \[0, 6\)"):
-        chapter.attention_table(model, split, frame, items, 6)
-    with pytest.raises(ValueError, match="candidates: expected item ids of items, got \\[99\\]"):
-        chapter.attention_table(model, split, frame, items, 0, candidates=[99])
+        chapter.attention_table(model, split, frame, catalogue, 6)
+    with pytest.raises(ValueError, match="candidates: expected item ids of the catalogue, got \\[99\\]"):
+        chapter.attention_table(model, split, frame, catalogue, 0, candidates=[99])
     with pytest.raises(ValueError, match="frame: has 5 rows; expected 6"):
-        chapter.attention_table(model, split, frame.iloc[:5], items, 0)
+        chapter.attention_table(model, split, frame.iloc[:5], catalogue, 0)
     with pytest.raises(ValueError, match="user_id: 4 has no row"):
         chapter.last_row_of_user(frame, 4)
     assert chapter.last_row_of_user(frame, 100) == 5
@@ -165,20 +165,20 @@ def test_genre_overlap_summary_by_hand():
 
 
 def test_heatmap_widget_table_and_dropdown():
-    model, split, frame, items = small_world()
-    t = chapter.attention_table(model, split, frame, items, 1, candidates=[2, 9])
+    model, split, frame, catalogue = small_world()
+    t = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[2, 9])
     ax = chapter.plot_attention_heatmap(t)
     assert [lab.get_text() for lab in ax.get_yticklabels()] == ["movie 3", "movie 4", "movie 5", "movie 10",
                                                                  "<unknown item>"]
     assert ax.images[0].get_array().shape == (5, 2)
     np.testing.assert_allclose(ax.images[0].get_array()[:, 1], t[t["candidate_id"] == 9]["weight"])
     with pytest.raises(ValueError, match="row: table holds rows"):
-        chapter.plot_attention_heatmap(chapter.attention_table(model, split, frame, items, [0, 1]))
-    w = chapter.widget_table(model, split, frame, items, users=[100, 200], candidates=[2, 9])
+        chapter.plot_attention_heatmap(chapter.attention_table(model, split, frame, catalogue, [0, 1]))
+    w = chapter.widget_table(model, split, frame, catalogue, users=[100, 200], candidates=[2, 9])
     assert set(w["user_id"]) == {100, 200} and set(w["candidate"]) == {"movie 2", "movie 9"}
     assert len(w) == 2 * 5 + 2 * 4  # user 100's last row has 5 items, user 200's 4
     assert w["weight"].round(3).equals(w["weight"])
     box = chapter.attention_dropdown(w)
     assert isinstance(box, ipw.VBox) and len(box.control.options) == 4
     with pytest.raises(ValueError, match="users: expected a non-empty list"):
-        chapter.widget_table(model, split, frame, items, users=[], candidates=[2])
+        chapter.widget_table(model, split, frame, catalogue, users=[], candidates=[2])

@@ -2,17 +2,16 @@
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbook.data import GENRES, Field, Schema, TensorData
+from recbook.data import Field, Schema, TensorData
 from recbook.layers import (ActivationUnit, Dice, MiniBatchAwareL2, PReLU, TargetAttention, masked_mean,
                             masked_softmax, occurrence_counts)
 from recbook.models import DIN, DINBase
-from recbook.models.din import din_loss, item_side_features
+from recbook.models.din import din_loss
 
 N_ITEMS = 12  # item codes 2..13; 0 = padding, 1 = unknown
 
@@ -504,7 +503,8 @@ def test_minibatch_l2_penalises_only_the_rows_of_the_batch_scaled_by_their_count
     assert penalty.item() == pytest.approx(expected, rel=1e-5) and expected > 0
     penalty.backward()
     touched = set(w.grad.abs().sum(1).nonzero().flatten().tolist())
-    assert touched == {j for j in used if j not in pads and counts[j] > 0}
+    # (unknown rows start at exactly zero, so their penalty and its gradient are 0)
+    assert touched == {j for j in used if j not in pads and counts[j] > 0 and w[j].abs().sum() > 0}
     # The gradient is the paper's update term l2 * w_j / n_j.
     j = next(iter(touched))
     torch.testing.assert_close(w.grad[j], 0.3 * w[j].detach() / int(counts[j]))
@@ -531,29 +531,39 @@ def test_minibatch_l2_off_by_default_and_validated():
         reg(torch.ones(2, 3), torch.tensor([0]))
 
 
-# ---------------------------------------------------------------- item side features
+# ---------------------------------------------------------------- the protocol's factory
 
-def test_item_side_features_follow_the_item_codes():
-    items = pd.DataFrame({"item_id": [10, 20, 30, 40], "release_year": [1994, 1997, np.nan, 1960]})
-    for g in GENRES:
-        items[g] = False
-    items.loc[0, "Comedy"] = True
-    items.loc[1, ["Action", "Thriller"]] = True
-    items.loc[3, "Western"] = True
-    schema = Schema((
-        Field("item_id", (40, 20, 10)),  # item 30 is not in the vocabulary
-        Field("year_bucket", ("unknown", "<1950", "1950s", "1960s", "1970s", "1980s", "1990-94",
-                              "1995", "1996", "1997", "1998")),
-        Field("genres", GENRES, multi=True),
-    ))
-    out = item_side_features(items, schema, ("genres", "year_bucket"))
-    g, y = out["genres"], out["year_bucket"]
-    assert g.shape == (5, 2) and y.shape == (5,)
-    assert g[:2].abs().sum() == 0 and y[:2].abs().sum() == 0  # padding and unknown rows are empty
-    dec = lambda f, c: schema[f].decode(int(c))
-    assert [dec("genres", c) for c in g[2]] == ["Western", "<pad>"]  # code 2 = item 40
-    assert [dec("genres", c) for c in g[3]] == ["Action", "Thriller"]  # code 3 = item 20
-    assert [dec("genres", c) for c in g[4]] == ["Comedy", "<pad>"]
-    assert [dec("year_bucket", c) for c in y[2:]] == ["1960s", "1997", "1990-94"]
-    with pytest.raises(ValueError, match="'user_id' is not an item side feature"):
-        item_side_features(items, schema, ("user_id",))
+def test_from_data_takes_the_side_features_from_the_catalogue():
+    from types import SimpleNamespace
+
+    schema = small_schema()
+    feats = side_features(schema)
+    catalogue = SimpleNamespace(features={"item_id": torch.arange(14), **feats})
+    data = SimpleNamespace(schema=schema, catalogue=catalogue,
+                           train=TensorData(random_batch(schema, feats, n=40, seed=4)))
+    model = DIN.from_data(data, fields=("genres", "year_bucket"), dim=4, hidden=(8,), l2=0.5)
+    assert model.side_fields == ("genres", "year_bucket") and model.item_dim == 12
+    assert torch.equal(model.side_genres, feats["genres"]) and model.regularizer.l2 == 0.5
+    base = DINBase.from_data(data, dim=4)
+    assert base.side_fields == ("genres",) and base.regularizer is None
+    with pytest.raises(ValueError, match="fields: 'gender' is not an item side feature"):
+        DIN.from_data(data, fields=("gender",))
+    with pytest.raises(ValueError, match="item_features: 'item_id' is the item itself"):
+        DIN(schema, {"item_id": torch.arange(14)})
+    no_history = SimpleNamespace(schema=schema, catalogue=catalogue, train=TensorData(x=data.train["x"]))
+    with pytest.raises(ValueError, match="data: expected CTRData with behaviour histories"):
+        DIN.from_data(no_history)
+
+
+def test_unknown_rate_replaces_user_codes_in_training_only():
+    model, schema, feats = build("din", unknown_rate={"user_id": 1.0})
+    batch = random_batch(schema, feats)
+    unk = dict(batch, x=batch["x"].clone())
+    unk["x"][:, 0] = 1
+    model.eval()
+    assert not torch.allclose(model(batch), model(unk))
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    a = model(batch)
+    model.load_state_dict(state)
+    torch.testing.assert_close(a, model(unk))  # every user id replaced by unknown

@@ -26,8 +26,6 @@ from matplotlib.axes import Axes
 
 from .._checks import require_columns, require_positive_int
 from ..data.features import UNK
-from ..data.movielens import GENRES
-from ..data.protocols import year_bucket
 from ..metrics import ctr_report
 from ..models.din import DIN
 from ..plots import axes_or_new as _axes
@@ -119,15 +117,13 @@ def _require_din(model) -> DIN:
     return model
 
 
-def _items(items: pd.DataFrame) -> pd.DataFrame:
-    require_columns(items, ["item_id", "title", "release_year", *GENRES], name="items")
-    return items.set_index("item_id", drop=False)
-
-
-def _genres_of(items: pd.DataFrame, item_ids) -> list[tuple]:
-    flags = items.loc[list(item_ids), list(GENRES)].to_numpy(dtype=bool)
-    names = np.array(GENRES, dtype=object)
-    return [tuple(names[f]) for f in flags]
+def _require_catalogue(catalogue):
+    frame = getattr(catalogue, "frame", None)
+    if not hasattr(catalogue, "features") or not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"catalogue: expected a recbook.data.ItemCatalogue (data.catalogue), got "
+                         f"{type(catalogue).__name__}")
+    require_columns(frame, ["item_id", "title", "genres"], name="catalogue.frame")
+    return catalogue
 
 
 def last_row_of_user(frame: pd.DataFrame, user_id: int) -> int:
@@ -140,24 +136,23 @@ def last_row_of_user(frame: pd.DataFrame, user_id: int) -> int:
     return int(hits[-1])
 
 
-def _candidate_batch(model: DIN, split, row: int, candidates: Sequence[int], items: pd.DataFrame) -> dict:
-    """Row ``row`` of ``split`` repeated once per candidate, with the candidate's item fields."""
-    schema = model.schema
+def _candidate_batch(model: DIN, split, row: int, codes: np.ndarray, catalogue) -> dict:
+    """Row ``row`` of ``split`` repeated once per candidate code, with the candidate's item fields
+    taken from the catalogue."""
     one = {k: v[row: row + 1] for k, v in split.items()}
-    n = len(candidates)
+    n = len(codes)
     batch = {k: v.expand(n, *v.shape[1:]).clone() for k, v in one.items()}
-    names = [f.name for f in schema.single]
-    batch["x"][:, names.index("item_id")] = torch.from_numpy(schema["item_id"].encode(pd.Series(candidates)))
-    if "year_bucket" in names:
-        years = year_bucket(items.loc[list(candidates), "release_year"].to_numpy())
-        batch["x"][:, names.index("year_bucket")] = torch.from_numpy(schema["year_bucket"].encode(years))
-    if "genres" in schema.names:
-        g = schema["genres"].encode_multi(_genres_of(items, candidates), max_len=batch["genres"].shape[1])
-        batch["genres"] = torch.from_numpy(g)
+    idx = torch.as_tensor(codes, dtype=torch.long)
+    for col, f in enumerate(model.schema.single):
+        if f.name in catalogue.features:
+            batch["x"][:, col] = catalogue.features[f.name][idx]
+    for f in model.schema.multi:
+        if f.name in catalogue.features:
+            batch[f.name] = catalogue.features[f.name][idx]
     return batch
 
 
-def attention_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame, rows: int | Sequence[int],
+def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int | Sequence[int],
                     candidates: Sequence[int] | None = None) -> pd.DataFrame:
     """DIN's attention weight of every history item of ``rows`` for each candidate movie.
 
@@ -165,10 +160,11 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame,
         model: a trained :class:`recbook.models.DIN` (weights are computed in eval mode).
         split: CTR rows with histories (e.g. ``data.test``).
         frame: the readable rows of the same split (``data.frames["test"]``).
-        items: the item table (``load_movielens100k().items``: titles, years, genres).
+        catalogue: the protocol's :class:`recbook.data.ItemCatalogue` (``data.catalogue``):
+            titles and genres, and the candidates' item fields.
         rows: one row position or several (see :func:`last_row_of_user`).
-        candidates: raw ``item_id`` of the candidate movies (any movie of ``items``); default:
-            each row's own movie.
+        candidates: raw ``item_id`` of the candidate movies (any movie of the catalogue);
+            default: each row's own movie.
 
     Returns:
         Long format, one line per (row, candidate, real history item), oldest item first:
@@ -179,10 +175,10 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame,
     """
     model = _require_din(model)
     split = _require_split(split, history=True)
+    catalogue = _require_catalogue(catalogue)
     require_columns(frame, ["user_id", "item_id"], name="frame")
     if len(frame) != len(split["label"]):
         raise ValueError(f"frame: has {len(frame)} rows; expected {len(split['label'])} like split")
-    items = _items(items)
     rows = [rows] if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool) else list(rows)
     n = len(frame)
     for r in rows:
@@ -190,37 +186,37 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame,
             raise ValueError(f"rows: expected row positions in [0, {n}), got {r!r}")
     if candidates is not None:
         candidates = [int(c) for c in candidates]
-        missing = [c for c in candidates if c not in items.index]
+        codes = catalogue.codes(candidates) if candidates else np.zeros(0, dtype=np.int64)
+        missing = [c for c, k in zip(candidates, codes) if k < 2]
         if missing or not candidates:
-            raise ValueError(f"candidates: expected item ids of items, got {missing or candidates}")
-    # The history as raw item ids: codes decode through the item_id vocabulary.
-    vocab = np.array(model.schema["item_id"].categories, dtype=object)
+            raise ValueError(f"candidates: expected item ids of the catalogue, got {missing or candidates}")
+    info = catalogue.frame
     out = []
     was_training = model.training
     model.eval()
     try:
         for r in rows:
             cands = candidates or [int(frame["item_id"].iloc[r])]
-            batch = _candidate_batch(model, split, int(r), cands, items)
+            cand_codes = catalogue.codes(cands)
+            batch = _candidate_batch(model, split, int(r), cand_codes, catalogue)
             with torch.no_grad():
                 prob = torch.sigmoid(model(batch)).numpy()
             w = model.attention_weights(batch).numpy()  # [C, L]
             mask = batch["hist_mask"][0].numpy()
-            codes = batch["hist_item"][0].numpy()[mask]
-            hist_ids = [vocab[c - 2] if c >= 2 else None for c in codes]
-            known = [i for i in hist_ids if i is not None]
-            titles = dict(zip(known, items.loc[known, "title"])) if known else {}
-            genres = dict(zip(known, _genres_of(items, known))) if known else {}
-            cand_genres = _genres_of(items, cands)
-            for ci, c in enumerate(cands):
-                for p, (item, weight) in enumerate(zip(hist_ids, w[ci][mask]), start=1):
-                    g = genres.get(item, ())
+            hist = batch["hist_item"][0].numpy()[mask]
+            for ci, (c, cc) in enumerate(zip(cands, cand_codes)):
+                cg = tuple(info.at[cc, "genres"])
+                for p, (code, weight) in enumerate(zip(hist, w[ci][mask]), start=1):
+                    g = tuple(info.at[code, "genres"])
+                    title = info.at[code, "title"]
+                    item = info.at[code, "item_id"]
                     out.append({"row": int(r), "user_id": int(frame["user_id"].iloc[r]), "candidate_id": c,
-                                "candidate": items.at[c, "title"], "candidate_genres": "|".join(cand_genres[ci]),
+                                "candidate": str(info.at[cc, "title"]), "candidate_genres": "|".join(cg),
                                 "probability": float(prob[ci]), "position": p,
-                                "item_id": item if item is not None else -1,
-                                "title": titles.get(item, "<unknown item>"), "genres": "|".join(g),
-                                "shared_genres": len(set(g) & set(cand_genres[ci])), "weight": float(weight)})
+                                "item_id": -1 if pd.isna(item) else int(item),
+                                "title": "<unknown item>" if pd.isna(title) else str(title),
+                                "genres": "|".join(g), "shared_genres": len(set(g) & set(cg)),
+                                "weight": float(weight)})
     finally:
         model.train(was_training)
     return pd.DataFrame(out)
@@ -287,7 +283,7 @@ def plot_attention_heatmap(table: pd.DataFrame, *, row: int | None = None, ax: A
 # A widget that works without a kernel
 # --------------------------------------------------------------------------------------------
 
-def widget_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame, users: Sequence[int],
+def widget_table(model: DIN, split, frame: pd.DataFrame, catalogue, users: Sequence[int],
                  candidates: Sequence[int], *, decimals: int = 3) -> pd.DataFrame:
     """Precomputed attention for a handful of ``users`` (their last row in ``frame``) and
     ``candidates``: everything a kernel-free widget needs, as one small table.
@@ -303,7 +299,7 @@ def widget_table(model: DIN, split, frame: pd.DataFrame, items: pd.DataFrame, us
         raise ValueError(f"candidates: expected a non-empty list of item ids, got {candidates!r}")
     decimals = require_positive_int(decimals, name="decimals")
     rows = [last_row_of_user(frame, u) for u in users]
-    t = attention_table(model, split, frame, items, rows, candidates)
+    t = attention_table(model, split, frame, catalogue, rows, candidates)
     t = t[["user_id", "candidate", "probability", "position", "title", "genres", "shared_genres", "weight"]].copy()
     t[["probability", "weight"]] = t[["probability", "weight"]].round(decimals)
     return t.reset_index(drop=True)

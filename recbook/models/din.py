@@ -7,8 +7,8 @@ Both read a CTR batch with behaviour histories (:func:`recbook.data.ctr_protocol
 concatenation of its ``item_id`` vector and the vectors of its side features (genres pooled by
 their mean, optionally the release-year bucket), all rows of the one shared
 :class:`~recbook.layers.FieldEmbedding` table. The candidate's side features come from the batch;
-the history items' come from a per-item-code table given to the model
-(:func:`item_side_features`), so the batch carries only the history's item codes.
+the history items' come from a per-item-code table given to the model (the protocol's
+:class:`~recbook.data.ItemCatalogue`), so the batch carries only the history's item codes.
 
     user/context fields ─┐
     history e_1..e_L ─── pool(e_1..e_L ; v_A) ─┤── MLP ── logit
@@ -30,65 +30,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .._checks import require_columns
 from ..data.features import PAD, Schema
 from ..layers import (FeatureLinear, FieldEmbedding, MaskedMLP, MiniBatchAwareL2, SchemaModule, TargetAttention,
                       check_batch, masked_mean, occurrence_counts)
 
-__all__ = ["DIN", "DINBase", "din_for_protocol", "din_loss", "item_side_features"]
+__all__ = ["DIN", "DINBase", "din_loss"]
 
 ITEM_FIELD = "item_id"
-SIDE_FIELDS = ("genres", "year_bucket")
-
-
-def item_side_features(items: pd.DataFrame, schema: Schema, fields: Sequence[str] = ("genres",)
-                       ) -> dict[str, torch.Tensor]:
-    """Per ``item_id`` code, the codes of the item's side features in ``schema``.
-
-    Row ``c`` describes the item whose ``item_id`` code is ``c`` (rows 0 = padding and 1 = unknown
-    are empty, as are the codes of items missing from ``items``). ``"genres"`` gives an int64
-    ``[n_codes, G]`` matrix right-padded with 0; ``"year_bucket"`` an int64 ``[n_codes]`` vector.
-
-    Args:
-        items: the item table of :func:`recbook.data.load_movielens100k` (``item_id``,
-            ``release_year`` and one boolean column per genre).
-        schema: the CTR schema; its ``item_id`` vocabulary fixes the rows.
-        fields: which side features, a subset of ``("genres", "year_bucket")``.
-    """
-    from ..data.movielens import GENRES
-    from ..data.protocols import year_bucket
-
-    if not isinstance(schema, Schema):
-        raise ValueError(f"schema: expected a recbook.data.Schema, got {type(schema).__name__}")
-    fields = tuple(fields)
-    for f in fields:
-        if f not in SIDE_FIELDS:
-            raise ValueError(f"fields: {f!r} is not an item side feature; expected some of {SIDE_FIELDS}")
-        schema[f]  # raises naming the field if the schema lacks it
-    require_columns(items, ["item_id", "release_year", *GENRES], name="items")
-    item = schema[ITEM_FIELD]
-    codes = item.encode(items["item_id"])
-    known = codes >= 2
-    rows = codes[known]
-    out = {}
-    if "genres" in fields:
-        flags = items.loc[known, list(GENRES)].to_numpy(dtype=bool)
-        names = np.array(GENRES, dtype=object)
-        g = schema["genres"].encode_multi([tuple(names[r]) for r in flags])
-        table = np.zeros((item.size, g.shape[1]), dtype=np.int64)
-        table[rows] = g
-        out["genres"] = torch.from_numpy(table)
-    if "year_bucket" in fields:
-        y = schema["year_bucket"].encode(year_bucket(items.loc[known, "release_year"]))
-        table = np.zeros(item.size, dtype=np.int64)
-        table[rows] = y
-        out["year_bucket"] = torch.from_numpy(table)
-    return out
 
 
 def _check_history(schema: Schema, batch: Mapping) -> None:
@@ -125,13 +76,13 @@ class _BehaviourModel(SchemaModule):
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
                  hidden: Sequence[int] = (200, 80), activation: str = "prelu", dropout: float = 0.0,
                  product: bool = False, linear: bool = False, ignore: Sequence[str] = (),
-                 init_std: float = 0.01, validate: bool = True):
-        super().__init__(schema, validate=validate)
+                 init_std: float = 0.01, validate: bool = True, unknown_rate: dict | None = None):
+        super().__init__(schema, validate=validate, unknown_rate=unknown_rate)
         if ITEM_FIELD not in schema.names or schema[ITEM_FIELD].multi:
             raise ValueError(f"schema: expected a single-valued field '{ITEM_FIELD}', got fields {schema.names}")
         if not isinstance(item_features, Mapping):
             raise ValueError("item_features: expected a dict {field: codes per item code} "
-                             "(see item_side_features)")
+                             "(e.g. data.catalogue.features)")
         n_codes = schema[ITEM_FIELD].size
         self.side_fields = tuple(item_features)
         self.ignore = tuple(ignore)
@@ -139,6 +90,9 @@ class _BehaviourModel(SchemaModule):
             if name not in schema.names or name == ITEM_FIELD or name in self.side_fields:
                 raise ValueError(f"ignore: {name!r} is not a user/context field of the schema")
         for name, codes in item_features.items():
+            if name == ITEM_FIELD:
+                raise ValueError(f"item_features: '{ITEM_FIELD}' is the item itself; expected only its "
+                                 "side features, e.g. {'genres': catalogue.features['genres']}")
             if name not in schema.names:
                 raise ValueError(f"item_features: no field named {name!r} in the schema {schema.names}")
             f = schema[name]
@@ -207,8 +161,32 @@ class _BehaviourModel(SchemaModule):
         the real items of ``mask`` ``[B, L]``, row-major) and the candidate ``[B, Di]``."""
         raise NotImplementedError
 
+    @classmethod
+    def from_data(cls, data, *, fields: Sequence[str] = ("genres",), l2: float = 0.0, **params):
+        """The model for the CTR protocol's data (the leaderboard's factory).
+
+        Args:
+            data: a :class:`recbook.data.CTRData` built with ``history_len`` (it carries the
+                :class:`~recbook.data.ItemCatalogue`).
+            fields: the item side features history items carry (catalogue fields, e.g.
+                ``("genres", "year_bucket")``).
+            l2: strength of the mini-batch aware L2 (counted on ``data.train``); train with
+                ``loss_fn=din_loss`` for it to act.
+            params: the model's other arguments (``dim``, ``hidden``, ``activation``, ...).
+        """
+        catalogue = getattr(data, "catalogue", None)
+        if catalogue is None or "hist_item" not in data.train:
+            raise ValueError("data: expected CTRData with behaviour histories and an item catalogue; "
+                             "build it with ctr_protocol(ml, history_len=50)")
+        for f in fields:
+            if f not in catalogue.features or f == ITEM_FIELD:
+                raise ValueError(f"fields: {f!r} is not an item side feature of the catalogue; expected some "
+                                 f"of {[k for k in catalogue.features if k != ITEM_FIELD]}")
+        model = cls(data.schema, {f: catalogue.features[f] for f in fields}, **params)
+        return model.add_minibatch_l2(data.train, l2) if l2 else model
+
     def forward(self, batch: Mapping) -> torch.Tensor:
-        self.check(batch)
+        batch = self.prepare(batch)  # validates; in training, unknown_rate replaces codes
         candidate, other, table, codes, mask = self._inputs(batch)
         user = self.pool(table, codes, candidate, mask)
         parts = [other, user, candidate] + ([user * candidate] if self.product else [])
@@ -299,18 +277,22 @@ class DIN(_BehaviourModel):
         dropout: dropout after each hidden layer of the MLP.
         init_std: standard deviation of the initial embeddings.
         validate: check each batch (turn off to benchmark).
+        unknown_rate: ``{field: rate}``: train the unknown rows by replacing that share of the
+            field's codes by unknown during training (see :class:`recbook.layers.SchemaModule`).
 
     Shapes: ``forward(batch) -> [B]`` logits; :meth:`attention_weights` -> ``[B, L]``.
+
+    For the CTR protocol: ``DIN.from_data(data, fields=("genres",), ...)``.
     """
 
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
                  hidden: Sequence[int] = (200, 80), attention_hidden: Sequence[int] = (36,),
                  activation: str = "prelu", softmax: bool = False, dropout: float = 0.0,
                  product: bool = False, linear: bool = False, ignore: Sequence[str] = (),
-                 init_std: float = 0.01, validate: bool = True):
+                 init_std: float = 0.01, validate: bool = True, unknown_rate: dict | None = None):
         super().__init__(schema, item_features, dim, hidden=hidden, activation=activation,
                          dropout=dropout, product=product, linear=linear, ignore=ignore,
-                         init_std=init_std, validate=validate)
+                         init_std=init_std, validate=validate, unknown_rate=unknown_rate)
         self.attention = TargetAttention(self.item_dim, attention_hidden, activation=activation,
                                          softmax=softmax)
 
@@ -332,23 +314,3 @@ class DIN(_BehaviourModel):
         finally:
             self.train(was_training)
 
-
-def din_for_protocol(data, items: pd.DataFrame, *, kind: str = "din", fields: Sequence[str] = ("genres",),
-                     dim: int = 16, l2: float = 0.0, **kwargs) -> _BehaviourModel:
-    """A :class:`DIN` (``kind="din"``) or :class:`DINBase` (``kind="base"``) for the CTR protocol.
-
-    Args:
-        data: a :class:`recbook.data.CTRData` built with ``history_len``.
-        items: the item table (``load_movielens100k().items``) for the side features.
-        fields: the item side features (see :func:`item_side_features`).
-        l2: strength of the mini-batch aware L2 (counted on ``data.train``); train with
-            ``loss_fn=din_loss`` for it to act.
-        kwargs: the model's other arguments (``hidden``, ``activation``, ``softmax``, ...).
-    """
-    if kind not in ("din", "base"):
-        raise ValueError(f"kind: expected 'din' or 'base', got {kind!r}")
-    if "hist_item" not in data.train:
-        raise ValueError("data: has no behaviour histories; build it with ctr_protocol(ml, history_len=50)")
-    features = item_side_features(items, data.schema, fields)
-    model = (DIN if kind == "din" else DINBase)(data.schema, features, dim, **kwargs)
-    return model.add_minibatch_l2(data.train, l2) if l2 else model
