@@ -38,7 +38,7 @@ if ((${#missing[@]})); then
 fi
 "$PYTHON" -c "import selenium" 2>/dev/null || "$PYTHON" -m pip install -q selenium
 
-bash tests/browser/vendor.sh
+PYTHON="$PYTHON" bash tests/browser/vendor.sh
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     "$PYTHON" tests/browser/build.py
 fi
