@@ -233,7 +233,7 @@ def bound_params(spec) -> dict[str, dict]:
 
 def spec_bytes(chart) -> int:
     """Bytes of a chart's JSON spec: what it adds to the page."""
-    spec = chart.to_dict() if hasattr(chart, "to_dict") else chart
+    spec = chart.to_dict(validate=False) if hasattr(chart, "to_dict") else chart
     return len(json.dumps(spec, separators=(",", ":")).encode("utf-8"))
 
 
@@ -244,8 +244,12 @@ def _check_value(name: str, param: Mapping, value) -> None:
             raise ValueError(f"checks: {value!r} is not an option of the dropdown {name!r}")
     elif bind.get("input") == "range":
         v = _require_number(value, f"checks: value of {name!r}")
-        if not bind.get("min", -math.inf) <= v <= bind.get("max", math.inf):
+        lo, hi, step = bind.get("min", -math.inf), bind.get("max", math.inf), bind.get("step")
+        if not lo <= v <= hi:
             raise ValueError(f"checks: {value!r} is outside the range of the slider {name!r}")
+        if step and math.isfinite(lo) and abs((v - lo) / step - round((v - lo) / step)) > 1e-9:
+            raise ValueError(f"checks: {value!r} is not on the steps of the slider {name!r} "
+                             f"(min {lo}, step {step}); a browser would move it to the nearest step")
     elif bind.get("input") == "checkbox" and not isinstance(value, bool):
         raise ValueError(f"checks: the checkbox {name!r} takes True or False, got {value!r}")
 
