@@ -289,3 +289,67 @@ def test_gather_matches_nn_embedding_values_and_gradients():
     (g_fast,) = torch.autograd.grad((out * w).sum(), emb.table.weight)
     (g_ref,) = torch.autograd.grad((ref * w).sum(), emb.table.weight)
     torch.testing.assert_close(g_fast, g_ref)
+
+
+# ---------------------------------------------------------------- unknown values
+
+def test_padding_and_unknown_rows_start_at_exactly_zero(small_schema):
+    emb = FieldEmbedding(small_schema, 8, init_std=0.5)
+    w = emb.table.weight
+    for f, o in zip(small_schema.fields, small_schema.offsets):
+        assert torch.equal(w[o], torch.zeros(8)) and torch.equal(w[o + 1], torch.zeros(8)), f.name
+        assert (w[o + 2: o + f.size].abs().sum(1) > 0).all(), f.name
+
+
+def test_unknown_rows_stay_zero_through_training_when_never_seen(small_schema, random_batch):
+    from recbook.models import FactorizationMachine
+
+    torch.manual_seed(0)
+    fm = FactorizationMachine(small_schema, dim=4)
+    opt = torch.optim.Adam(fm.parameters(), lr=0.05)
+    batch = random_batch(small_schema, n=256, reserved=False)  # no unknown codes in training
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(fm(batch), batch["label"]).backward()
+        opt.step()
+    unk_rows = torch.as_tensor(small_schema.offsets) + 1
+    assert torch.equal(fm.embedding.table.weight[unk_rows], torch.zeros(len(unk_rows), 4))
+    assert torch.equal(fm.linear.weights.table.weight[unk_rows], torch.zeros(len(unk_rows), 1))
+    trained = torch.as_tensor(small_schema.offsets) + 2
+    assert fm.linear.weights.table.weight[trained].abs().sum() > 0
+
+
+def test_unknown_rate_replaces_that_share_of_codes_in_training_only(small_schema, random_batch):
+    from recbook.models import LogisticRegression
+
+    model = LogisticRegression(small_schema, unknown_rate={"user_id": 0.3})
+    batch = random_batch(small_schema, n=20_000, reserved=False)
+    before = batch["x"].clone()
+    torch.manual_seed(0)
+    seen = model.prepare(batch)["x"]
+    assert torch.equal(batch["x"], before)                         # the caller's batch is untouched
+    col = small_schema.column("user_id")
+    replaced = (seen[:, col] == 1).float().mean().item()
+    assert abs(replaced - 0.3) < 0.015                              # 3 standard errors at n = 20,000
+    others = [c for c in range(seen.shape[1]) if c != col]
+    assert torch.equal(seen[:, others], before[:, others])
+    model.eval()
+    assert model.prepare(batch)["x"] is batch["x"]
+    with pytest.raises(ValueError, match="genres"):
+        LogisticRegression(small_schema, unknown_rate={"genres": 0.1})
+    with pytest.raises(ValueError, match="unknown_rate"):
+        LogisticRegression(small_schema, unknown_rate={"user_id": 1.5})
+
+
+def test_unknown_rate_trains_the_unknown_row(small_schema, random_batch):
+    from recbook.models import LogisticRegression
+
+    torch.manual_seed(0)
+    model = LogisticRegression(small_schema, unknown_rate={"user_id": 0.2})
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    batch = random_batch(small_schema, n=512, reserved=False)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"]).backward()
+        opt.step()
+    assert model.linear.weights.table.weight[small_schema.offset_of("user_id") + 1].abs().item() > 0
