@@ -43,19 +43,19 @@ def pipeline() -> str:
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch, Polygon
 
-    fig, ax = plt.subplots(figsize=(9.6, 4.3))
+    fig, ax = plt.subplots(figsize=(9.6, 4.6))
     ax.set_xlim(0, 100)
-    ax.set_ylim(0, 46)
+    ax.set_ylim(0, 50)
     ax.axis("off")
 
     # The funnel: each stage keeps fewer items than it receives.
     stages = [  # x0, x1, half-height at x0, at x1, colour, title, items
-        (0, 20, 15, 15, GREY, "catalogue", "all items\n(10⁵–10⁹)"),
-        (22, 48, 15, 8, BLUE, "retrieval", "a few hundred\ncandidates"),
-        (50, 76, 8, 4, ORANGE, "ranking", "scored and\nsorted"),
-        (78, 96, 4, 4, GREY, "shown", "top 10"),
+        (0, 20, 11, 11, GREY, "catalogue", "all items\n(10⁵–10⁹)"),
+        (22, 48, 11, 6, BLUE, "retrieval", "a few hundred\ncandidates"),
+        (50, 76, 6, 3.5, ORANGE, "ranking", "scored and\nsorted"),
+        (78, 96, 3.5, 3.5, GREY, "shown", "top 10"),
     ]
-    mid = 31
+    mid = 33
     for x0, x1, h0, h1, colour, title, items in stages:
         ax.add_patch(Polygon([(x0, mid - h0), (x1, mid - h1), (x1, mid + h1), (x0, mid + h0)],
                              closed=True, facecolor=colour, alpha=0.22, edgecolor=colour, lw=1.5))
@@ -68,21 +68,21 @@ def pipeline() -> str:
 
     # What each stage needs, and the chapters that teach it.
     notes = [
-        (35, BLUE, "cheap per item: user vector · item vector,\nnearest-neighbour search",
+        (35, BLUE, "cheap per item:\nuser vector · item vector,\nnearest-neighbour search",
          ["Two-tower retrieval", "GRU4Rec (next item)"]),
-        (63, ORANGE, "rich per item: many features,\nfeature interactions, CTR",
+        (63, ORANGE, "rich per item:\nmany features and their\ninteractions, CTR",
          ["Factorization machines", "Wide & Deep", "DeepFM", "DIN"]),
     ]
     for x, colour, need, chapters in notes:
-        ax.text(x, 13.6, need, ha="center", va="top", fontsize=8.5, color="0.25", style="italic")
+        ax.text(x, 20.5, need, ha="center", va="top", fontsize=8.5, color="0.25", style="italic")
         for i, name in enumerate(chapters):
-            y = 7.6 - 3.1 * i + (1.5 if len(chapters) == 2 else 3.1)
-            ax.add_patch(FancyBboxPatch((x - 11, y - 1.2), 22, 2.4, boxstyle="round,pad=0.25",
+            y = 10.6 - 3.1 * i
+            ax.add_patch(FancyBboxPatch((x - 11, y - 1.25), 22, 2.5, boxstyle="round,pad=0.25",
                                         facecolor="white", edgecolor=colour, lw=1.2))
             ax.text(x, y, name, ha="center", va="center", fontsize=9, color=INK)
-    ax.text(10, 13.6, "Data chapter:\nCTR rows → ranking,\nsequences → retrieval",
+    ax.text(10, 20.5, "Data chapter:\nCTR rows → ranking,\nsequences → retrieval",
             ha="center", va="top", fontsize=8.5, color="0.25")
-    ax.text(87, 13.6, "Leaderboard:\nevery model,\none protocol each", ha="center", va="top",
+    ax.text(87, 20.5, "Leaderboard:\nevery model,\none protocol each", ha="center", va="top",
             fontsize=8.5, color="0.25")
     return _svg(fig)
 

@@ -4,12 +4,14 @@ What it adds to the stock Jupyter Book 1 stack (Sphinx 7.4, sphinx-thebe, myst-n
 ipywidgets 8, MathJax 3):
 
 A. **One repository URL.** The launch buttons (Binder, Colab), the repository and issue buttons
-   all read ``recbook.REPOSITORY_URL`` (``recbook/__init__.py``), the same constant the notebooks'
-   setup cell is rendered from. ``_config.yml`` carries no URL; setting one there that differs is
-   an error. Change the URL in one place: ``python tools/set_repository_url.py NEW_URL``.
+   and ``{{ repository_url }}`` in Markdown pages all read ``recbook.REPOSITORY_URL``
+   (``recbook/__init__.py``), the same constant the notebooks' setup cell is rendered from.
+   ``_config.yml`` carries no URL (Jupyter Book refuses the repository buttons without one there,
+   so this extension switches them on); a URL set there that differs is an error. Change the URL
+   in one place: ``python tools/set_repository_url.py NEW_URL``.
 B. **Figures that compute in the browser.** Altair charts (Vega-Lite with parameters bound to
    controls) need vega, vega-lite and vega-embed. On pages that hold a chart we load the three,
-   pinned (:data:`VEGA_PACKAGES`), from ``recbook_vega_base`` (a CDN on the website,
+   pinned (:func:`vega_packages`), from ``recbook_vega_base`` (a CDN on the website,
    ``_static/`` in the offline browser test), before require.js so that their UMD wrappers do not
    meet an AMD loader. Altair's own loader then finds them already loaded: it fetches nothing.
 C. **Diagrams drawn at build time**: the ``{recbook-diagram}`` directive runs a drawing function
@@ -69,7 +71,11 @@ def _set_repository_url(app: Sphinx, config) -> None:
             f"recbook.REPOSITORY_URL = {url!r}. Remove repository.url from _config.yml and change "
             f"the URL with: python tools/set_repository_url.py NEW_URL")
     options["repository_url"] = url
+    options.setdefault("use_repository_button", True)
+    options.setdefault("use_issues_button", True)
     config.html_theme_options = options
+    # Markdown pages write {{ repository_url }} (e.g. book/intro.md's "clone the repository").
+    config.myst_substitutions = {**(config.myst_substitutions or {}), "repository_url": url}
 
 
 # ---------------------------------------------------------------------------------------------

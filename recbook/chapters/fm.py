@@ -15,6 +15,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   in training, the situation where Poly2 has nothing to go on.
 * :func:`time_pairwise`: measured time of the ``O(kn)`` FM identity against two ``O(kn^2)`` forms,
   a Python loop over pairs and a vectorised Gram matrix (:func:`pairwise_interaction_gram`).
+* :func:`seed_comparison` and :func:`paired_bootstrap_auc`: two models compared seed by seed from
+  the leaderboard's file, and over resampled users on one test block.
 * Figures: :func:`plot_fm_architecture`, :func:`plot_gram_identity`,
   :func:`plot_interaction_heatmaps`, :func:`plot_pairwise_timing`, :func:`plot_learning_curves`.
 """
@@ -45,8 +47,9 @@ from ..train import num_threads
 
 
 __all__ = [
-    "FMTables", "TwoVectors", "contribution_chart", "contribution_table", "fm_tables",
-    "pair_contributions", "pair_names", "pairwise_interaction_gram", "plot_fm_architecture",
+    "FMTables", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed", "fm_tables",
+    "pair_contributions", "pair_names", "paired_bootstrap_auc", "pairwise_interaction_gram",
+    "plot_fm_architecture", "seed_comparison",
     "plot_gram_identity", "plot_interaction_heatmaps", "plot_learning_curves", "plot_pairwise_timing",
     "tables_logit", "time_pairwise", "two_vector_chart", "two_vector_interaction",
     "unseen_pair_share", "user_movie_batch",
@@ -430,11 +433,6 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
 # The trained FM, shipped with the page: any user × movie, term by term, in the browser
 # --------------------------------------------------------------------------------------------
 
-USER_SIDE = ("user_id", "age_bucket", "gender", "occupation", "zip1")
-"""Fields that describe the user of a CTR row of MovieLens-100K (the rest describe the movie)."""
-ITEM_SIDE = ("item_id", "year_bucket", "genres")
-
-
 @dataclass(frozen=True)
 class FMTables:
     """A trained FM as three small tables, everything needed to score any user × movie.
@@ -444,9 +442,9 @@ class FMTables:
             in schema order and code ``c``; for the multi-valued genres, ``c`` numbers the distinct
             genre *sets* and the row holds the mean of their members, exactly what the model pools),
             ``w`` (first-order weight) and ``v0 .. v{k-1}`` (the vector).
-        users: ``user`` (raw id), ``c{f}`` (the code of each user-side field ``f``), ``seen``
+        users: ``user`` (raw id), ``c{f}`` (the code of each field ``f`` of role "user"), ``seen``
             (1 if the user has training rows, else 0: the user id is then "unknown").
-        items: ``movie`` (raw id), ``title`` and ``c{f}`` for each item-side field.
+        items: ``movie`` (raw id), ``title`` and ``c{f}`` for each field of role "item".
         bias: ``w0``.
         fields: field names in schema order (their numbers are the ``f`` above).
     """
@@ -465,6 +463,7 @@ class FMTables:
 def fm_tables(model: FactorizationMachine, data, titles: Mapping | None = None) -> FMTables:
     """Export a trained FM over the CTR fields of MovieLens-100K to :class:`FMTables`.
 
+    The schema's fields must each describe the user or the item (:attr:`recbook.data.Field.role`).
     Every user and every movie of ``data.frames`` (train, valid and test) gets its codes under
     ``data.schema``, as the protocol encodes them: a user or movie absent from the training rows
     has the "unknown" code of its id field. ``titles`` (``{item_id: title}``, e.g.
@@ -478,9 +477,12 @@ def fm_tables(model: FactorizationMachine, data, titles: Mapping | None = None) 
     if schema is not model.schema and schema.names != model.schema.names:
         raise ValueError("data: its schema differs from the model's")
     names = schema.names
-    missing = [f for f in (*USER_SIDE, *ITEM_SIDE) if f not in names]
-    if missing or len(names) != len(USER_SIDE) + len(ITEM_SIDE):
-        raise ValueError(f"model: expected the CTR fields {[*USER_SIDE, *ITEM_SIDE]}, got {names}")
+    user_side = [f.name for f in schema.select("user")]
+    item_side = [f.name for f in schema.select("item")]
+    if len(user_side) + len(item_side) != len(names) or "user_id" not in user_side \
+            or "item_id" not in item_side or any(f.multi for f in schema.select("user")):
+        raise ValueError(f"model: expected fields of role 'user' (user_id, single-valued) and 'item' "
+                         f"(item_id, ...), got {[(f.name, f.role) for f in schema.fields]}")
     rows = pd.concat([frames[s] for s in ("train", "valid", "test") if s in frames], ignore_index=True)
     require_columns(rows, [*CTR_FIELDS, "genres"], name="data.frames")
     train_users = set(frames["train"]["user_id"]) if "train" in frames else set()
@@ -488,7 +490,7 @@ def fm_tables(model: FactorizationMachine, data, titles: Mapping | None = None) 
 
     user_rows = rows.drop_duplicates("user_id").sort_values("user_id")
     users = pd.DataFrame({"user": user_rows["user_id"].to_numpy()})
-    for f in USER_SIDE:
+    for f in user_side:
         users[f"c{index[f]}"] = schema[f].encode(user_rows[f].reset_index(drop=True))
     users["seen"] = users["user"].isin(train_users).astype(int)
 
@@ -500,11 +502,14 @@ def fm_tables(model: FactorizationMachine, data, titles: Mapping | None = None) 
         if missing:
             raise ValueError(f"titles: no title for item_id {missing[:5]}")
         items["title"] = titles.loc[items["movie"]].astype(str).to_numpy()
-    for f in ("item_id", "year_bucket"):
-        items[f"c{index[f]}"] = schema[f].encode(item_rows[f])
-    genre_codes = schema["genres"].encode_multi(item_rows["genres"])
-    sets, set_id = np.unique(np.sort(genre_codes, axis=1), axis=0, return_inverse=True)
-    items[f"c{index['genres']}"] = set_id.ravel()
+    sets = {}  # for each multi-valued item field: its distinct sets of codes
+    for f in item_side:
+        if schema[f].multi:
+            codes = schema[f].encode_multi(item_rows[f])
+            sets[f], set_id = np.unique(np.sort(codes, axis=1), axis=0, return_inverse=True)
+            items[f"c{index[f]}"] = set_id.ravel()
+        else:
+            items[f"c{index[f]}"] = schema[f].encode(item_rows[f])
 
     with torch.no_grad():
         table = model.embedding.table.weight.detach().cpu().double().numpy()
@@ -514,7 +519,7 @@ def fm_tables(model: FactorizationMachine, data, titles: Mapping | None = None) 
     keys, w, v = [], [], []
     for f, field in enumerate(schema.fields):
         if field.multi:
-            for s, members in enumerate(sets):
+            for s, members in enumerate(sets[field.name]):
                 rows_ = offsets[f] + members[members != PAD]
                 keys.append(f"{f}:{s}")
                 w.append(first[rows_].mean() if len(rows_) else 0.0)
@@ -614,8 +619,8 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
                 for u, s in zip(users["user"], users["seen"])])
     movie_param = widgets.dropdown("movie", by_title["movie"].tolist(), movie, labels=labels, label="movie")
 
-    user_fields = [f"c{tables.fields.index(f)}" for f in USER_SIDE]
-    item_fields = [f"c{tables.fields.index(f)}" for f in ITEM_SIDE]
+    user_fields = [c for c in users.columns if c.startswith("c") and c[1:].isdigit()]
+    item_fields = [c for c in items.columns if c.startswith("c") and c[1:].isdigit()]
     dot = "(" + " + ".join(f"datum.a{d} * datum.b{d}" for d in range(k)) + f") / {scale * scale}"
     base = (
         alt.Chart(terms.ref)
@@ -676,6 +681,76 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
     checks_ = [{"set": {"user": int(u), "movie": int(m)}, "texts": _contribution_texts(model, data, tables, u, m)}
                for u, m in [(user, movie), *checks]]
     return widgets.browser_chart(chart, data=[terms, user_data, item_data, weights], checks=checks_)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing two models honestly: over seeds, and over users
+# --------------------------------------------------------------------------------------------
+
+def seed_comparison(results: pd.DataFrame, a: str = "LR", b: str = "FM", *, protocol: str = "ctr",
+                    metrics: Sequence[str] = ("test_auc", "valid_auc", "test_logloss")) -> pd.DataFrame:
+    """Model ``b`` against model ``a`` seed by seed, from the leaderboard's results.
+
+    ``results`` is ``book/results/bench.csv`` (one row per model, protocol and seed). Returns one
+    row per seed both models ran with, and for each metric the two values and the paired
+    difference ``b - a`` (columns ``"<metric> <a>"``, ``"<metric> <b>"``, ``"<metric> <b> − <a>"``).
+    A difference is worth reporting only when it keeps its sign across seeds and exceeds the
+    seed-to-seed spread.
+    """
+    require_columns(results, ["model", "protocol", "seed", *metrics], name="results")
+    rows = results[results["protocol"] == protocol]
+    tables = {}
+    for name in (a, b):
+        mine = rows[rows["model"] == name]
+        if mine.empty:
+            raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
+        if mine["seed"].duplicated().any():
+            raise ValueError(f"results: model {name!r} has several rows for one seed")
+        tables[name] = mine.set_index("seed")[list(metrics)]
+    seeds = sorted(set(tables[a].index) & set(tables[b].index))
+    if not seeds:
+        raise ValueError(f"results: models {a!r} and {b!r} share no seed")
+    out = pd.DataFrame(index=pd.Index(seeds, name="seed"))
+    for m in metrics:
+        out[f"{m} {a}"] = tables[a].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b}"] = tables[b].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b} − {a}"] = out[f"{m} {b}"] - out[f"{m} {a}"]
+    return out
+
+
+def paired_bootstrap_auc(labels, scores_a, scores_b, groups, *, n_boot: int = 200, seed: int = 0,
+                         level: float = 0.9) -> dict:
+    """AUC of ``scores_b`` minus AUC of ``scores_a`` on the same rows, with a bootstrap interval.
+
+    Resamples whole groups (users) with replacement, so that the interval reflects which users
+    happen to be in the test block, and scores both models on the same resample (paired).
+
+    Returns:
+        ``{"a": auc_a, "b": auc_b, "diff": auc_b - auc_a, "low": ..., "high": ...}``, the interval
+        holding the central ``level`` share of the resampled differences.
+    """
+    from ..metrics import auc
+
+    y = np.asarray(labels, dtype=float)
+    sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    g = np.asarray(groups)
+    if not (len(y) == len(sa) == len(sb) == len(g)) or len(y) == 0:
+        raise ValueError("labels, scores_a, scores_b, groups: expected non-empty arrays of one length")
+    n_boot = require_positive_int(n_boot, name="n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    order = np.argsort(g, kind="stable")
+    _, starts = np.unique(g[order], return_index=True)
+    members = np.split(order, starts[1:])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if 0 < y[rows].sum() < len(rows):
+            diffs.append(auc(y[rows], sb[rows]) - auc(y[rows], sa[rows]))
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    a_, b_ = auc(y, sa), auc(y, sb)
+    return {"a": a_, "b": b_, "diff": b_ - a_, "low": float(lo), "high": float(hi)}
 
 
 # --------------------------------------------------------------------------------------------
