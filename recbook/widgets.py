@@ -71,7 +71,10 @@ class CsvData:
     CSV is about half the size of the list of records Altair writes for a DataFrame, and naming
     the table lets several transforms (``transform_lookup``) and layers use it with one copy in
     the page. Numeric columns are parsed back to numbers in the browser (``parse``), so an
-    expression such as ``datum.w + datum.b`` adds numbers rather than joining strings.
+    expression such as ``datum.w + datum.b`` adds numbers rather than joining strings. That parsing
+    happens in a chart's own data flow only: fields that ``transform_lookup`` brings in from a
+    ``CsvData`` arrive as text. Multiplication and division convert them by themselves; wrap them in
+    ``toNumber(...)`` before adding, comparing or testing them (``toNumber(datum.seen) > 0``).
 
     Args:
         frame: the table; its column names become the fields (``datum.name``).

@@ -638,7 +638,7 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
     )
     header = base.transform_aggregate(logit="sum(value)", seen="max(seen)").transform_calculate(
         t="'logit = ' + format(datum.logit, '+.2f') + ' → p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
-        s="datum.seen ? 'seen in training: its user_id has a trained vector'"
+        s="toNumber(datum.seen) > 0 ? 'seen in training: its user_id has a trained vector'"
           " : 'new user: its user_id is \"unknown\", whose vector was never trained'",
     )
     head = alt.layer(

@@ -11,7 +11,8 @@
   "use strict";
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const CONTROL = "input, select, textarea, button";
-  const OUTPUT = ".cell_output, .output";
+  const within = (scope) => CONTROL.split(", ").map((c) => `${scope} ${c}`).join(", ");
+  const OUTPUT = ".cell_output";  // myst-nb wraps every cell output in one
 
   function describe(el) {
     const label = el.closest("label, .vega-bind, .widget-inline-hbox, .jupyter-widgets");
@@ -38,7 +39,7 @@
   }
 
   function chartControls(chart) {
-    return Array.from(chart.element.querySelectorAll(".vega-bindings " + CONTROL));
+    return Array.from(chart.element.querySelectorAll(within(".vega-bindings")));
   }
 
   function chartSignature(chart) {
@@ -236,7 +237,8 @@
   // Controls that belong to nothing the test knows
   // ------------------------------------------------------------------------------------------
   function strayControls() {
-    return Array.from(document.querySelectorAll(`${OUTPUT} ${CONTROL}`))
+    return Array.from(document.querySelectorAll(within(OUTPUT)))
+      .filter((el) => !el.classList.contains("copybtn"))  // sphinx-copybutton on printed output
       .filter((el) => !el.closest(".vega-bindings") && !el.closest(".jupyter-widgets") &&
                       !el.closest(".vega-embed details"))
       .map(describe);
