@@ -460,22 +460,36 @@ def _check_seeds(seeds) -> list[int]:
     return out
 
 
-def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True
-        ) -> pd.DataFrame:
+def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True,
+        on_model_done: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Run the leaderboard and return its rows (one per model x seed). Every argument is checked
-    before any data is loaded or model trained."""
+    before any data is loaded or model trained. ``on_model_done(rows)`` is called with each
+    model's rows as soon as its seeds are done (the command line writes them then, so a failure
+    later in the run loses nothing that finished)."""
     names = _check_models(models)
     seeds = _check_seeds(seeds)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    from tqdm.auto import tqdm
+
     rows, datasets = [], {}
-    for name in names:
-        entry = REGISTRY[name]
-        if entry.protocol not in datasets:
-            datasets[entry.protocol] = load_protocol(entry.protocol)
-        for seed in seeds:
-            rows.append(run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
-                                progress=progress))
+    overall = tqdm(total=len(names) * len(seeds), desc="leaderboard", unit="run", disable=not progress)
+    try:
+        for name in names:
+            entry = REGISTRY[name]
+            if entry.protocol not in datasets:
+                datasets[entry.protocol] = load_protocol(entry.protocol)
+            done = []
+            for seed in seeds:
+                overall.set_postfix_str(f"{name} seed {seed}")
+                done.append(run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
+                                    progress=progress))
+                overall.update()
+            rows += done
+            if on_model_done is not None:
+                on_model_done(pd.DataFrame(done))
+    finally:
+        overall.close()
     return pd.DataFrame(rows)
 
 
@@ -626,12 +640,21 @@ def main(argv=None) -> int:
         _check_models(args.models)
         _check_seeds(seeds)
         _check_out(out)
-        results = run(args.models, seeds, threads=args.threads, quick=args.quick, progress=not args.no_progress)
     except ValueError as e:
         p.error(str(e))
-    csv, md = write(results, out, replace=args.replace)
+    first = [True]
+
+    def save(rows: pd.DataFrame) -> None:
+        write(rows, out, replace=args.replace and first[0])
+        first[0] = False
+
+    try:
+        results = run(args.models, seeds, threads=args.threads, quick=args.quick,
+                      progress=not args.no_progress, on_model_done=save)
+    except ValueError as e:
+        p.error(str(e))
     print(summarize(results))
-    print(f"wrote {csv} and {md} ({len(results)} new row(s) merged)")
+    print(f"wrote {out / 'bench.csv'} and {out / 'bench.md'} ({len(results)} new row(s) merged)")
     return 0
 
 

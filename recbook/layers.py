@@ -261,7 +261,8 @@ class FieldEmbedding(SchemaModule):
         # Weight 1/k on the k members and 0 on padding: the padding rows are multiplied by 0, so
         # they neither change the output nor receive a gradient, and an empty row gives a zero
         # vector. (Multiply-and-sum is ~3x faster on CPU than bmm for these tiny [1, L] x [L, D].)
-        w = (mask / count).to(self.table.weight.dtype).unsqueeze(-1)  # [B, L, 1]
+        dtype = self.table.weight.dtype  # 1/k in the table's precision (float32 would round it)
+        w = (mask.to(dtype) / count.to(dtype)).unsqueeze(-1)  # [B, L, 1]
         return (self._gather(idx + self._offset[name]) * w).sum(dim=1)
 
     def forward(self, batch: Mapping) -> torch.Tensor:

@@ -23,17 +23,17 @@ from recbook.data import GENRES, Field, Schema
 def _small_schema() -> Schema:
     # Given out of order on purpose: Schema puts single-valued fields first.
     return Schema((
-        Field("user_id", tuple(range(20)), role="user"),
-        Field("genres", tuple("ABCDE"), multi=True, role="item", max_len=3),
-        Field("item_id", tuple(range(30)), role="item"),
+        Field("user_id", tuple(range(30)), role="user"),
+        Field("genres", tuple("ABCDEF"), multi=True, role="item", max_len=3),
+        Field("item_id", tuple(range(50)), role="item"),
         Field("gender", ("F", "M"), role="user"),
     ))
 
 
 @pytest.fixture
 def small_schema() -> Schema:
-    """Three single-valued fields (user_id: 20 values, item_id: 30, gender: 2) and the
-    multi-valued genres (5 values, at most 3 per row), with roles."""
+    """A CTR-like schema: user_id (30 values), item_id (50) and gender (2) in the columns of ``x``
+    in that order, and the multi-valued genres (6 values, at most 3 per row), with roles."""
     return _small_schema()
 
 
