@@ -8,8 +8,8 @@ website and in a notebook. A chapter builds one like this::
 
     weights = widgets.CsvData(table, name="fm_weights", decimals=4)   # data shipped with the page
     user = widgets.dropdown("user", users, labels=names, label="user")
-    chart = alt.Chart(weights.ref).transform_calculate(...).mark_bar().encode(...).add_params(user)
-    widgets.browser_chart(chart, data=[weights], checks=[
+    chart = alt.Chart(weights.ref).transform_calculate(...).mark_bar().encode(...)
+    widgets.browser_chart(chart, params=[user], data=[weights], checks=[
         {"set": {"user": 13}, "texts": ["logit = +0.53"]},   # what Python computed for user 13
     ])
 
@@ -39,7 +39,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
-    "CsvData", "EMBED_OPTIONS", "MAX_SPEC_BYTES", "bound_params", "browser_chart", "checkbox",
+    "BrowserChart", "CsvData", "EMBED_OPTIONS", "MAX_SPEC_BYTES", "bound_params", "browser_chart", "checkbox",
     "dropdown", "precomputed_slider", "read_results", "show_source", "slider", "spec_bytes",
 ]
 
@@ -257,12 +257,35 @@ def _check_value(name: str, param: Mapping, value) -> None:
         raise ValueError(f"checks: the checkbox {name!r} takes True or False, got {value!r}")
 
 
-def browser_chart(chart, *, data: Sequence[CsvData] = (), checks: Sequence[Mapping] = (),
-                  max_bytes: int = MAX_SPEC_BYTES, config: bool = True):
-    """Prepare an Altair chart for the page: ship ``data``, draw as SVG, record ``checks``.
+class BrowserChart:
+    """A chart as the page ships it: its Vega-Lite spec (``.spec``, a dict), displayed by Altair's
+    active renderer (HTML on the website, Colab and Jupyter; the Vega-Lite MIME type in
+    JupyterLab). Made by :func:`browser_chart`; ``to_dict()`` returns the spec."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    def to_dict(self, *args, **kwargs) -> dict:
+        return self.spec
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return alt.renderers.get()(self.spec)
+
+    def __repr__(self) -> str:
+        return f"BrowserChart({spec_bytes(self.spec):,} bytes, controls {sorted(bound_params(self.spec))})"
+
+
+def browser_chart(chart, *, params: Sequence = (), data: Sequence[CsvData] = (),
+                  checks: Sequence[Mapping] = (), max_bytes: int = MAX_SPEC_BYTES,
+                  config: bool = True) -> BrowserChart:
+    """Prepare an Altair chart for the page: its controls, its data, SVG drawing, its checks.
 
     Args:
-        chart: any top-level Altair chart (single, layered or concatenated).
+        chart: any top-level Altair chart (single, layered or concatenated) whose expressions
+            use the parameters of ``params`` by name.
+        params: the controls (:func:`slider`, :func:`dropdown`, :func:`checkbox`). They are
+            declared once, at the top of the spec, for every view of the chart (cheaper than
+            ``chart.add_params``, which copies them into every view).
         data: the :class:`CsvData` tables the chart refers to by name.
         checks: what the browser must show for given control settings, each
             ``{"set": {param: value, ...}, "texts": ["...", ...]}``: with the controls set so, each
@@ -272,7 +295,7 @@ def browser_chart(chart, *, data: Sequence[CsvData] = (), checks: Sequence[Mappi
         config: apply the book's styling (:data:`BOOK_CONFIG`).
 
     Returns:
-        The chart, ready to display (the last expression of a cell).
+        A :class:`BrowserChart`, ready to display (the last expression of a cell).
 
     Raises:
         ValueError: naming what is wrong: a parameter without a control (nothing could move
@@ -281,24 +304,27 @@ def browser_chart(chart, *, data: Sequence[CsvData] = (), checks: Sequence[Mappi
     """
     if not isinstance(chart, alt.TopLevelMixin):
         raise ValueError(f"chart: expected an Altair chart, got {type(chart).__name__}")
+    params = list(params)
+    if not all(isinstance(p, alt.Parameter) for p in params):
+        raise ValueError("params: expected Altair parameters (recbook.widgets.slider, dropdown, checkbox)")
     data = list(data)
     if not all(isinstance(d, CsvData) for d in data):
         raise ValueError("data: expected a list of recbook.widgets.CsvData")
     names = [d.name for d in data]
     if len(set(names)) != len(names):
         raise ValueError(f"data: duplicate names {names}")
-    datasets = dict(chart.datasets) if getattr(chart, "datasets", alt.Undefined) is not alt.Undefined else {}
-    datasets.update({d.name: d.csv for d in data})
-    usermeta = {"embedOptions": dict(EMBED_OPTIONS)}
-    out = chart.properties(datasets=datasets) if datasets else chart.copy()
     if config:
-        out = out.configure(**BOOK_CONFIG)
-    spec = out.to_dict()  # validates against the Vega-Lite schema
-    params = bound_params(spec)
+        chart = chart.configure(**BOOK_CONFIG)
+    spec = chart.to_dict()  # validates against the Vega-Lite schema (without the bulky parts)
+    spec["params"] = list(spec.get("params", [])) + [p.param.to_dict() for p in params]
+    if not spec["params"]:
+        del spec["params"]
+    spec["datasets"] = {**spec.get("datasets", {}), **{d.name: d.csv for d in data}}
+    controls = bound_params(spec)
     unbound = [p.get("name") for node in _walk(spec)
                for p in (node.get("params") if isinstance(node.get("params"), list) else [])
                if isinstance(p, Mapping) and "bind" not in p and "select" not in p and "expr" not in p
-               and p.get("name") not in params]
+               and p.get("name") not in controls]
     if unbound:
         raise ValueError(f"chart: parameters {unbound} have no control (bind=...); a value no "
                          "control can change belongs in the chart itself")
@@ -308,22 +334,22 @@ def browser_chart(chart, *, data: Sequence[CsvData] = (), checks: Sequence[Mappi
             raise ValueError(f"checks[{i}]: expected {{'set': {{param: value}}, 'texts': [str, ...]}}")
         settings = dict(check.get("set", {}))
         for name, value in settings.items():
-            if name not in params:
+            if name not in controls:
                 raise ValueError(f"checks[{i}]: {name!r} is not a parameter with a control; "
-                                 f"the chart's controls are {sorted(params)}")
-            _check_value(name, params[name], value)
+                                 f"the chart's controls are {sorted(controls)}")
+            _check_value(name, controls[name], value)
         texts = check["texts"]
         if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t for t in texts):
             raise ValueError(f"checks[{i}]: texts must be a non-empty list of non-empty strings")
         checked.append({"set": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in settings.items()},
                         "texts": list(texts)})
-    usermeta["recbook"] = {"checks": checked}
-    out = out.properties(usermeta=usermeta)
-    size = spec_bytes(out)
+    spec["usermeta"] = {**spec.get("usermeta", {}), "embedOptions": dict(EMBED_OPTIONS),
+                        "recbook": {"checks": checked}}
+    size = spec_bytes(spec)
     if size > max_bytes:
         raise ValueError(f"chart: its spec has {size:,} bytes, above max_bytes = {max_bytes:,}; ship "
                          "less data (only what the controls can reach, rounded: CsvData(decimals=...))")
-    return out
+    return BrowserChart(spec)
 
 
 # --------------------------------------------------------------------------------------------

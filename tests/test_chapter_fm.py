@@ -376,7 +376,8 @@ def test_learning_curves_mark_the_restored_epoch_on_every_panel():
 def test_architecture_diagram_names_every_field():
     ax = chapter.plot_fm_architecture(["a", "b", "genres"], dim=4)
     texts = " ".join(t.get_text() for t in ax.texts)
-    assert all(f"offset[{f}]" in texts for f in ("a", "b", "genres")) and "v (4)" in texts
+    assert all(f"{f} rows" in texts for f in ("a", "b", "genres")) and "v (4)" in texts
+    assert "offset[field] + code" in texts
     with pytest.raises(ValueError, match="fields"):
         chapter.plot_fm_architecture(["a"])
 

@@ -29,10 +29,10 @@ def close_figures():
     plt.close("all")
 
 
-def small_chart(*params):
+def small_chart():
     data = widgets.CsvData(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.5]}), name="small")
     chart = alt.Chart(data.ref).transform_calculate(z="datum.y * k").mark_point().encode(x="x:Q", y="z:Q")
-    return chart.add_params(*params), data
+    return chart, data
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,9 +112,12 @@ def test_controls_bad_input_names_the_field(call, field):
 # --------------------------------------------------------------------------------------------
 
 def test_browser_chart_ships_the_data_and_records_the_checks():
-    chart, data = small_chart(widgets.slider("k", 0, 2, 0.5, 1.0))
-    out = widgets.browser_chart(chart, data=[data], checks=[{"set": {"k": 1.5}, "texts": ["x"]}])
+    chart, data = small_chart()
+    out = widgets.browser_chart(chart, params=[widgets.slider("k", 0, 2, 0.5, 1.0)], data=[data],
+                                checks=[{"set": {"k": 1.5}, "texts": ["x"]}])
     spec = out.to_dict()
+    assert spec["params"] == [{"name": "k", "value": 1.0, "bind": {
+        "input": "range", "min": 0.0, "max": 2.0, "step": 0.5, "name": "k "}}]
     assert spec["datasets"] == {"small": data.csv}
     assert spec["usermeta"]["embedOptions"] == widgets.EMBED_OPTIONS
     assert spec["usermeta"]["recbook"]["checks"] == [{"set": {"k": 1.5}, "texts": ["x"]}]
@@ -124,9 +127,11 @@ def test_browser_chart_ships_the_data_and_records_the_checks():
 
 
 def test_browser_chart_refuses_a_parameter_without_a_control():
-    chart, data = small_chart(alt.param(name="k", value=1.0))
+    chart, data = small_chart()
     with pytest.raises(ValueError, match="no control"):
-        widgets.browser_chart(chart, data=[data])
+        widgets.browser_chart(chart, params=[alt.param(name="k", value=1.0)], data=[data])
+    with pytest.raises(ValueError, match="params"):
+        widgets.browser_chart(chart, params=["k"], data=[data])
 
 
 @pytest.mark.parametrize("check, match", [
@@ -139,22 +144,27 @@ def test_browser_chart_refuses_a_parameter_without_a_control():
     ({"set": {"k": 1.0}, "texts": ["x"], "extra": 1}, "checks"),
 ])
 def test_browser_chart_refuses_impossible_checks(check, match):
-    chart, data = small_chart(widgets.slider("k", 0, 2, 0.5, 1.0))
+    chart, data = small_chart()
     with pytest.raises(ValueError, match=match):
-        widgets.browser_chart(chart, data=[data], checks=[check])
+        widgets.browser_chart(chart, params=[widgets.slider("k", 0, 2, 0.5, 1.0)], data=[data],
+                              checks=[check])
 
 
 def test_browser_chart_checks_dropdown_values_and_size():
     data = widgets.CsvData(pd.DataFrame({"x": np.arange(3000.0)}), name="big")
-    chart = alt.Chart(data.ref).mark_point().encode(x="x:Q").add_params(
-        widgets.dropdown("d", ["a", "b"]))
+    chart = alt.Chart(data.ref).mark_point().encode(x="x:Q")
+    d = [widgets.dropdown("d", ["a", "b"])]
     with pytest.raises(ValueError, match="not an option"):
-        widgets.browser_chart(chart, data=[data], checks=[{"set": {"d": "c"}, "texts": ["x"]}])
+        widgets.browser_chart(chart, params=d, data=[data], checks=[{"set": {"d": "c"}, "texts": ["x"]}])
     with pytest.raises(ValueError, match="max_bytes"):
-        widgets.browser_chart(chart, data=[data], max_bytes=1000)
-    assert widgets.browser_chart(chart, data=[data]).to_dict()["datasets"]["big"].count("\n") == 3001
+        widgets.browser_chart(chart, params=d, data=[data], max_bytes=1000)
+    out = widgets.browser_chart(chart, params=d, data=[data])
+    assert out.to_dict()["datasets"]["big"].count("\n") == 3001
+    bundle = out._repr_mimebundle_()                    # what a notebook displays
+    html = bundle[0]["text/html"] if isinstance(bundle, tuple) else bundle["text/html"]
+    assert "vegaEmbed" in html and "VEGA_DEBUG" in html
     with pytest.raises(ValueError, match="duplicate"):
-        widgets.browser_chart(chart, data=[data, data])
+        widgets.browser_chart(chart, params=d, data=[data, data])
     with pytest.raises(ValueError, match="chart"):
         widgets.browser_chart({"mark": "point"})
 

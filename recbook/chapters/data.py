@@ -343,8 +343,8 @@ def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequen
             t=f"'The top ' + top + '% of movies (' + format(datum.k, ',') + ') get '"
               f" + format(datum.y, '.0%') + ' of all ratings'"
         ).mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(-14), text="t:N"),
-    ).add_params(top).properties(width=420, height=300)
-    return widgets.browser_chart(chart, data=[data], checks=[
+    ).properties(width=420, height=300)
+    return widgets.browser_chart(chart, params=[top], data=[data], checks=[
         {"set": {"top": int(pct)}, "texts": texts(int(pct))} for pct in (percent, *checks)])
 
 
@@ -404,8 +404,8 @@ def user_timeline_chart(splits: pd.DataFrame, *, user: int, checks: Sequence[int
         alt.Chart(alt.Data(values=[{"y": 3.5}])).mark_rule(strokeDash=[4, 3], color="#999999").encode(
             y=alt.Y("y:Q")),
         title.mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(-14), text="t:N"),
-    ).add_params(picker).properties(width=480, height=230)
-    return widgets.browser_chart(chart, data=[data], checks=[
+    ).properties(width=480, height=230)
+    return widgets.browser_chart(chart, params=[picker], data=[data], checks=[
         {"set": {"user": int(u)}, "texts": texts(int(u))} for u in (user, *checks)])
 
 

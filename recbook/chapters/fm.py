@@ -38,7 +38,7 @@ from matplotlib.ticker import NullFormatter
 
 from .. import widgets
 from .._checks import require_columns, require_positive_int
-from ..data.features import PAD, UNK
+from ..data.features import N_RESERVED, PAD, UNK
 from ..data.protocols import CTR_FIELDS, encode_ctr
 from ..layers import FMInteraction, check_batch, pairwise_interaction_naive
 from ..models import FactorizationMachine
@@ -416,7 +416,7 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
         current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-12), text="t:N"),
     ).properties(width=260, height=size)
 
-    chart = alt.hconcat(plane, sigmoid, spacing=36).add_params(*params.values())
+    chart = alt.hconcat(plane, sigmoid, spacing=36)
     all_checks = [{"set": dict(angle1=angle1, len1=len1, angle2=angle2, len2=len2, bias=bias),
                    "texts": _two_vector_texts(start)}]
     for c in checks:
@@ -426,7 +426,7 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
         r = two_vector_interaction(values["angle1"], values["len1"], values["angle2"], values["len2"],
                                    values["bias"])
         all_checks.append({"set": values, "texts": _two_vector_texts(r)})
-    return widgets.browser_chart(chart, checks=all_checks)
+    return widgets.browser_chart(chart, params=list(params.values()), checks=all_checks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,8 +559,19 @@ def tables_logit(tables: FMTables, user: int, movie: int) -> dict:
 
 def _contribution_texts(model, data, tables: FMTables, user: int, movie: int) -> list[str]:
     """What the chart must show for ``user`` × ``movie``, computed by the PyTorch model itself."""
-    terms = pair_contributions(model, user_movie_batch(data, user, movie))
-    logit = float(terms["contribution"].sum())
+    catalogue = getattr(data, "catalogue", None)
+    if catalogue is None:
+        batch, row = user_movie_batch(data, user, movie), 0
+    else:  # the user against the whole catalogue: one forward pass, no search through the rows
+        codes = tables.users.set_index("user").loc[user]
+        fixed = {f: int(codes[f"c{i}"]) for i, f in enumerate(tables.fields) if f"c{i}" in codes.index}
+        batch = catalogue.ctr_batch(model.schema, fixed)
+        row = int(catalogue.codes([movie])[0]) - N_RESERVED
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logit = float(model(batch)[row])
+    model.train(was_training)
     # The browser adds up weights rounded to 4 decimals: a logit within 0.001 of a rounding
     # boundary of its 2-decimal text could show either neighbour.
     if abs(abs(logit * 100) % 1 - 0.5) < 0.1:
@@ -676,11 +687,12 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
         bars.mark_text(align="left", dx=4, fontSize=11).encode(
             x=alt.X("max_zero:Q"), y=y, text="shown:N"),
     ).properties(width=400, height={"step": 22})
-    chart = alt.vconcat(head, chart_bars, spacing=12).add_params(user_param, movie_param).resolve_scale(
+    chart = alt.vconcat(head, chart_bars, spacing=12).resolve_scale(
         color="independent")
     checks_ = [{"set": {"user": int(u), "movie": int(m)}, "texts": _contribution_texts(model, data, tables, u, m)}
                for u, m in [(user, movie), *checks]]
-    return widgets.browser_chart(chart, data=[terms, user_data, item_data, weights], checks=checks_)
+    return widgets.browser_chart(chart, params=[user_param, movie_param],
+                                 data=[terms, user_data, item_data, weights], checks=checks_)
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,7 +809,7 @@ def plot_interaction_heatmaps(planted, learned, *, n_fields: int, field_names: S
     if len(names) != n_fields:
         raise ValueError(f"field_names: expected {n_fields} names, got {len(names)}")
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.0), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4), layout="constrained")
     else:
         axes = np.asarray(axes, dtype=object).ravel()
         if len(axes) != 2 or not all(isinstance(a, Axes) for a in axes):
@@ -815,7 +827,7 @@ def plot_interaction_heatmaps(planted, learned, *, n_fields: int, field_names: S
         ax.set_xticks(centres, names)
         ax.set_yticks(centres, names)
         ax.tick_params(length=0)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=list(axes), shrink=0.85, label="interaction (added to the logit)")
     return np.asarray(axes, dtype=object)
 
@@ -885,8 +897,8 @@ def plot_gram_identity(v, names: Sequence[str] | None = None, *, axes=None) -> n
     if len(names) != n:
         raise ValueError(f"names: expected {n} names, got {len(names)}")
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), layout="constrained",
-                                 gridspec_kw={"width_ratios": [1.0, 1.25]})
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.1), layout="constrained",
+                                 gridspec_kw={"width_ratios": [1.0, 1.3]})
     else:
         axes = np.asarray(axes, dtype=object).ravel()
         if len(axes) != 2 or not all(isinstance(a, Axes) for a in axes):
@@ -954,7 +966,7 @@ def plot_learning_curves(fits: Mapping, metrics: Sequence[str] = ("valid_auc", "
     words = {"valid_auc": "validation AUC", "valid_logloss": "validation logloss",
              "valid_gauc": "validation GAUC", "train_loss": "training loss"}
     if axes is None:
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.8), layout="constrained",
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), layout="constrained",
                                  squeeze=False)
     axes = np.asarray(axes, dtype=object).ravel()
     if len(axes) != len(metrics) or not all(isinstance(a, Axes) for a in axes):
@@ -988,7 +1000,7 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     if len(fields) < 2:
         raise ValueError(f"fields: expected at least two field names, got {fields}")
     dim = require_positive_int(dim, name="dim")
-    ax = _axes(ax, figsize=(9.6, 4.6))
+    ax = _axes(ax, figsize=(7.2, 3.9))
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 50)
     ax.axis("off")
@@ -1008,28 +1020,28 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     ax.text(8, 49.5, "one-hot fields", ha="center", fontsize=10, fontweight="bold")
     for f, y in zip(fields, ys):
         box(1.5, y - step * 0.32, 13, step * 0.64, f + (" (mean)" if f == "genres" else ""), "#EAEAF2", 8.5)
-        arrow(15.3, y, 27.5, 25 + (y - 25) * 0.6)
+        arrow(15.3, y, 26.5, 25 + (y - 25) * 0.75)
     # The shared table, its blocks one per field.
     ax.text(37, 49.5, "one shared table", ha="center", fontsize=10, fontweight="bold")
-    block = 38 / n
+    block = 40 / n
     for i, f in enumerate(fields):
-        y0 = 44 - block * (i + 1)
-        ax.add_patch(Rectangle((28, y0), 18, block, facecolor="#F3C9A6" if i % 2 else "#FBE3CF",
+        y0 = 46 - block * (i + 1)
+        ax.add_patch(Rectangle((27, y0), 20, block, facecolor="#F3C9A6" if i % 2 else "#FBE3CF",
                                edgecolor="0.5", lw=0.6))
-        ax.text(37, y0 + block / 2, f"offset[{f}] + code", ha="center", va="center", fontsize=7)
-    ax.text(37, 3.5, f"rows: every value of every field\ncolumns: w (1) and v ({dim})", ha="center",
-            fontsize=8, color="0.3")
+        ax.text(37, y0 + block / 2, f"{f} rows", ha="center", va="center", fontsize=7.5)
+    ax.text(37, 4.2, "row = offset[field] + code\ncolumns: w (1) and v (" + str(dim) + ")", ha="center",
+            va="top", fontsize=8, color="0.3")
     # The two terms.
-    arrow(46.5, 33, 57, 36)
-    arrow(46.5, 17, 57, 14)
+    arrow(47.5, 33, 57, 36)
+    arrow(47.5, 17, 57, 14)
     box(57.5, 31.5, 20, 9, "first order\nw₀ + Σᵢ wᵢ", "#DCE6F2", 9.5)
-    box(57.5, 9.5, 20, 9, "pairwise, O(kn)\n½ Σ_f [(Σᵢ vᵢ_f)² − Σᵢ vᵢ_f²]", "#DCE6F2", 8.5)
+    box(57.5, 9.5, 20, 9, "pairwise, O(kn)\n" + r"$\sum_{i<j}\,\langle v_i, v_j\rangle$", "#DCE6F2", 9.5)
     arrow(78.5, 36, 86, 27)
     arrow(78.5, 14, 86, 23)
     box(86.5, 21, 10, 8, "logit\nŷ", "#D5EDE4", 10, "bold")
-    ax.text(91.5, 16.5, "σ(ŷ) only in the\nloss or for display", ha="center", va="top", fontsize=8,
+    ax.text(91.5, 16.5, "σ(ŷ) only in\nthe loss or\nfor display", ha="center", va="top", fontsize=8,
             color="0.35")
     ax.text(67.5, 24.8, "vectors vᵢ (k each)", ha="center", fontsize=8, color="0.35")
-    ax.text(67.5, 44, "weights wᵢ (one number each)", ha="center", fontsize=8, color="0.35")
+    ax.text(67.5, 44, "weights wᵢ", ha="center", fontsize=8, color="0.35")
     return ax
 
