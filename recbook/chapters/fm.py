@@ -987,7 +987,7 @@ def plot_learning_curves(fits: Mapping, metrics: Sequence[str] = ("valid_auc", "
     handles.append(plt.Line2D([], [], marker="*", ms=13, color="0.5", markeredgecolor="black",
                               linestyle="none"))
     labels.append("epoch whose weights were restored")
-    axes[0].legend(handles, labels, frameon=False, fontsize=9)
+    axes[0].legend(handles, labels, frameon=False, fontsize=9, loc="lower right")
     return axes
 
 
