@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "BrowserChart", "CsvData", "EMBED_OPTIONS", "MAX_SPEC_BYTES", "bound_params", "browser_chart", "checkbox",
-    "dropdown", "precomputed_slider", "read_results", "show_source", "slider", "spec_bytes",
+    "dropdown", "precomputed_slider", "show_source", "slider", "spec_bytes",
 ]
 
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}
@@ -350,37 +350,6 @@ def browser_chart(chart, *, params: Sequence = (), data: Sequence[CsvData] = (),
         raise ValueError(f"chart: its spec has {size:,} bytes, above max_bytes = {max_bytes:,}; ship "
                          "less data (only what the controls can reach, rounded: CsvData(decimals=...))")
     return BrowserChart(spec)
-
-
-# --------------------------------------------------------------------------------------------
-# The book's result files
-# --------------------------------------------------------------------------------------------
-
-def read_results(name: str = "bench.csv") -> pd.DataFrame:
-    """A result file of the book (``book/results/NAME``, e.g. the leaderboard's ``bench.csv``).
-
-    Chapters read results this way instead of typing numbers. Looked up next to the notebook
-    (``results/``), in the repository recbook was installed from (``pip install -e .``), and
-    finally, where neither exists (Colab), downloaded from :data:`recbook.REPOSITORY_URL`.
-    """
-    from pathlib import Path
-
-    from . import REPOSITORY_URL
-
-    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
-        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
-    here = Path.cwd()
-    candidates = [here / "results" / name, here / "book" / "results" / name,
-                  Path(__file__).resolve().parents[1] / "book" / "results" / name]
-    for path in candidates:
-        if path.is_file():
-            return pd.read_csv(path)
-    url = f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}"
-    try:
-        return pd.read_csv(url)
-    except Exception as err:  # no network, or no such file
-        raise FileNotFoundError(f"{name}: not found in {[str(c.parent) for c in candidates]} "
-                                f"nor at {url} ({err})") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -155,31 +155,6 @@ def test_split_counts_and_timeline(ml):
     assert f"{counts.loc['test', 'cold-user rows']:,} from cold users" in legend[2]
 
 
-def test_learning_curves_one_line_per_model_and_best_marked():
-    idx = pd.Index([1, 2, 3], name="epoch")
-    h = {"FM": pd.DataFrame({"train_loss": [0.6, 0.5, 0.4], "valid_auc": [0.70, 0.74, 0.73]}, index=idx),
-         "DeepFM": pd.DataFrame({"train_loss": [0.6, 0.5, 0.45], "valid_auc": [0.71, 0.72, 0.75]}, index=idx)}
-    ax = plots.plot_learning_curves(h, "valid_auc")
-    curves = [ln for ln in ax.lines if ln.get_linestyle() != "None"]
-    stars = [ln for ln in ax.lines if ln.get_linestyle() == "None"]
-    assert [ln.get_label() for ln in curves] == ["FM", "DeepFM"]
-    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(2, 0.74), (3, 0.75)]
-    ax = plots.plot_learning_curves(h, "train_loss")   # losses: lower is better
-    stars = [ln for ln in ax.lines if ln.get_linestyle() == "None"]
-    assert [s.get_xdata()[0] for s in stars] == [3, 3]
-
-
-@pytest.mark.parametrize("histories, metric, field", [
-    ({}, "valid_auc", "histories"),
-    ({"FM": pd.DataFrame({"train_loss": [0.5]})}, "valid_auc", "histories['FM']"),
-    ({"FM": [0.5]}, "valid_auc", "histories['FM']"),
-    ({"FM": pd.DataFrame({"valid_auc": [0.5]})}, 3, "metric"),
-])
-def test_learning_curves_bad_input_names_the_field(histories, metric, field):
-    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
-        plots.plot_learning_curves(histories, metric)
-
-
 @pytest.mark.parametrize("call, field", [
     (lambda ml: chapter.plot_rating_distribution(ml.ratings.drop(columns="rating")), "rating"),
     (lambda ml: chapter.plot_item_popularity(ml.ratings.iloc[:0]), "ratings"),

@@ -359,20 +359,6 @@ def test_gram_identity_figure_writes_the_worked_example():
         chapter.plot_gram_identity(v, names=["a"])
 
 
-def test_learning_curves_mark_the_restored_epoch_on_every_panel():
-    h = pd.DataFrame({"valid_auc": [0.6, 0.7, 0.65], "valid_logloss": [0.7, 0.69, 0.6]},
-                     index=pd.Index([1, 2, 3], name="epoch"))
-    fit = SimpleNamespace(history=h, best_epoch=2)
-    auc_ax, loss_ax = chapter.plot_learning_curves({"M": fit})
-    for ax, col in ((auc_ax, "valid_auc"), (loss_ax, "valid_logloss")):
-        stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
-        assert len(stars) == 1 and stars[0].get_xdata()[0] == 2     # the restored epoch, not the min loss
-        assert stars[0].get_ydata()[0] == h.loc[2, col]
-    assert auc_ax.get_ylabel() == "validation AUC" and loss_ax.get_ylabel() == "validation logloss"
-    with pytest.raises(ValueError, match="fits"):
-        chapter.plot_learning_curves({"M": SimpleNamespace(history=h, best_epoch=1)}, ["gauc"])
-
-
 def test_architecture_diagram_names_every_field():
     ax = chapter.plot_fm_architecture(["a", "b", "genres"], dim=4)
     texts = " ".join(t.get_text() for t in ax.texts)
@@ -457,34 +443,3 @@ def test_contribution_chart_ships_the_tables_and_checks_the_model_s_logit(ctr, t
         chapter.contribution_chart(LogisticRegression(ctr.schema), ctr, user=int(users[0]), movie=1)
 
 
-# --------------------------------------------------------------------------------------------
-# Comparing two models
-# --------------------------------------------------------------------------------------------
-
-def test_seed_comparison_pairs_the_seeds():
-    results = pd.DataFrame({
-        "model": ["A", "A", "A", "B", "B", "B", "B"], "protocol": ["ctr"] * 6 + ["other"],
-        "seed": [0, 1, 2, 0, 1, 3, 0], "test_auc": [0.70, 0.71, 0.72, 0.72, 0.70, 0.9, 0.1]})
-    out = chapter.seed_comparison(results, "A", "B", metrics=["test_auc"])
-    assert out.index.tolist() == [0, 1]                        # seeds both ran under "ctr"
-    np.testing.assert_allclose(out["test_auc B − A"], [0.02, -0.01])
-    with pytest.raises(ValueError, match="C"):
-        chapter.seed_comparison(results, "A", "C", metrics=["test_auc"])
-    with pytest.raises(ValueError, match="valid_auc"):
-        chapter.seed_comparison(results, "A", "B", metrics=["valid_auc"])
-
-
-def test_paired_bootstrap_of_identical_scores_is_zero_and_brackets_the_difference():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 600)
-    groups = np.repeat(np.arange(60), 10)
-    a = rng.normal(size=600) + y * 0.5
-    same = chapter.paired_bootstrap_auc(y, a, a, groups, n_boot=10)
-    assert same["diff"] == same["low"] == same["high"] == 0
-    b = a + y * 0.5                                            # b separates the classes better
-    r = chapter.paired_bootstrap_auc(y, a, b, groups, n_boot=30)
-    from sklearn.metrics import roc_auc_score
-    assert r["diff"] == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
-    assert 0 < r["low"] <= r["diff"] <= r["high"]
-    with pytest.raises(ValueError, match="labels"):
-        chapter.paired_bootstrap_auc(y[:5], a, b, groups)

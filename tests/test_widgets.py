@@ -190,18 +190,6 @@ def test_show_source_is_a_python_code_block_of_the_real_source():
         widgets.show_source(len)
 
 
-def test_read_results_reads_the_book_s_leaderboard_file(tmp_path, monkeypatch):
-    (tmp_path / "results").mkdir()
-    pd.DataFrame({"model": ["X"], "seed": [0]}).to_csv(tmp_path / "results" / "mine.csv", index=False)
-    monkeypatch.chdir(tmp_path)
-    assert widgets.read_results("mine.csv").to_dict("list") == {"model": ["X"], "seed": [0]}
-    bench = widgets.read_results("bench.csv")   # found in the repository's book/results/
-    assert {"model", "protocol", "seed", "test_auc"} <= set(bench.columns)
-    for bad in ("../x.csv", "bench.txt", 3):
-        with pytest.raises(ValueError, match="name"):
-            widgets.read_results(bad)
-
-
 # --------------------------------------------------------------------------------------------
 # Fallback: precomputed slider
 # --------------------------------------------------------------------------------------------

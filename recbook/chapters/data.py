@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
 from .. import widgets
-from .._checks import require_columns, require_fraction, require_positive_int
+from .._checks import require_columns, require_positive_int
 from ..data.movielens import GENRES
 from ..data.protocols import (LABEL_THRESHOLD, CTRData, chronological_split, ctr_frame, ctr_schema,
                               encode_ctr, item_catalogue, time_order)
@@ -340,8 +340,8 @@ def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequen
         marked.mark_rule(color=SPLIT_COLORS["test"], strokeDash=[4, 3]).encode(x=x, x2=alt.datum(0), y=y),
         marked.mark_point(filled=True, size=90, color=SPLIT_COLORS["test"], opacity=1).encode(x=x, y=y),
         marked.transform_calculate(
-            t=f"'The top ' + top + '% of movies (' + format(datum.k, ',') + ') get '"
-              f" + format(datum.y, '.0%') + ' of all ratings'"
+            t="'The top ' + top + '% of movies (' + format(datum.k, ',') + ') get '"
+              " + format(datum.y, '.0%') + ' of all ratings'"
         ).mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(-14), text="t:N"),
     ).properties(width=420, height=300)
     return widgets.browser_chart(chart, params=[top], data=[data], checks=[

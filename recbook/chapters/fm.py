@@ -15,10 +15,12 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   in training, the situation where Poly2 has nothing to go on.
 * :func:`time_pairwise`: measured time of the ``O(kn)`` FM identity against two ``O(kn^2)`` forms,
   a Python loop over pairs and a vectorised Gram matrix (:func:`pairwise_interaction_gram`).
-* :func:`seed_comparison` and :func:`paired_bootstrap_auc`: two models compared seed by seed from
-  the leaderboard's file, and over resampled users on one test block.
 * Figures: :func:`plot_fm_architecture`, :func:`plot_gram_identity`,
-  :func:`plot_interaction_heatmaps`, :func:`plot_pairwise_timing`, :func:`plot_learning_curves`.
+  :func:`plot_interaction_heatmaps`, :func:`plot_pairwise_timing`.
+
+Comparing two models over seeds and over users, and learning curves, are shared by every chapter:
+:func:`recbook.bench.seed_comparison`, :func:`recbook.metrics.paired_bootstrap_auc`,
+:func:`recbook.plots.plot_learning_curves`.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from matplotlib.ticker import NullFormatter
 
 from .. import widgets
 from .._checks import require_columns, require_positive_int
-from ..data.features import N_RESERVED, PAD, UNK
+from ..data.features import N_RESERVED, PAD
 from ..data.protocols import CTR_FIELDS, encode_ctr
 from ..layers import FMInteraction, check_batch, pairwise_interaction_naive
 from ..models import FactorizationMachine
@@ -48,9 +50,9 @@ from ..train import num_threads
 
 __all__ = [
     "FMTables", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed", "fm_tables",
-    "pair_contributions", "pair_names", "paired_bootstrap_auc", "pairwise_interaction_gram",
-    "plot_fm_architecture", "seed_comparison",
-    "plot_gram_identity", "plot_interaction_heatmaps", "plot_learning_curves", "plot_pairwise_timing",
+    "pair_contributions", "pair_names", "pairwise_interaction_gram",
+    "plot_fm_architecture",
+    "plot_gram_identity", "plot_interaction_heatmaps", "plot_pairwise_timing",
     "tables_logit", "time_pairwise", "two_vector_chart", "two_vector_interaction",
     "unseen_pair_share", "user_movie_batch",
 ]
@@ -696,76 +698,6 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
 
 
 # --------------------------------------------------------------------------------------------
-# Comparing two models honestly: over seeds, and over users
-# --------------------------------------------------------------------------------------------
-
-def seed_comparison(results: pd.DataFrame, a: str = "LR", b: str = "FM", *, protocol: str = "ctr",
-                    metrics: Sequence[str] = ("test_auc", "valid_auc", "test_logloss")) -> pd.DataFrame:
-    """Model ``b`` against model ``a`` seed by seed, from the leaderboard's results.
-
-    ``results`` is ``book/results/bench.csv`` (one row per model, protocol and seed). Returns one
-    row per seed both models ran with, and for each metric the two values and the paired
-    difference ``b - a`` (columns ``"<metric> <a>"``, ``"<metric> <b>"``, ``"<metric> <b> − <a>"``).
-    A difference is worth reporting only when it keeps its sign across seeds and exceeds the
-    seed-to-seed spread.
-    """
-    require_columns(results, ["model", "protocol", "seed", *metrics], name="results")
-    rows = results[results["protocol"] == protocol]
-    tables = {}
-    for name in (a, b):
-        mine = rows[rows["model"] == name]
-        if mine.empty:
-            raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
-        if mine["seed"].duplicated().any():
-            raise ValueError(f"results: model {name!r} has several rows for one seed")
-        tables[name] = mine.set_index("seed")[list(metrics)]
-    seeds = sorted(set(tables[a].index) & set(tables[b].index))
-    if not seeds:
-        raise ValueError(f"results: models {a!r} and {b!r} share no seed")
-    out = pd.DataFrame(index=pd.Index(seeds, name="seed"))
-    for m in metrics:
-        out[f"{m} {a}"] = tables[a].loc[seeds, m].to_numpy(float)
-        out[f"{m} {b}"] = tables[b].loc[seeds, m].to_numpy(float)
-        out[f"{m} {b} − {a}"] = out[f"{m} {b}"] - out[f"{m} {a}"]
-    return out
-
-
-def paired_bootstrap_auc(labels, scores_a, scores_b, groups, *, n_boot: int = 200, seed: int = 0,
-                         level: float = 0.9) -> dict:
-    """AUC of ``scores_b`` minus AUC of ``scores_a`` on the same rows, with a bootstrap interval.
-
-    Resamples whole groups (users) with replacement, so that the interval reflects which users
-    happen to be in the test block, and scores both models on the same resample (paired).
-
-    Returns:
-        ``{"a": auc_a, "b": auc_b, "diff": auc_b - auc_a, "low": ..., "high": ...}``, the interval
-        holding the central ``level`` share of the resampled differences.
-    """
-    from ..metrics import auc
-
-    y = np.asarray(labels, dtype=float)
-    sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
-    g = np.asarray(groups)
-    if not (len(y) == len(sa) == len(sb) == len(g)) or len(y) == 0:
-        raise ValueError("labels, scores_a, scores_b, groups: expected non-empty arrays of one length")
-    n_boot = require_positive_int(n_boot, name="n_boot")
-    if not 0 < level < 1:
-        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
-    order = np.argsort(g, kind="stable")
-    _, starts = np.unique(g[order], return_index=True)
-    members = np.split(order, starts[1:])
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if 0 < y[rows].sum() < len(rows):
-            diffs.append(auc(y[rows], sb[rows]) - auc(y[rows], sa[rows]))
-    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
-    a_, b_ = auc(y, sa), auc(y, sb)
-    return {"a": a_, "b": b_, "diff": b_ - a_, "low": float(lo), "high": float(hi)}
-
-
-# --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
 
@@ -943,52 +875,6 @@ def plot_gram_identity(v, names: Sequence[str] | None = None, *, axes=None) -> n
                 fontweight="bold" if k >= 2 else "normal")
     tx.axis("off")
     return np.asarray([ax, tx], dtype=object)
-
-
-def plot_learning_curves(fits: Mapping, metrics: Sequence[str] = ("valid_auc", "valid_logloss"), *,
-                         axes=None) -> np.ndarray:
-    """Validation metrics by epoch, one line per model, one panel per metric, with the epoch whose
-    weights early stopping restored marked (★) on every panel.
-
-    Args:
-        fits: ``{name: FitResult}`` from :func:`recbook.train.fit`.
-        metrics: columns of the histories; titles and axes name them in words.
-        axes: one Axes per metric (default: a new figure).
-    """
-    if not isinstance(fits, Mapping) or not fits:
-        raise ValueError("fits: expected a non-empty dict {name: FitResult}")
-    for name, f in fits.items():
-        if not hasattr(f, "history") or not hasattr(f, "best_epoch"):
-            raise ValueError(f"fits['{name}']: expected a FitResult (with history and best_epoch)")
-        missing = [m for m in metrics if m not in f.history.columns]
-        if missing:
-            raise ValueError(f"fits['{name}']: its history has no column {missing[0]!r}")
-    words = {"valid_auc": "validation AUC", "valid_logloss": "validation logloss",
-             "valid_gauc": "validation GAUC", "train_loss": "training loss"}
-    if axes is None:
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), layout="constrained",
-                                 squeeze=False)
-    axes = np.asarray(axes, dtype=object).ravel()
-    if len(axes) != len(metrics) or not all(isinstance(a, Axes) for a in axes):
-        raise ValueError(f"axes: expected {len(metrics)} matplotlib Axes or None")
-    colours = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2"]
-    for ax, metric in zip(axes, metrics):
-        for (name, f), colour in zip(fits.items(), colours):
-            h = f.history[metric].astype(float)
-            ax.plot(h.index, h.to_numpy(), marker="o", ms=3, lw=1.6, color=colour, label=name)
-            ax.plot([f.best_epoch], [h[f.best_epoch]], marker="*", ms=15, color=colour,
-                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(words.get(metric, metric.replace("_", " ")))
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.set_title(words.get(metric, metric), fontsize=11)
-    handles, labels = axes[0].get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], marker="*", ms=13, color="0.5", markeredgecolor="black",
-                              linestyle="none"))
-    labels.append("epoch whose weights were restored")
-    axes[0].legend(handles, labels, frameon=False, fontsize=9, loc="lower right")
-    return axes
 
 
 def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_bucket", "gender",
