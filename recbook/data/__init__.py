@@ -1,4 +1,5 @@
 """Data for the book: MovieLens-100K, feature encoding and the evaluation protocols."""
+from .crosses import CROSSES, Cross, Crosses, build_crosses, ctr_crosses
 from .features import PAD, UNK, Field, Schema
 from .movielens import GENRES, SOURCES, DataUnavailableError, MovieLens100K, default_cache_dir, load_movielens100k
 from .protocols import (
@@ -25,3 +26,4 @@ __all__ = [
     "chronological_split", "ctr_frame", "ctr_protocol", "ctr_schema", "default_cache_dir",
     "encode_ctr", "leave_last_out", "load_movielens100k", "year_bucket",
 ]
+__all__ += ["CROSSES", "Cross", "Crosses", "build_crosses", "ctr_crosses"]
