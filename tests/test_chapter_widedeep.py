@@ -85,7 +85,8 @@ def test_unseen_pair_groups_match_a_brute_force_count(data, trained_like):
     unseen = np.zeros(len(test), dtype=bool)
     for c in trained_like.cross.crosses:
         known = set(map(tuple, train[[c.a, c.b]].explode(c.b).drop_duplicates().to_numpy()))
-        unseen |= [any((a, b) not in known for b in bs) for a, bs in zip(test[c.a], test[c.b])]
+        unseen |= [any((a, b) not in known for b in (bs if c.multi else (bs,)))
+                   for a, bs in zip(test[c.a], test[c.b])]
     assert table.loc["some pair unseen", "rows"] == unseen.sum() > 0
     assert set(table.columns) == {"rows", "AUC, whole model", "AUC, wide part", "AUC, deep part"}
 
