@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ._checks import require_fraction, require_positive_int
-from .data.features import PAD, Schema
+from .data.features import PAD, UNK, Schema
 
 __all__ = [
     "CrossLinear", "FMInteraction", "FeatureLinear", "FieldEmbedding", "SchemaModule", "check_batch", "mlp",
@@ -107,9 +107,17 @@ class SchemaModule(nn.Module):
     (benchmarks; the check costs well under 1% of an FM training step on CPU, but it reads every
     index and, on a GPU, waits for the device). A model validates once at its boundary and builds
     its inner layers with ``validate=False`` so the same batch is not checked twice.
+
+    **Unknown values.** Index 1 of every field means "a value never seen when the vocabulary was
+    built" (a user who signed up after the training block). No training row carries it, so its
+    embedding row and weight start at exactly zero and, by default, stay there: an unknown value
+    contributes nothing. ``unknown_rate={"user_id": 0.1}`` trains them instead: during training,
+    each row's code of that single-valued field is replaced by the unknown index with that
+    probability (like dropout, and only in ``train()`` mode), so the unknown row learns what an
+    average new user looks like. :meth:`prepare` applies it.
     """
 
-    def __init__(self, schema: Schema, *, validate: bool = True):
+    def __init__(self, schema: Schema, *, validate: bool = True, unknown_rate: Mapping[str, float] | None = None):
         super().__init__()
         if not isinstance(schema, Schema):
             raise ValueError(f"schema: expected a recbook.data.Schema, got {type(schema).__name__}")
@@ -124,11 +132,46 @@ class SchemaModule(nn.Module):
         self.register_buffer("single_offsets", offsets[: len(single)].clone(), persistent=False)
         self.register_buffer("single_sizes", torch.tensor([f.size for f in single], dtype=torch.long),
                              persistent=False)
+        self.unknown_rate = self._check_unknown_rate(schema, unknown_rate)
+
+    @staticmethod
+    def _check_unknown_rate(schema: Schema, rates) -> dict:
+        if rates is None:
+            return {}
+        if not isinstance(rates, Mapping):
+            raise ValueError(f"unknown_rate: expected a dict {{field: rate}}, got {type(rates).__name__}")
+        names = [f.name for f in schema.single]
+        out = {}
+        for name, rate in rates.items():
+            if name not in names:
+                raise ValueError(f"unknown_rate: '{name}' is not a single-valued field; expected one of {names}")
+            out[name] = require_fraction(rate, name=f"unknown_rate['{name}']", inclusive=True)
+        return {names.index(n): r for n, r in out.items() if r > 0}
+
+    @classmethod
+    def from_data(cls, data, **params):
+        """The model for a protocol's data: ``cls(data.schema, **params)`` (the leaderboard's factory)."""
+        return cls(data.schema, **params)
 
     def check(self, batch: Mapping) -> None:
         """Validate ``batch`` against the schema unless ``self.validate`` is False."""
         if self.validate:
             check_batch(self.schema, batch, self.single_sizes)
+
+    def prepare(self, batch: Mapping) -> Mapping:
+        """Validate ``batch``; in training mode, also replace codes by unknown at ``unknown_rate``.
+
+        Returns the batch to use (a shallow copy with a new ``x`` when codes were replaced; the
+        caller's tensors are never modified).
+        """
+        self.check(batch)
+        if not (self.training and self.unknown_rate):
+            return batch
+        x = batch["x"].clone()
+        for column, rate in self.unknown_rate.items():
+            hit = torch.rand(x.shape[0], device=x.device) < rate
+            x[:, column] = torch.where(hit & (x[:, column] != PAD), UNK, x[:, column])
+        return {**batch, "x": x}
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +186,8 @@ class FieldEmbedding(SchemaModule):
     multi-valued field is the **mean** of its members' vectors, padding (index 0) excluded, and a
     row with no members gives a zero vector.
 
-    Init ``N(0, init_std^2)`` with a small ``init_std`` (0.01): the FM term adds ``F(F-1)/2``
+    Init ``N(0, init_std^2)`` with a small ``init_std`` (0.01), except the padding and unknown
+    rows of every field, which start at exactly zero: the FM term adds ``F(F-1)/2``
     products of two embeddings, so with PyTorch's default ``N(0, 1)`` a model with 8 fields and
     ``dim=16`` starts with logits of size ``~sqrt(28 * 16) ~ 20`` (a saturated sigmoid, huge
     loss and gradients); with 0.01 it starts near the base rate and Adam grows the vectors.
@@ -158,6 +202,9 @@ class FieldEmbedding(SchemaModule):
             raise ValueError(f"init_std: expected a non-negative number, got {init_std!r}")
         self.table = nn.Embedding(schema.total_size, self.dim)
         nn.init.normal_(self.table.weight, 0.0, float(init_std))
+        with torch.no_grad():  # padding and unknown start at exactly zero (see SchemaModule)
+            reserved = torch.as_tensor(schema.offsets)[:, None] + torch.tensor([PAD, UNK])
+            self.table.weight[reserved.reshape(-1)] = 0.0
         self._offset = {f.name: int(o) for f, o in zip(schema.fields, schema.offsets)}
         self._multi = [f.name for f in schema.multi]
 
@@ -215,7 +262,8 @@ class FieldEmbedding(SchemaModule):
         # Weight 1/k on the k members and 0 on padding: the padding rows are multiplied by 0, so
         # they neither change the output nor receive a gradient, and an empty row gives a zero
         # vector. (Multiply-and-sum is ~3x faster on CPU than bmm for these tiny [1, L] x [L, D].)
-        w = (mask / count).to(self.table.weight.dtype).unsqueeze(-1)  # [B, L, 1]
+        dtype = self.table.weight.dtype  # 1/k in the table's precision (float32 would round it)
+        w = (mask.to(dtype) / count.to(dtype)).unsqueeze(-1)  # [B, L, 1]
         return (self._gather(idx + self._offset[name]) * w).sum(dim=1)
 
     def forward(self, batch: Mapping) -> torch.Tensor:

@@ -34,14 +34,16 @@ class DeepFM(SchemaModule):
         init_std: standard deviation of the initial embeddings.
         base_rate: optional positive rate of the training labels; the bias starts at its log-odds.
         validate: check each batch with :func:`recbook.layers.check_batch`.
+        unknown_rate: ``{field: rate}``: train the unknown rows by replacing that share of the
+            field's codes by unknown during training (see :class:`recbook.layers.SchemaModule`).
 
     Shapes: ``forward(batch) -> [B]`` logits (no sigmoid); :meth:`parts` gives the three terms.
     """
 
     def __init__(self, schema: Schema, dim: int = 16, hidden: Sequence[int] = (256, 128), *,
                  dropout: float = 0.0, batchnorm: bool = False, init_std: float = 0.01,
-                 base_rate: float | None = None, validate: bool = True):
-        super().__init__(schema, validate=validate)
+                 base_rate: float | None = None, validate: bool = True, unknown_rate: dict | None = None):
+        super().__init__(schema, validate=validate, unknown_rate=unknown_rate)
         self.linear = FeatureLinear(schema, base_rate=base_rate, validate=False)
         self.embedding = FieldEmbedding(schema, dim, init_std=init_std, validate=False)
         self.interaction = FMInteraction()
@@ -49,7 +51,7 @@ class DeepFM(SchemaModule):
 
     def parts(self, batch: Mapping) -> dict[str, torch.Tensor]:
         """The three terms of the logit, each ``[B]``: ``linear`` (bias included), ``fm``, ``deep``."""
-        self.check(batch)
+        batch = self.prepare(batch)
         v = self.embedding(batch)  # [B, F, dim], shared by the FM term and the MLP
         return {"linear": self.linear(batch), "fm": self.interaction(v),
                 "deep": self.mlp(v.flatten(1)).squeeze(1)}
