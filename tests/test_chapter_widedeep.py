@@ -68,8 +68,8 @@ def test_top_cross_weights_are_the_extremes(data, trained_like):
     full = chapter.cross_weight_table(trained_like, data.train)
     full = full[(full["cross"] == "occupation × genres") & (full["train rows"] >= 20)]
     assert top["weight"].iloc[0] == full["weight"].max() and top["weight"].iloc[-1] == full["weight"].min()
-    with pytest.raises(ValueError, match="cross: 'gender × item_id' is not among"):
-        chapter.top_cross_weights(trained_like, cross="gender × item_id")
+    with pytest.raises(ValueError, match="cross: 'zip1 × genres' is not among"):
+        chapter.top_cross_weights(trained_like, cross="zip1 × genres")
     with pytest.raises(ValueError, match="train: needed to filter by min_rows"):
         chapter.top_cross_weights(trained_like, min_rows=5)
     with pytest.raises(ValueError, match="model: has no cross features"):
@@ -188,7 +188,7 @@ def test_listing_saturates_and_loses_gradients_at_initialisation(data):
     table = chapter.saturation_at_init(data, batch_size=2048)
     listing, ours = table.iloc[0], table.iloc[1]
     assert listing["std of initial logit"] > 5 and ours["std of initial logit"] < 0.1
-    assert listing["saturated outputs"] > 0.2 and ours["saturated outputs"] == 0
+    assert listing["saturated outputs"] > 0.1 and ours["saturated outputs"] == 0
     assert listing["zero gradient"] > 0.05 and ours["zero gradient"] == 0
     assert listing["wrong and zero gradient"] > 0 and listing["initial loss"] > 3 * ours["initial loss"]
     # Independently: through sigmoid + BCELoss the gradient is zero exactly where float32 rounds

@@ -585,7 +585,7 @@ def saturation_at_init(data, *, batch_size: int = 1024, seed: int = 0, threshold
                       "p exactly 0 or 1": float(((p == 0) | (p == 1)).float().mean()),
                       "zero gradient": float((g == 0).float().mean()),
                       "wrong and zero gradient": float(((g == 0) & wrong).float().mean()),
-                      "initial loss": float(loss) / len(y)}
+                      "initial loss": float(loss.detach()) / len(y)}
     return pd.DataFrame(rows).T
 
 
