@@ -258,3 +258,35 @@ def test_wide_cross_memorises_a_planted_interaction_with_exact_zeros_elsewhere()
     y = test_batch["label"]
     acc = ((p > 0.5).float() == y).float().mean()
     assert acc > 0.8  # the interaction alone gives 85%; an additive model gives 50%
+
+
+def test_from_data_builds_the_crosses_from_the_training_rows_and_names_the_optimiser(setup):
+    from types import SimpleNamespace
+
+    train, schema, _, batch = setup
+    data = SimpleNamespace(schema=schema, frames={"train": train})
+    wd = WideDeep.from_data(data, [("gender", "genres")], dim=4, hidden=(8,))
+    assert wd.cross.crosses.names == ["gender × genres"]
+    assert WideDeep.from_data(data, None, dim=4, hidden=(8,)).cross is None
+    assert WideDeep.from_data(data, (), dim=4, hidden=(8,)).cross is None
+    assert isinstance(DeepFM.from_data(data, dim=4), DeepFM)
+    # The leaderboard fingerprints a callable by its name: the settings must be in it.
+    assert ftrl_adagrad(alpha=0.1, l1=2.0).__qualname__ == (
+        "ftrl_adagrad(alpha=0.1, beta=1.0, l1=2.0, l2=0.0, deep_lr=0.01)")
+
+
+@pytest.mark.parametrize("name", ["widedeep", "deepfm"])
+def test_unknown_rate_trains_the_unknown_user_rows(name, setup):
+    _, schema, crosses, batch = setup
+    torch.manual_seed(0)
+    build = {"widedeep": lambda: WideDeep(schema, crosses, dim=4, hidden=(8,), unknown_rate={"user_id": 0.5}),
+             "deepfm": lambda: DeepFM(schema, dim=4, hidden=(8,), unknown_rate={"user_id": 0.5})}[name]
+    model = build()
+    unk_row = schema.offset_of("user_id") + 1
+    F.binary_cross_entropy_with_logits(model(batch), batch["label"]).backward()
+    assert model.linear.weights.table.weight.grad[unk_row].abs().sum() > 0
+    model.eval()  # no replacement outside training: the same batch gives the same logits
+    torch.testing.assert_close(model(batch), model(batch))
+    model.zero_grad()
+    F.binary_cross_entropy_with_logits(model(batch), batch["label"]).backward()
+    assert model.linear.weights.table.weight.grad[unk_row].abs().sum() == 0

@@ -70,9 +70,11 @@ class WideDeep(SchemaModule):
         self.mlp = mlp(len(schema) * self.embedding.dim, hidden, dropout=dropout, batchnorm=batchnorm)
 
     @classmethod
-    def from_data(cls, data, crosses: Sequence = CROSSES, *, min_count: int = 1, **kwargs) -> "WideDeep":
-        """The model for a :class:`recbook.data.CTRData`, with ``crosses`` learned from its training rows."""
-        return cls(data.schema, ctr_crosses(data, crosses, min_count=min_count), **kwargs)
+    def from_data(cls, data, crosses: Sequence | None = CROSSES, *, min_count: int = 1, **kwargs) -> "WideDeep":
+        """The model for a :class:`recbook.data.CTRData` (the leaderboard's factory), with the cross
+        features ``crosses`` learned from its training rows; ``None`` or ``()``: no crosses."""
+        built = ctr_crosses(data, crosses, min_count=min_count) if crosses else None
+        return cls(data.schema, built, **kwargs)
 
     def wide(self, batch: Mapping) -> torch.Tensor:
         """The wide part's logit ``[B]`` (bias included)."""
