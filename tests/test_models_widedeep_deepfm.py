@@ -272,7 +272,7 @@ def test_from_data_builds_the_crosses_from_the_training_rows_and_names_the_optim
     assert isinstance(DeepFM.from_data(data, dim=4), DeepFM)
     # The leaderboard fingerprints a callable by its name: the settings must be in it.
     assert ftrl_adagrad(alpha=0.1, l1=2.0).__qualname__ == (
-        "ftrl_adagrad(alpha=0.1, beta=1.0, l1=2.0, l2=0.0, deep_lr=0.01)")
+        "ftrl_adagrad(alpha=0.1, beta=0.01, l1=2.0, l2=0.0, deep_lr=0.005)")
 
 
 @pytest.mark.parametrize("name", ["widedeep", "deepfm"])
