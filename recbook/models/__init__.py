@@ -1,6 +1,8 @@
 """The book's models. Each takes a batch dict and returns logits ``[B]`` (no sigmoid)."""
+from .deepfm import DeepFM
 from .fm import FactorizationMachine
 from .lr import LogisticRegression
 from .poly2 import Poly2
+from .widedeep import WideDeep, ftrl_adagrad
 
-__all__ = ["FactorizationMachine", "LogisticRegression", "Poly2"]
+__all__ = ["DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep", "ftrl_adagrad"]
