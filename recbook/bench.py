@@ -263,7 +263,7 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import FactorizationMachine, LogisticRegression
+    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ftrl_adagrad
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
     for e in (
@@ -275,6 +275,13 @@ def _register_builtin() -> None:
               description="factorization machine, k = 16"),
         Entry("FM-unk", "ctr", FactorizationMachine.from_data, {"dim": 16, **unknown}, dict(CTR_FIT),
               description="FM whose unknown-user row is trained (10% of user ids replaced)"),
+        Entry("WideDeep", "ctr", WideDeep.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+              description="Wide & Deep: 5 crosses, MLP 256-128, Adam"),
+        Entry("WideDeep-FTRL", "ctr", WideDeep.from_data, {},
+              dict(CTR_FIT, optimizer=ftrl_adagrad(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=0.005)),
+              description="Wide & Deep: FTRL-Proximal with L1 (wide), AdaGrad (deep)"),
+        Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
+              description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e

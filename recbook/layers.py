@@ -100,6 +100,15 @@ def check_batch(schema: Schema, batch: Mapping, sizes: torch.Tensor | None = Non
                                  f"out of range [0, {f.size})")
 
 
+def resolve_base_rate(data, params: Mapping) -> dict:
+    """``params`` with ``base_rate="train"`` replaced by the positive rate of ``data.train``'s
+    labels, so that a leaderboard entry can ask for it without typing a number."""
+    params = dict(params)
+    if params.get("base_rate") == "train":
+        params["base_rate"] = float(data.train["label"].float().mean())
+    return params
+
+
 class SchemaModule(nn.Module):
     """Base class of the layers and models that read a batch: keeps the schema and validates.
 
@@ -150,8 +159,11 @@ class SchemaModule(nn.Module):
 
     @classmethod
     def from_data(cls, data, **params):
-        """The model for a protocol's data: ``cls(data.schema, **params)`` (the leaderboard's factory)."""
-        return cls(data.schema, **params)
+        """The model for a protocol's data: ``cls(data.schema, **params)`` (the leaderboard's factory).
+
+        ``base_rate="train"`` becomes the positive rate of ``data.train``'s labels.
+        """
+        return cls(data.schema, **resolve_base_rate(data, params))
 
     def check(self, batch: Mapping) -> None:
         """Validate ``batch`` against the schema unless ``self.validate`` is False."""

@@ -7,7 +7,7 @@ import torch
 
 from ..data.crosses import CROSSES, Crosses, ctr_crosses
 from ..data.features import Schema
-from ..layers import CrossLinear, FeatureLinear, FieldEmbedding, SchemaModule, mlp
+from ..layers import CrossLinear, FeatureLinear, FieldEmbedding, SchemaModule, mlp, resolve_base_rate
 from ..optim import FTRLProximal, check_ftrl_hyperparameters
 
 
@@ -72,9 +72,10 @@ class WideDeep(SchemaModule):
     @classmethod
     def from_data(cls, data, crosses: Sequence | None = CROSSES, *, min_count: int = 1, **kwargs) -> "WideDeep":
         """The model for a :class:`recbook.data.CTRData` (the leaderboard's factory), with the cross
-        features ``crosses`` learned from its training rows; ``None`` or ``()``: no crosses."""
+        features ``crosses`` learned from its training rows; ``None`` or ``()``: no crosses.
+        ``base_rate="train"``: the positive rate of the training labels."""
         built = ctr_crosses(data, crosses, min_count=min_count) if crosses else None
-        return cls(data.schema, built, **kwargs)
+        return cls(data.schema, built, **resolve_base_rate(data, kwargs))
 
     def wide(self, batch: Mapping) -> torch.Tensor:
         """The wide part's logit ``[B]`` (bias included)."""
