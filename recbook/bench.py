@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._checks import require_columns
 from .train import FitResult, evaluate_ctr, fit, library_versions, num_threads, seed_everything
 
 DEFAULT_OUT = Path("book") / "results"
@@ -262,7 +263,7 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import FactorizationMachine, LogisticRegression
+    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ftrl_adagrad
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
     for e in (
@@ -274,6 +275,13 @@ def _register_builtin() -> None:
               description="factorization machine, k = 16"),
         Entry("FM-unk", "ctr", FactorizationMachine.from_data, {"dim": 16, **unknown}, dict(CTR_FIT),
               description="FM whose unknown-user row is trained (10% of user ids replaced)"),
+        Entry("WideDeep", "ctr", WideDeep.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+              description="Wide & Deep: 5 crosses, MLP 256-128, Adam"),
+        Entry("WideDeep-FTRL", "ctr", WideDeep.from_data, {},
+              dict(CTR_FIT, optimizer=ftrl_adagrad(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=0.005)),
+              description="Wide & Deep: FTRL-Proximal with L1 (wide), AdaGrad (deep)"),
+        Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
+              description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e
@@ -604,6 +612,68 @@ def write(results: pd.DataFrame, out: Path, *, replace: bool = False) -> tuple[P
         for tmp in [*temps.values(), *backups.values()]:
             tmp.unlink(missing_ok=True)
     return csv, md
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the results: what the chapters call
+# --------------------------------------------------------------------------------------------
+
+def read_results(name: str = "bench.csv") -> pd.DataFrame:
+    """A result file of the book (``book/results/NAME``, e.g. the leaderboard's ``bench.csv``).
+
+    Chapters read results this way instead of typing numbers. Looked up next to the notebook
+    (``results/``), in the repository recbook was installed from (``pip install -e .``), and
+    finally, where neither exists (Colab), downloaded from :data:`recbook.REPOSITORY_URL`.
+    """
+    from pathlib import Path
+
+    from . import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    candidates = [here / "results" / name, here / "book" / "results" / name,
+                  Path(__file__).resolve().parents[1] / "book" / "results" / name]
+    for path in candidates:
+        if path.is_file():
+            return pd.read_csv(path)
+    url = f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}"
+    try:
+        return pd.read_csv(url)
+    except Exception as err:  # no network, or no such file
+        raise FileNotFoundError(f"{name}: not found in {[str(c.parent) for c in candidates]} "
+                                f"nor at {url} ({err})") from None
+
+
+def seed_comparison(results: pd.DataFrame, a: str = "LR", b: str = "FM", *, protocol: str = "ctr",
+                    metrics: Sequence[str] = ("test_auc", "valid_auc", "test_logloss")) -> pd.DataFrame:
+    """Model ``b`` against model ``a`` seed by seed, from the leaderboard's results.
+
+    ``results`` is ``book/results/bench.csv`` (one row per model, protocol and seed). Returns one
+    row per seed both models ran with, and for each metric the two values and the paired
+    difference ``b - a`` (columns ``"<metric> <a>"``, ``"<metric> <b>"``, ``"<metric> <b> − <a>"``).
+    A difference is worth reporting only when it keeps its sign across seeds and exceeds the
+    seed-to-seed spread.
+    """
+    require_columns(results, ["model", "protocol", "seed", *metrics], name="results")
+    rows = results[results["protocol"] == protocol]
+    tables = {}
+    for name in (a, b):
+        mine = rows[rows["model"] == name]
+        if mine.empty:
+            raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
+        if mine["seed"].duplicated().any():
+            raise ValueError(f"results: model {name!r} has several rows for one seed")
+        tables[name] = mine.set_index("seed")[list(metrics)]
+    seeds = sorted(set(tables[a].index) & set(tables[b].index))
+    if not seeds:
+        raise ValueError(f"results: models {a!r} and {b!r} share no seed")
+    out = pd.DataFrame(index=pd.Index(seeds, name="seed"))
+    for m in metrics:
+        out[f"{m} {a}"] = tables[a].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b}"] = tables[b].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b} − {a}"] = out[f"{m} {b}"] - out[f"{m} {a}"]
+    return out
 
 
 def _parse_list(text: str) -> list[str]:

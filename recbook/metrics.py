@@ -42,6 +42,7 @@ __all__ = [
     "logloss",
     "gauc",
     "ctr_report",
+    "paired_bootstrap_auc",
     "rank_items",
     "rank_of_target",
     "ranking_report",
@@ -297,6 +298,39 @@ def ctr_report(labels, logits, groups=None) -> dict:
         report["gauc"] = value
         report["gauc_coverage"] = coverage
     return report
+
+
+def paired_bootstrap_auc(labels, scores_a, scores_b, groups, *, n_boot: int = 200, seed: int = 0,
+                         level: float = 0.9) -> dict:
+    """AUC of ``scores_b`` minus AUC of ``scores_a`` on the same rows, with a bootstrap interval.
+
+    Resamples whole groups (users) with replacement, so that the interval reflects which users
+    happen to be in the test block, and scores both models on the same resample (paired).
+
+    Returns:
+        ``{"a": auc_a, "b": auc_b, "diff": auc_b - auc_a, "low": ..., "high": ...}``, the interval
+        holding the central ``level`` share of the resampled differences.
+    """
+    y = np.asarray(labels, dtype=float)
+    sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    g = np.asarray(groups)
+    if not (len(y) == len(sa) == len(sb) == len(g)) or len(y) == 0:
+        raise ValueError("labels, scores_a, scores_b, groups: expected non-empty arrays of one length")
+    n_boot = require_positive_int(n_boot, name="n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    order = np.argsort(g, kind="stable")
+    _, starts = np.unique(g[order], return_index=True)
+    members = np.split(order, starts[1:])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if 0 < y[rows].sum() < len(rows):
+            diffs.append(auc(y[rows], sb[rows]) - auc(y[rows], sa[rows]))
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    a_, b_ = auc(y, sa), auc(y, sb)
+    return {"a": a_, "b": b_, "diff": b_ - a_, "low": float(lo), "high": float(hi)}
 
 
 # --------------------------------------------------------------------------------------------

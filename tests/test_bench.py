@@ -214,3 +214,28 @@ def test_ctr_training_rows_leave_the_histories_out():
                                             hist_mask=torch.zeros(3, 4, dtype=torch.bool)))
     assert sorted(bench.ctr_rows(data)) == ["x"]
     assert sorted(bench.ctr_rows_with_history(data)) == ["hist_item", "hist_mask", "x"]
+
+
+def test_seed_comparison_pairs_the_seeds():
+    results = pd.DataFrame({
+        "model": ["A", "A", "A", "B", "B", "B", "B"], "protocol": ["ctr"] * 6 + ["other"],
+        "seed": [0, 1, 2, 0, 1, 3, 0], "test_auc": [0.70, 0.71, 0.72, 0.72, 0.70, 0.9, 0.1]})
+    out = bench.seed_comparison(results, "A", "B", metrics=["test_auc"])
+    assert out.index.tolist() == [0, 1]                        # seeds both ran under "ctr"
+    np.testing.assert_allclose(out["test_auc B − A"], [0.02, -0.01])
+    with pytest.raises(ValueError, match="C"):
+        bench.seed_comparison(results, "A", "C", metrics=["test_auc"])
+    with pytest.raises(ValueError, match="valid_auc"):
+        bench.seed_comparison(results, "A", "B", metrics=["valid_auc"])
+
+
+def test_read_results_reads_the_book_s_leaderboard_file(tmp_path, monkeypatch):
+    (tmp_path / "results").mkdir()
+    pd.DataFrame({"model": ["X"], "seed": [0]}).to_csv(tmp_path / "results" / "mine.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    assert bench.read_results("mine.csv").to_dict("list") == {"model": ["X"], "seed": [0]}
+    committed = bench.read_results("bench.csv")   # found in the repository's book/results/
+    assert {"model", "protocol", "seed", "test_auc"} <= set(committed.columns)
+    for bad in ("../x.csv", "bench.txt", 3):
+        with pytest.raises(ValueError, match="name"):
+            bench.read_results(bad)

@@ -458,3 +458,19 @@ def test_sparse_exclude_shape_is_checked():
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(ValueError, match=r"exclude: sparse shape \(3, 5\) does not match scores shape \(3, 4\)"):
         M.rank_items(S, 2, exclude=sparse.csr_matrix((3, 5)))
+
+
+def test_paired_bootstrap_of_identical_scores_is_zero_and_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    groups = np.repeat(np.arange(60), 10)
+    a = rng.normal(size=600) + y * 0.5
+    same = M.paired_bootstrap_auc(y, a, a, groups, n_boot=10)
+    assert same["diff"] == same["low"] == same["high"] == 0
+    b = a + y * 0.5                                            # b separates the classes better
+    r = M.paired_bootstrap_auc(y, a, b, groups, n_boot=30)
+    from sklearn.metrics import roc_auc_score
+    assert r["diff"] == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
+    assert 0 < r["low"] <= r["diff"] <= r["high"]
+    with pytest.raises(ValueError, match="labels"):
+        M.paired_bootstrap_auc(y[:5], a, b, groups)

@@ -1,4 +1,5 @@
 """Data for the book: MovieLens-100K, feature encoding and the evaluation protocols."""
+from .crosses import CROSSES, Cross, Crosses, build_crosses, ctr_crosses
 from .features import N_RESERVED, PAD, ROLES, UNK, Field, Schema
 from .movielens import GENRES, SOURCES, DataUnavailableError, MovieLens100K, default_cache_dir, load_movielens100k
 from .protocols import (
@@ -33,3 +34,4 @@ __all__ = [
     "item_field", "leave_last_out", "load_movielens100k", "sequence_protocol", "time_order",
     "year_bucket",
 ]
+__all__ += ["CROSSES", "Cross", "Crosses", "build_crosses", "ctr_crosses"]
