@@ -20,7 +20,6 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._checks import require_fraction, require_positive_int
@@ -398,6 +397,109 @@ def mlp(in_dim: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, bat
     return nn.Sequential(*layers)
 
 
+# --------------------------------------------------------------------------------------------
+# Cross-product features (the wide part of Wide & Deep)
+# --------------------------------------------------------------------------------------------
+
+class CrossLinear(SchemaModule):
+    """Cross-product term of a wide model: ``sum_c w_c[pair_c(row)]`` -> ``[B]``.
+
+    One scalar weight per known value pair of every cross in a :class:`recbook.data.Crosses`
+    (Cheng et al., 2016), all in one table ``weight`` ``[crosses.total_size]`` laid out by
+    ``crosses.weight_schema`` (row ``offset[c] + code``); each row holds one weight, so a batch
+    reads and updates only the rows of its pairs (never a dense ``Linear`` over a multi-hot
+    vector). Weights start at 0; an unknown pair's row is never trained when the vocabulary keeps
+    every training pair, so it contributes nothing.
+
+    A cross with a multi-valued field (``occupation × genres``) has one pair per member; they
+    enter with ``x_i = 1/k`` (``pooling="mean"``, as in :class:`FeatureLinear`) or ``x_i = 1``
+    (``pooling="sum"``). Padding members are masked out.
+
+    Speed: the pair codes of all crosses come from **one** flat lookup buffer (every cross's
+    ``table``, shifted to its rows of ``weight``), so a batch costs two index operations per
+    kind of cross whatever their number.
+
+    Shapes: ``forward(batch) -> [B]``; :meth:`rows` gives the weight rows ``([B, C_single],
+    {field: [B, C_multi, L]})``.
+    """
+
+    def __init__(self, crosses, *, pooling: str = "mean", validate: bool = True):
+        from .data.crosses import Crosses
+
+        if not isinstance(crosses, Crosses):
+            raise ValueError(f"crosses: expected a recbook.data.Crosses, got {type(crosses).__name__}")
+        super().__init__(crosses.schema, validate=validate)
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f"pooling: expected 'mean' or 'sum', got {pooling!r}")
+        self.crosses = crosses
+        self.pooling = pooling
+        ws = crosses.weight_schema
+        row_offset = dict(zip(ws.names, ws.offsets.tolist()))
+        column = {f.name: i for i, f in enumerate(self.schema.single)}
+        flat, start = [], 0
+        single = {"a": [], "b": [], "size_b": [], "start": []}
+        multi: dict[str, dict[str, list]] = {}
+        for c in crosses.crosses:
+            # Lookup entry start + code_a * size_b + code_b holds the pair's row of `weight`.
+            flat.append(torch.as_tensor(c.table, dtype=torch.long).reshape(-1) + row_offset[c.name])
+            size_b = c.table.shape[1]
+            if c.multi:
+                m = multi.setdefault(c.b, {"a": [], "start": []})
+                m["a"].append(column[c.a])
+                m["start"].append(start)
+            else:
+                for key, v in (("a", column[c.a]), ("b", column[c.b]), ("size_b", size_b), ("start", start)):
+                    single[key].append(v)
+            start += c.table.size
+        self.register_buffer("lookup", torch.cat(flat), persistent=False)
+        for key, v in single.items():
+            self.register_buffer(f"single_{key}", torch.tensor(v, dtype=torch.long), persistent=False)
+        self._multi = list(multi)
+        for i, (b, m) in enumerate(multi.items()):
+            self.register_buffer(f"multi{i}_a", torch.tensor(m["a"], dtype=torch.long), persistent=False)
+            self.register_buffer(f"multi{i}_start", torch.tensor(m["start"], dtype=torch.long),
+                                 persistent=False)
+        self.weight = nn.Parameter(torch.zeros(crosses.total_size))
+
+    def rows(self, batch: Mapping):
+        """Rows of ``weight`` used by each row of ``batch``: ``(single [B, Cs], {b: [B, Cm, L]})``."""
+        x = batch["x"]
+        single = self._lookup(x.index_select(1, self.single_a) * self.single_size_b
+                              + x.index_select(1, self.single_b) + self.single_start)
+        multi = {}
+        for i, b in enumerate(self._multi):
+            members = batch[b]  # [B, L]
+            base = x.index_select(1, getattr(self, f"multi{i}_a")) * self.schema[b].size \
+                + getattr(self, f"multi{i}_start")  # [B, Cm]
+            multi[b] = self._lookup(base.unsqueeze(2) + members.unsqueeze(1))
+        return single, multi
+
+    def _lookup(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lookup.index_select(0, idx.reshape(-1)).view(idx.shape)
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        # index_select: same values as weight[rows], with the faster index_add backward (see
+        # FieldEmbedding._gather).
+        return self.weight.index_select(0, rows.reshape(-1)).view(rows.shape)
+
+    def forward(self, batch: Mapping) -> torch.Tensor:
+        self.check(batch)
+        single, multi = self.rows(batch)
+        out = self._gather(single).sum(1) if single.shape[1] else None
+        for b, rows in multi.items():
+            mask = batch[b] != PAD  # [B, L]
+            w = mask.to(self.weight.dtype)
+            if self.pooling == "mean":
+                w = w / mask.sum(1, keepdim=True).clamp_(min=1)
+            term = (self._gather(rows) * w.unsqueeze(1)).sum(dim=(1, 2))
+            out = term if out is None else out + term
+        return out if out is not None else self.weight.new_zeros(batch["x"].shape[0])
+
+    def extra_repr(self) -> str:
+        return f"crosses={self.crosses.names}, pairs={self.crosses.total_size}, pooling={self.pooling!r}"
+
+
+# ============================================================================================
 # Behaviour sequences: Dice, target attention, mini-batch-aware L2 (DIN, Zhou et al. 2018)
 # ============================================================================================
 # Self-contained: the pieces below use only the imports at the top of the module. A behaviour
@@ -781,107 +883,3 @@ def occurrence_counts(rows: torch.Tensor, size: int, *, chunk: int = 4096) -> to
         first[:, 1:] = s[:, 1:] != s[:, :-1]
         out += torch.bincount(s[first], minlength=size)
     return out
-=======
-# --------------------------------------------------------------------------------------------
-# Cross-product features (the wide part of Wide & Deep)
-# --------------------------------------------------------------------------------------------
-
-class CrossLinear(SchemaModule):
-    """Cross-product term of a wide model: ``sum_c w_c[pair_c(row)]`` -> ``[B]``.
-
-    One scalar weight per known value pair of every cross in a :class:`recbook.data.Crosses`
-    (Cheng et al., 2016), all in one table ``weight`` ``[crosses.total_size]`` laid out by
-    ``crosses.weight_schema`` (row ``offset[c] + code``); each row holds one weight, so a batch
-    reads and updates only the rows of its pairs (never a dense ``Linear`` over a multi-hot
-    vector). Weights start at 0; an unknown pair's row is never trained when the vocabulary keeps
-    every training pair, so it contributes nothing.
-
-    A cross with a multi-valued field (``occupation × genres``) has one pair per member; they
-    enter with ``x_i = 1/k`` (``pooling="mean"``, as in :class:`FeatureLinear`) or ``x_i = 1``
-    (``pooling="sum"``). Padding members are masked out.
-
-    Speed: the pair codes of all crosses come from **one** flat lookup buffer (every cross's
-    ``table``, shifted to its rows of ``weight``), so a batch costs two index operations per
-    kind of cross whatever their number.
-
-    Shapes: ``forward(batch) -> [B]``; :meth:`rows` gives the weight rows ``([B, C_single],
-    {field: [B, C_multi, L]})``.
-    """
-
-    def __init__(self, crosses, *, pooling: str = "mean", validate: bool = True):
-        from .data.crosses import Crosses
-
-        if not isinstance(crosses, Crosses):
-            raise ValueError(f"crosses: expected a recbook.data.Crosses, got {type(crosses).__name__}")
-        super().__init__(crosses.schema, validate=validate)
-        if pooling not in ("mean", "sum"):
-            raise ValueError(f"pooling: expected 'mean' or 'sum', got {pooling!r}")
-        self.crosses = crosses
-        self.pooling = pooling
-        ws = crosses.weight_schema
-        row_offset = dict(zip(ws.names, ws.offsets.tolist()))
-        column = {f.name: i for i, f in enumerate(self.schema.single)}
-        flat, start = [], 0
-        single = {"a": [], "b": [], "size_b": [], "start": []}
-        multi: dict[str, dict[str, list]] = {}
-        for c in crosses.crosses:
-            # Lookup entry start + code_a * size_b + code_b holds the pair's row of `weight`.
-            flat.append(torch.as_tensor(c.table, dtype=torch.long).reshape(-1) + row_offset[c.name])
-            size_b = c.table.shape[1]
-            if c.multi:
-                m = multi.setdefault(c.b, {"a": [], "start": []})
-                m["a"].append(column[c.a])
-                m["start"].append(start)
-            else:
-                for key, v in (("a", column[c.a]), ("b", column[c.b]), ("size_b", size_b), ("start", start)):
-                    single[key].append(v)
-            start += c.table.size
-        self.register_buffer("lookup", torch.cat(flat), persistent=False)
-        for key, v in single.items():
-            self.register_buffer(f"single_{key}", torch.tensor(v, dtype=torch.long), persistent=False)
-        self._multi = list(multi)
-        for i, (b, m) in enumerate(multi.items()):
-            self.register_buffer(f"multi{i}_a", torch.tensor(m["a"], dtype=torch.long), persistent=False)
-            self.register_buffer(f"multi{i}_start", torch.tensor(m["start"], dtype=torch.long),
-                                 persistent=False)
-        self.weight = nn.Parameter(torch.zeros(crosses.total_size))
-
-    def rows(self, batch: Mapping):
-        """Rows of ``weight`` used by each row of ``batch``: ``(single [B, Cs], {b: [B, Cm, L]})``."""
-        x = batch["x"]
-        single = self._lookup(x.index_select(1, self.single_a) * self.single_size_b
-                              + x.index_select(1, self.single_b) + self.single_start)
-        multi = {}
-        for i, b in enumerate(self._multi):
-            members = batch[b]  # [B, L]
-            base = x.index_select(1, getattr(self, f"multi{i}_a")) * self.schema[b].size \
-                + getattr(self, f"multi{i}_start")  # [B, Cm]
-            multi[b] = self._lookup(base.unsqueeze(2) + members.unsqueeze(1))
-        return single, multi
-
-    def _lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lookup.index_select(0, idx.reshape(-1)).view(idx.shape)
-
-    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
-        # index_select: same values as weight[rows], with the faster index_add backward (see
-        # FieldEmbedding._gather).
-        return self.weight.index_select(0, rows.reshape(-1)).view(rows.shape)
-
-    def forward(self, batch: Mapping) -> torch.Tensor:
-        self.check(batch)
-        single, multi = self.rows(batch)
-        out = self._gather(single).sum(1) if single.shape[1] else None
-        for b, rows in multi.items():
-            mask = batch[b] != PAD  # [B, L]
-            w = mask.to(self.weight.dtype)
-            if self.pooling == "mean":
-                w = w / mask.sum(1, keepdim=True).clamp_(min=1)
-            term = (self._gather(rows) * w.unsqueeze(1)).sum(dim=(1, 2))
-            out = term if out is None else out + term
-        return out if out is not None else self.weight.new_zeros(batch["x"].shape[0])
-
-    def extra_repr(self) -> str:
-        return f"crosses={self.crosses.names}, pairs={self.crosses.total_size}, pooling={self.pooling!r}"
-
-
-# =====================================================================================
