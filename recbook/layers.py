@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import require_fraction, require_positive_int
