@@ -1,10 +1,10 @@
 """Retrieval: full-corpus evaluation of a two-tower model, and vector indexes behind one interface.
 
-**Evaluation.** :func:`full_ranking_report` ranks every item code for every user, with each user's
-earlier items and the reserved codes 0 and 1 removed from the candidates, and counts ties against
-the target (pessimistic rank = the number of other candidates scoring ``>=`` the target).
-:func:`evaluate_retrieval` does it for a model (``evaluate`` of :func:`recbook.train.fit`), and
-:func:`train_two_tower` is the one-call recipe the leaderboard and the chapter use.
+**Evaluation.** :func:`evaluate_retrieval` ranks every item code for every user of a
+:class:`~recbook.data.retrieval.RetrievalSplit` with :func:`recbook.metrics.ranking_report`: each
+user's earlier items and the reserved codes 0 and 1 removed from the candidates, ties counted
+against the target. :func:`train_two_tower` is the one-call recipe of the chapter; the leaderboard
+builds the same model with :meth:`recbook.models.twotower.TwoTower.from_data`.
 
 **Indexes.** Every index has ``add(vectors)`` (float ``[N, d]``, ids ``0..N-1`` in the order
 added) and ``search(queries, k) -> (scores, ids)`` (float32 and int64 ``[Q, k]``, best first,
@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 from ._checks import require_positive_int
-from .data.features import N_RESERVED
 
 __all__ = [
-    "KS", "ExactIndex", "HNSWIndex", "IVFFlatIndex", "evaluate_retrieval", "full_ranking_report",
-    "import_faiss", "pessimistic_ranks", "train_two_tower", "two_tower_setup", "user_item_scores",
+    "KS", "ExactIndex", "HNSWIndex", "IVFFlatIndex", "evaluate_retrieval", "import_faiss",
+    "train_two_tower", "two_tower_setup", "user_item_scores",
 ]
 
 KS = (10, 20, 50, 100)
@@ -42,82 +41,8 @@ FAISS_INSTALL = "pip install faiss-cpu"
 
 
 # --------------------------------------------------------------------------------------------
-# Full-corpus ranking with pessimistic ties
+# Full-corpus evaluation
 # --------------------------------------------------------------------------------------------
-
-def _as_float_tensor(x, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a tensor or numpy array, got {type(x).__name__}")
-    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
-        raise ValueError(f"{name}: expected numbers, got dtype {x.dtype}")
-    return x
-
-
-def pessimistic_ranks(scores, targets, exclude=None) -> torch.Tensor:
-    """0-based rank of each user's target among the candidates, ties counted against it.
-
-    ``scores`` ``[U, n_items]`` (one column per item code), ``targets`` int ``[U]``, ``exclude`` a
-    sequence of ``U`` integer arrays (item codes removed from that user's candidates). Columns 0
-    and 1 (padding, unknown) are never candidates. The rank is the number of **other**
-    candidates whose score is ``>=`` the target's, so a model that gives every item the same score
-    ranks every target last. Raises ``ValueError`` if a target is excluded or reserved, or a
-    score is NaN.
-    """
-    s = _as_float_tensor(scores, "scores")
-    if s.dim() != 2:
-        raise ValueError(f"scores: expected a [U, n_items] matrix, got shape {tuple(s.shape)}")
-    n_users, n_items = s.shape
-    if n_items <= N_RESERVED:
-        raise ValueError(f"scores: has {n_items} columns; expected more than the {N_RESERVED} reserved codes")
-    t = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor) else targets)
-    if t.dim() != 1 or t.shape[0] != n_users or t.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"targets: expected {n_users} integer item codes, got {t.dtype} {tuple(t.shape)}")
-    t = t.to(s.device, torch.long)
-    if n_users and (int(t.min()) < N_RESERVED or int(t.max()) >= n_items):
-        bad = int(t.min()) if int(t.min()) < N_RESERVED else int(t.max())
-        raise ValueError(f"targets: item code {bad} out of range [{N_RESERVED}, {n_items})")
-    if torch.isnan(s).any():
-        raise ValueError("scores: contains NaN; expected numbers only")
-    s = s.to(torch.float64 if s.dtype == torch.float64 else torch.float32).clone()
-    s[:, :N_RESERVED] = -math.inf
-    if exclude is not None:
-        if len(exclude) != n_users:
-            raise ValueError(f"exclude: length {len(exclude)} does not match scores rows {n_users}")
-        rows, cols = [], []
-        for u, items in enumerate(exclude):
-            arr = np.asarray(items, dtype=np.int64).reshape(-1)
-            if arr.size and (arr.min() < 0 or arr.max() >= n_items):
-                raise ValueError(f"exclude[{u}]: item code out of range [0, {n_items})")
-            rows.append(np.full(arr.size, u))
-            cols.append(arr)
-        if rows:
-            r = torch.from_numpy(np.concatenate(rows)).to(s.device)
-            c = torch.from_numpy(np.concatenate(cols)).to(s.device)
-            leaked = c == t[r]
-            if bool(leaked.any()):
-                u = int(r[leaked][0])
-                raise ValueError(f"exclude: user {u} excludes its target item {int(t[u])}; "
-                                 "exclude earlier items only")
-            s[r, c] = -math.inf
-    target_score = s.gather(1, t[:, None])
-    return (s >= target_score).sum(dim=1) - 1  # the target itself is >= itself
-
-
-def full_ranking_report(scores, targets, exclude=None, ks: Sequence[int] = KS) -> dict:
-    """``recall@K`` (= hit rate, one target per user) and ``ndcg@K`` (``1/log2(rank + 2)`` when
-    ``rank < K``), averaged over users, from :func:`pessimistic_ranks`; plus ``mean_rank``."""
-    ks = [require_positive_int(k, name="ks") for k in ks]
-    ranks = pessimistic_ranks(scores, targets, exclude).cpu().to(torch.float64)
-    out = {}
-    for k in ks:
-        hit = ranks < k
-        out[f"recall@{k}"] = float(hit.double().mean())
-        out[f"ndcg@{k}"] = float((hit / torch.log2(ranks + 2)).mean())
-    out["mean_rank"] = float(ranks.mean())
-    return out
-
 
 @torch.no_grad()
 def user_item_scores(model, split, batch_size: int = 4096) -> torch.Tensor:
@@ -134,11 +59,17 @@ def user_item_scores(model, split, batch_size: int = 4096) -> torch.Tensor:
 
 
 def evaluate_retrieval(model, split, ks: Sequence[int] = KS) -> dict:
-    """Full-corpus Recall@K and NDCG@K of ``model`` on a :class:`~recbook.data.retrieval.RetrievalSplit`."""
+    """Full-corpus Recall@K and NDCG@K of ``model`` on a :class:`~recbook.data.retrieval.RetrievalSplit`:
+    :func:`recbook.metrics.ranking_report` (pessimistic ranks, reserved codes never ranked) with
+    each user's earlier items excluded."""
+    from .metrics import ranking_report
+
     for attr in ("users", "targets", "exclude"):
         if not hasattr(split, attr):
             raise ValueError(f"split: expected a RetrievalSplit, missing attribute {attr!r}")
-    return full_ranking_report(user_item_scores(model, split), split.targets.cpu(), split.exclude, ks)
+    report = ranking_report(user_item_scores(model, split).numpy(), split.targets.cpu().numpy(), ks,
+                            exclude=split.exclude)
+    return {k: v for k, v in report.items() if k.startswith(("recall@", "ndcg@"))}
 
 
 # --------------------------------------------------------------------------------------------

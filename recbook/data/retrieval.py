@@ -32,7 +32,7 @@ import torch
 
 from .._checks import require_columns, require_no_nan, require_positive_int
 from .features import N_RESERVED, PAD, Field, Schema
-from .protocols import AGE_BUCKETS, YEAR_BUCKETS, age_bucket, year_bucket
+from .protocols import AGE_BUCKETS, YEAR_BUCKETS, SequenceData, age_bucket, item_catalogue, item_field
 from .tensors import TensorData
 
 __all__ = [
@@ -88,59 +88,76 @@ class TowerFeatures:
         return codes
 
 
-def tower_features(ml) -> TowerFeatures:
-    """The two towers' schema and feature tables from a loaded MovieLens-100K.
+def _user_table(users: pd.DataFrame) -> tuple[pd.Series, dict]:
+    """Each user's raw side-information values, the way the sequence protocol encodes them."""
+    require_columns(users, ["user_id", "age", "gender", "occupation", "zip_code"], name="users")
+    require_no_nan(users, ["user_id", "age", "gender", "occupation", "zip_code"], name="users")
+    users = users.sort_values("user_id", kind="stable")
+    return users["user_id"], {
+        "user_id": users["user_id"].to_numpy(), "age_bucket": age_bucket(users["age"].to_numpy()).to_numpy(),
+        "gender": users["gender"].astype(str).to_numpy(), "occupation": users["occupation"].astype(str).to_numpy(),
+        "zip1": users["zip_code"].astype(str).str[0].to_numpy(),
+    }
 
-    Fields: ``user_id`` (every user of ``ml.users``), ``age_bucket``, ``gender``, ``occupation``,
-    ``zip1`` (first character of the zip code), ``item_id`` (every item of ``ml.items``: the whole
-    catalogue, so that items without training interactions can still be retrieved by their
-    side features), ``year_bucket`` and the multi-valued ``genres``. The side-information
-    vocabularies come from the user and item tables: known at sign-up or release, no labels
-    involved, and in leave-last-out every user has a training sequence.
 
-    (The book's :class:`recbook.data.ItemCatalogue` provides the item rows in the same layout;
-    this function also builds the user rows the user tower needs.)
-    """
+def _schema_from_tables(ml) -> tuple[Schema, np.ndarray, TensorData]:
+    """The sequence protocol's schema built from the user and item tables alone (every user of
+    ``ml.users``), with each user's field codes; for data sets given without ratings."""
     from .movielens import GENRES
 
-    users, items = ml.users, ml.items
-    require_columns(users, ["user_id", "age", "gender", "occupation", "zip_code"], name="users")
-    require_columns(items, ["item_id", "title", "release_year", *GENRES], name="items")
-    require_no_nan(users, ["user_id", "age", "gender", "occupation", "zip_code"], name="users")
-    require_no_nan(items, ["item_id"], name="items")
-    users = users.sort_values("user_id", kind="stable")
-    items = items.sort_values("item_id", kind="stable")
-    zip1 = users["zip_code"].astype(str).str[0]
+    require_columns(ml.items, ["item_id", "release_year", *GENRES], name="items")
+    ids, cols = _user_table(ml.users)
+    width = max(1, int(ml.items[list(GENRES)].to_numpy(dtype=bool).sum(axis=1).max()))
     schema = Schema((
-        Field("user_id", tuple(users["user_id"].tolist())),
-        Field("age_bucket", AGE_BUCKETS),
-        Field("gender", ("F", "M")),
-        Field("occupation", tuple(sorted(users["occupation"].astype(str).unique()))),
-        Field("zip1", tuple(sorted(zip1.unique()))),
-        Field("item_id", tuple(items["item_id"].tolist())),
-        Field("year_bucket", YEAR_BUCKETS),
-        Field("genres", tuple(GENRES), multi=True),
+        Field("user_id", tuple(ids.tolist()), role="user"),
+        item_field(ml.items),
+        Field("age_bucket", AGE_BUCKETS, role="user"),
+        Field("gender", ("F", "M"), role="user"),
+        Field("occupation", tuple(sorted(set(cols["occupation"]))), role="user"),
+        Field("zip1", tuple(sorted(set(cols["zip1"]))), role="user"),
+        Field("year_bucket", YEAR_BUCKETS, role="item"),
+        Field("genres", tuple(GENRES), multi=True, role="item", max_len=width),
     ))
-    user_cols = {
-        "user_id": users["user_id"], "age_bucket": age_bucket(users["age"].to_numpy()),
-        "gender": users["gender"].astype(str), "occupation": users["occupation"].astype(str),
-        "zip1": zip1,
-    }
-    u = np.zeros((len(users) + N_RESERVED, len(USER_FIELDS)), dtype=np.int64)
-    u[N_RESERVED:] = np.stack([schema[f].encode(pd.Series(np.asarray(user_cols[f]))) for f in USER_FIELDS], 1)
-    item_cols = {"item_id": items["item_id"], "year_bucket": year_bucket(items["release_year"].to_numpy())}
-    it = np.zeros((len(items) + N_RESERVED, len(ITEM_FIELDS)), dtype=np.int64)
-    it[N_RESERVED:] = np.stack([schema[f].encode(pd.Series(np.asarray(item_cols[f]))) for f in ITEM_FIELDS], 1)
-    flags = items[list(GENRES)].to_numpy(dtype=bool)
-    names = np.array(GENRES, dtype=object)
-    lists = [tuple(names[row]) for row in flags]
-    g = schema["genres"].encode_multi(lists)
-    genres = np.zeros((len(items) + N_RESERVED, g.shape[1]), dtype=np.int64)
-    genres[N_RESERVED:] = g
-    titles = ("", "") + tuple(items["title"].astype(str))
-    item_genres = ("", "") + tuple("|".join(x) for x in lists)
-    return TowerFeatures(schema, torch.from_numpy(u), torch.from_numpy(it), torch.from_numpy(genres),
-                         titles, item_genres)
+    per_user = TensorData({f: torch.from_numpy(schema[f].encode(pd.Series(cols[f]))) for f in USER_FIELDS})
+    return schema, ids.to_numpy(), per_user
+
+
+def tower_features(source) -> TowerFeatures:
+    """The two towers' schema and feature tables.
+
+    ``source`` is the leave-last-out data of :func:`recbook.data.sequence_protocol` (its
+    ``schema``, ``user_features`` and :class:`~recbook.data.ItemCatalogue`), or a loaded data set
+    with ``users`` and ``items`` tables shaped like MovieLens-100K's (the same fields, with every
+    user of ``users``). Fields: ``user_id``, ``age_bucket``, ``gender``, ``occupation``, ``zip1``
+    (first character of the zip code) for the user tower; ``item_id`` (the whole catalogue, so that
+    items without training interactions can still be retrieved by their side features),
+    ``year_bucket`` and the multi-valued ``genres`` for the item tower. The item rows are the
+    catalogue's; this function adds the user rows, indexed by user code.
+    """
+    if isinstance(source, SequenceData):
+        missing = [a for a in ("schema", "user_features", "catalogue") if getattr(source, a) is None]
+        if missing:
+            raise ValueError(f"source: SequenceData without {missing}; expected "
+                             "recbook.data.sequence_protocol(ml)'s result (leave_last_out alone has no features)")
+        schema, user_ids, per_user, catalogue = source.schema, source.users, source.user_features, source.catalogue
+    elif hasattr(source, "users") and hasattr(source, "items"):
+        schema, user_ids, per_user = _schema_from_tables(source)
+        catalogue = item_catalogue(source.items, schema)
+    else:
+        raise ValueError(f"source: expected sequence_protocol(ml)'s SequenceData or a data set with users and "
+                         f"items tables, got {type(source).__name__}")
+    missing = [f for f in (*USER_FIELDS, *ITEM_FIELDS, "genres") if f not in schema.names]
+    if missing:
+        raise ValueError(f"source.schema: missing field(s) {missing}; the towers need {[*USER_FIELDS, *ITEM_FIELDS, 'genres']}")
+    codes = schema["user_id"].encode(pd.Series(np.asarray(user_ids)))
+    u = np.zeros((schema["user_id"].size, len(USER_FIELDS)), dtype=np.int64)
+    u[codes] = np.stack([np.asarray(per_user[f]) for f in USER_FIELDS], 1)
+    cat = catalogue.features
+    items = torch.stack([cat[f] for f in ITEM_FIELDS], 1).to(torch.long)
+    frame = catalogue.frame
+    titles = ("", "") + tuple(str(t) if not pd.isna(t) else "" for t in frame["title"].iloc[N_RESERVED:])
+    item_genres = ("", "") + tuple("|".join(g) for g in frame["genres"].iloc[N_RESERVED:])
+    return TowerFeatures(schema, torch.from_numpy(u), items.clone(), cat["genres"].clone(), titles, item_genres)
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,14 +209,15 @@ def _histories(positions: np.ndarray, starts: np.ndarray, flat: np.ndarray, leng
     return np.where(ok, flat[np.clip(cols, 0, max(len(flat) - 1, 0))], PAD).astype(np.int64)
 
 
-def retrieval_data(seq, features: TowerFeatures, *, history_len: int = 50, min_history: int = 1
+def retrieval_data(seq, features: TowerFeatures | None = None, *, history_len: int = 50, min_history: int = 1
                    ) -> RetrievalData:
     """Training examples and evaluation splits from leave-last-out sequences of item codes.
 
     Args:
         seq: a :class:`~recbook.data.SequenceData` whose ``train``, ``valid`` and ``test`` hold
             item codes (raw id + 1) and whose ``n_items`` is the number of item codes.
-        features: :func:`tower_features` of the same data set.
+        features: :func:`tower_features` of the same data set (default: ``tower_features(seq)``,
+            for the result of :func:`recbook.data.sequence_protocol`).
         history_len: how many of the most recent earlier items the user tower sees.
         min_history: training positions with fewer earlier items are not examples (0 keeps the
             first item of every sequence, predicted from the user's features alone).
@@ -207,6 +225,8 @@ def retrieval_data(seq, features: TowerFeatures, *, history_len: int = 50, min_h
     history_len = require_positive_int(history_len, name="history_len")
     if isinstance(min_history, bool) or not isinstance(min_history, (int, np.integer)) or min_history < 0:
         raise ValueError(f"min_history: expected a non-negative integer, got {min_history!r}")
+    if features is None:
+        features = tower_features(seq)
     if not isinstance(features, TowerFeatures):
         raise ValueError(f"features: expected TowerFeatures (tower_features(ml)), got {type(features).__name__}")
     for attr in ("users", "train", "valid", "test", "n_items"):

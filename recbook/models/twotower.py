@@ -56,6 +56,8 @@ class TwoTower(nn.Module):
         temperature: divides the cosine; the logits lie in ``[-1/temperature, 1/temperature]``.
         user_fields, item_fields: which fields each tower reads (``item_fields`` may include
             ``"genres"``); ``history``: whether the user tower pools the history.
+        history_len: the user tower pools the ``history_len`` most recent items of ``hist_item``
+            (its last columns), and :meth:`score_items` gives it that many.
         recent: also pool the ``recent`` most recent history items into a second vector (the
             history is right-aligned, so these are its last columns); None: one pool only.
         validate: check each batch (turn off to benchmark).
@@ -70,7 +72,8 @@ class TwoTower(nn.Module):
     def __init__(self, features: TowerFeatures, dim: int = 32, hidden: Sequence[int] = (64,), out_dim: int = 32,
                  *, temperature: float = 0.1, user_fields: Sequence[str] = USER_FIELDS,
                  item_fields: Sequence[str] = (*ITEM_FIELDS, "genres"), history: bool = True,
-                 recent: int | None = None, share_history: bool = True, dropout: float = 0.0, init_std: float = 0.01,
+                 history_len: int = 50, recent: int | None = None, share_history: bool = True,
+                 dropout: float = 0.0, init_std: float = 0.01,
                  validate: bool = True):
         super().__init__()
         if not isinstance(features, TowerFeatures):
@@ -91,6 +94,7 @@ class TwoTower(nn.Module):
         self.temperature = float(temperature)
         self.validate = bool(validate)
         self.history = bool(history)
+        self.history_len = require_positive_int(history_len, name="history_len")
         self.recent = None if recent is None else require_positive_int(recent, name="recent")
         if self.recent is not None and not self.history:
             raise ValueError("recent: needs history=True (it pools the most recent part of the history)")
@@ -114,6 +118,7 @@ class TwoTower(nn.Module):
                              persistent=False)
         self.register_buffer("item_genres", features.genres.clone(), persistent=False)
         self._item_single = tuple(single)
+        self.loss_fn = None  # the training loss, set by from_data
 
     @property
     def n_items(self) -> int:
@@ -141,7 +146,7 @@ class TwoTower(nn.Module):
         rows = self.user_rows[batch["user_id"]]  # [B, n_user_fields]
         parts = [self.embedding.lookup(f, rows[:, j]) for j, f in enumerate(self.user_fields)]
         if self.history:
-            hist = batch[HISTORY_FIELD]
+            hist = batch[HISTORY_FIELD][:, -self.history_len:]  # right-aligned: the most recent items
             parts.append(self.embedding.pool(self.history_field, hist))
             if self.recent is not None:  # right-aligned: the last columns are the most recent items
                 parts.append(self.embedding.pool(self.history_field, hist[:, -self.recent:]))
@@ -172,6 +177,76 @@ class TwoTower(nn.Module):
         """Logits ``[B, n_items]`` of every user of ``batch`` against every item code."""
         return self.user_vectors(batch) @ self.item_vectors().T / self.temperature
 
+    @torch.no_grad()
+    def score_items(self, data, split: str) -> torch.Tensor:
+        """Logits ``[U, n_items]`` of every user of ``data`` (:func:`recbook.data.sequence_protocol`)
+        against every item code, from what each user did before the ``split`` target: the user's
+        features and the last ``history_len`` items of :meth:`~recbook.data.SequenceData.history`.
+        The leaderboard's ``retrieval`` protocol ranks these rows (earlier items excluded)."""
+        if int(data.n_items) != self.n_items:
+            raise ValueError(f"data.n_items: {data.n_items} item codes; the model was built for {self.n_items}")
+        users = torch.from_numpy(self.features.user_codes(data.users).astype("int64"))
+        hist = torch.from_numpy(data.padded(self.history_len, split=split))
+        device = self.item_rows.device
+        items = self.item_vectors()
+        out = [self.user_vectors({"user_id": u.to(device), HISTORY_FIELD: h.to(device)}) @ items.T / self.temperature
+               for u, h in zip(users.split(4096), hist.split(4096))]
+        return torch.cat(out).cpu()
+
+    @classmethod
+    def from_data(cls, data, *, correction: str | None = None, negatives: int = 0, sampler: str = "uniform",
+                  mask_hits: bool = True, alpha: float = 0.01, **model_kwargs) -> TwoTower:
+        """A two-tower model for the leave-last-out data of :func:`recbook.data.sequence_protocol`,
+        carrying its training loss (:attr:`loss_fn`, read by :func:`two_tower_loss`).
+
+        ``model_kwargs`` go to :class:`TwoTower` (``dim``, ``hidden``, ``out_dim``, ``temperature``,
+        ...); ``correction``, ``negatives``, ``sampler``, ``mask_hits`` and ``alpha`` (of the
+        streaming estimator) to :class:`recbook.sampled_softmax.SampledSoftmaxLoss`, whose item
+        counts are those of :func:`two_tower_examples` and whose extra-negative sampler is seeded
+        from torch's generator (seed it first).
+        """
+        from ..data.retrieval import tower_features
+        from ..sampled_softmax import FrequencyEstimator, SampledSoftmaxLoss
+
+        features = tower_features(data)
+        model = cls(features, **model_kwargs)
+        counts = _training_counts(data, features.n_items)
+        estimator = FrequencyEstimator(features.n_items, alpha=alpha) if correction == "streaming" else None
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        model.loss_fn = SampledSoftmaxLoss(features.n_items, correction=correction, item_counts=counts,
+                                           negatives=negatives, sampler=sampler, mask_hits=mask_hits,
+                                           estimator=estimator, seed=seed)
+        return model
+
     def extra_repr(self) -> str:
         return (f"user_fields={list(self.user_fields)}, history={self.history}, "
-                f"recent={self.recent}, item_fields={list(self.item_fields)}, temperature={self.temperature}")
+                f"history_len={self.history_len}, recent={self.recent}, item_fields={list(self.item_fields)}, "
+                f"temperature={self.temperature}")
+
+
+def _training_counts(data, n_items: int) -> torch.Tensor:
+    """How often each item code is a training target of :func:`two_tower_examples` (every
+    position of the training sequences but the first)."""
+    import numpy as np
+
+    targets = [np.asarray(s[1:], dtype=np.int64) for s in data.train]
+    flat = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+    return torch.from_numpy(np.bincount(flat, minlength=n_items).astype("float64"))
+
+
+def two_tower_examples(data, history_len: int = 50):
+    """The training examples of :func:`recbook.data.retrieval.retrieval_data` for the leave-last-out
+    data of :func:`recbook.data.sequence_protocol`: one per position of each training sequence but
+    the first (target item ``item_id``, user ``user_id``, the ``history_len`` items before it
+    ``hist_item``). The leaderboard's ``train_data`` for the two-tower entries."""
+    from ..data.retrieval import retrieval_data
+
+    return retrieval_data(data, history_len=history_len, min_history=1).train
+
+
+def two_tower_loss(model: TwoTower, batch: Mapping) -> torch.Tensor:
+    """``loss_fn`` for :func:`recbook.train.fit`: the sampled softmax the model was built with
+    (:meth:`TwoTower.from_data`)."""
+    if getattr(model, "loss_fn", None) is None:
+        raise ValueError("model: has no loss_fn; build it with TwoTower.from_data or pass a SampledSoftmaxLoss to fit")
+    return model.loss_fn(model, batch)
