@@ -30,6 +30,7 @@ from common import BUILD, DATA, RUNS  # noqa: E402
 OUT = ROOT / "book" / "results"
 KEY = ["library", "model", "protocol", "seed"]
 LIBRARY_ORDER = ["recbook", "DeepCTR-Torch", "torch-rechub", "RecBole", "GRU4Rec-official"]
+MODEL_ORDER = ["LR", "FM", "WDL", "DeepFM", "DIN", "GRU4Rec", "SASRec"]
 FIRST = ["library", "library_version", "model", "protocol", "seed", "status"]
 LAST = ["epochs", "best_epoch", "wall_s_per_epoch", "cpu_s_per_epoch", "train_s_total", "threads",
         "settings", "notes", "command", "data_checksum", "python", "torch", "numpy", "pandas",
@@ -110,8 +111,20 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in FIRST if c in frame] + metrics + valid + rest + [c for c in LAST if c in frame]
     lib_rank = frame["library"].map(lambda x: LIBRARY_ORDER.index(x) if x in LIBRARY_ORDER else 99)
     proto_rank = frame["protocol"].map({"ctr": 0, "sequence": 1, "retrieval": 2}).fillna(9)
-    frame = frame.assign(_p=proto_rank, _l=lib_rank).sort_values(["_p", "_l", "model", "seed"], kind="stable")
-    return frame.drop(columns=["_p", "_l"])[cols].reset_index(drop=True)
+    model_rank = frame["model"].map(lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)
+    frame = frame.assign(_p=proto_rank, _l=lib_rank, _m=model_rank)
+    frame = frame.sort_values(["_p", "_m", "_l", "model", "seed"], kind="stable")
+    return frame.drop(columns=["_p", "_l", "_m"])[cols].reset_index(drop=True)
+
+
+def recbook_rows(bench_csv: Path) -> pd.DataFrame:
+    """recbook's own leaderboard rows (book/results/bench.csv), shaped like the library rows, for
+    the side-by-side summary (they are not copied into libraries.csv)."""
+    if not bench_csv.is_file():
+        return pd.DataFrame()
+    b = pd.read_csv(bench_csv)
+    b = b[b["model"].isin(MODEL_ORDER) & ~b.get("quick", pd.Series(False, index=b.index)).astype(bool)]
+    return b.assign(library="recbook", library_version=b["recbook"].astype(str), status="ok", notes="")
 
 
 def summarize(frame: pd.DataFrame) -> str:
@@ -167,8 +180,12 @@ def main(argv=None) -> int:
     merged = _order(merged)
     args.out.mkdir(parents=True, exist_ok=True)
     merged.to_csv(csv, index=False, float_format="%.6g")
-    (args.out / "libraries.md").write_text(summarize(merged))
-    print(summarize(merged))
+    side = _order(pd.concat([merged, recbook_rows(args.out / "bench.csv")], ignore_index=True))
+    text = ("Established libraries on the book's protocols (rows from libraries.csv), with recbook's own "
+            "rows from bench.csv; mean ± std over seeds; CPU seconds per epoch with one thread.\n\n"
+            + summarize(side))
+    (args.out / "libraries.md").write_text(text)
+    print(text)
     print(f"wrote {csv} ({len(new)} run(s) scored) and {args.out / 'libraries.md'}")
     return 0
 

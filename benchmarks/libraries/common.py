@@ -137,7 +137,7 @@ def save_run(library: str, version: str, model: str, protocol: str, seed: int, *
         "wall_s_per_epoch": (clock.wall / epochs) if clock is not None and epochs else None,
         "threads": _threads(), "valid_library_metric": valid_metric or {}, "settings": settings or {},
         "notes": notes, "data_checksum": meta()["checksum"], "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cpu_count": os.cpu_count(), "command": _command(),
         **versions(*packages),
     }
     npz = path.with_suffix(".npz")
@@ -147,6 +147,21 @@ def save_run(library: str, version: str, model: str, protocol: str, seed: int, *
         npz.unlink()
     path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=_jsonable))
     return path
+
+
+def _command() -> str:
+    """The command that produced a run, with the interpreter and script relative to the repository."""
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(ROOT)
+    except ValueError:
+        exe = Path(exe.name)
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join([str(exe), str(script), *sys.argv[1:]])
 
 
 def _jsonable(v):

@@ -102,7 +102,7 @@ def final_scores(gru, hist: list, n_codes: int):
                 x = torch.where(known, x, torch.zeros_like(x))
             Hs = [h[:active].clone() for h in H]
             E, _, _ = model.embed(x, Hs, None)
-            out = model.hidden_step(E, Hs, training=False)
+            model.hidden_step(E, Hs, training=False)
             for i in range(len(H)):
                 H[i][:active] = torch.where(known[:, None], Hs[i], H[i][:active])
             done = lengths[order][:active] == t + 1

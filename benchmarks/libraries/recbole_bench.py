@@ -13,6 +13,7 @@ Tokens are recbook's codes, so RecBole's own re-indexing is a bijection of recbo
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ import common  # noqa: E402
 
 LIBRARY = "RecBole"
 MODELS = ("FM", "WDL", "DIN", "GRU4Rec", "SASRec")
-ONE_SEED = ("DIN",)
+ONE_SEED = ("DIN", "GRU4Rec", "SASRec")
 RECBOLE_NAME = {"FM": "FM", "WDL": "WideDeep", "DIN": "DIN", "GRU4Rec": "GRU4Rec", "SASRec": "SASRec"}
 PROTOCOL = {"FM": "ctr", "WDL": "ctr", "DIN": "ctr", "GRU4Rec": "sequence", "SASRec": "sequence"}
 USER_FIELDS = ("age_bucket", "gender", "occupation", "zip1")
@@ -124,7 +125,7 @@ def config_dict(model: str, seed: int, folder: Path, name: str, max_epochs: int 
             base.update({"alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": MAX_LEN})
     else:
         base.update({
-            "train_batch_size": 256 if model == "GRU4Rec" else 2048, "eval_batch_size": 4096,
+            "train_batch_size": 2048, "eval_batch_size": 4096,
             "loss_type": "CE", "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": MAX_LEN,
             "alias_of_item_id": ["item_id_list"],
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
@@ -180,66 +181,77 @@ def sequence_scores(model, loader, dataset, n_codes: int, n_users: int) -> np.nd
     return np.where(np.isnan(out), low, out)  # items RecBole never saw: ranked last
 
 
-def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
+def _train(name, seed, max_epochs, meta, protocol, tmp):
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
 
+    ds_name = f"book{name.lower()}"
+    folder = tmp / "data" / ds_name
+    if protocol == "ctr":
+        write_ctr_files(folder, ds_name, meta, din=name == "DIN")
+    else:
+        write_sequence_files(folder, ds_name)
+    cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved")
+    config = Config(model=RECBOLE_NAME[name], dataset=ds_name, config_dict=cfg)
+    init_seed(config["seed"], config["reproducibility"])
+    torch.set_num_threads(1)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    clock = common.CPUClock()
+    counter = {"epochs": 0}
+    train_epoch = trainer._train_epoch
+
+    def counted(*a, **k):
+        counter["epochs"] += 1
+        return train_epoch(*a, **k)
+
+    trainer._train_epoch = counted
+    trainer._valid_epoch = clock.exclude(trainer._valid_epoch)  # validation time is not training time
+    with clock.training():
+        best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    checkpoint = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    if protocol == "ctr":
+        preds = {"valid": ctr_predictions(model, valid_data, dataset, "valid"),
+                 "test": ctr_predictions(model, test_data, dataset, "test")}
+        metric = {"auc": float(best_score)}
+    else:
+        n_users = int(common.sequences()["user_code"].max()) + 1
+        preds = {s: sequence_scores(model, d, dataset, meta["sequence_n_items"], n_users)
+                 for s, d in (("valid", valid_data), ("test", test_data))}
+        metric = {"recall@20": float(best_score)}
+    epochs = counter["epochs"]
+    best_epoch = int(getattr(trainer, "cur_step", 0))
+    best_epoch = epochs - best_epoch if best_epoch else epochs
+    n_params = sum(p.numel() for p in model.parameters())
+    settings = {k: config[k] for k in ("embedding_size", "hidden_size", "num_layers", "n_layers", "n_heads",
+                                       "mlp_hidden_size", "dropout_prob", "hidden_dropout_prob",
+                                       "train_batch_size", "learning_rate", "stopping_step", "epochs",
+                                       "loss_type", "MAX_ITEM_LIST_LENGTH", "pooling_mode")
+                if config[k] is not None}
+    settings["n_parameters"] = n_params
+    return preds, metric, epochs, best_epoch, best_score, clock, settings
+
+
+def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
     common.one_thread()
     meta = common.meta()
     protocol = PROTOCOL[name]
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ds_name = f"book{name.lower()}"
-        folder = tmp / "data" / ds_name
-        if protocol == "ctr":
-            write_ctr_files(folder, ds_name, meta, din=name == "DIN")
-        else:
-            write_sequence_files(folder, ds_name)
-        cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved")
-        config = Config(model=RECBOLE_NAME[name], dataset=ds_name, config_dict=cfg)
-        init_seed(config["seed"], config["reproducibility"])
-        torch.set_num_threads(1)
-        dataset = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        clock = common.CPUClock()
-        counter = {"epochs": 0}
-        train_epoch = trainer._train_epoch
-
-        def counted(*a, **k):
-            counter["epochs"] += 1
-            return train_epoch(*a, **k)
-
-        trainer._train_epoch = counted
-        trainer._valid_epoch = clock.exclude(trainer._valid_epoch)  # validation time is not training time
-        with clock.training():
-            best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-        checkpoint = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["state_dict"])
-        model.load_other_parameter(checkpoint.get("other_parameter"))
-        if protocol == "ctr":
-            preds = {"valid": ctr_predictions(model, valid_data, dataset, "valid"),
-                     "test": ctr_predictions(model, test_data, dataset, "test")}
-            metric = {"auc": float(best_score)}
-        else:
-            n_users = int(common.sequences()["user_code"].max()) + 1
-            preds = {s: sequence_scores(model, d, dataset, meta["sequence_n_items"], n_users)
-                     for s, d in (("valid", valid_data), ("test", test_data))}
-            metric = {"recall@20": float(best_score)}
-        epochs = counter["epochs"]
-        best_epoch = int(getattr(trainer, "cur_step", 0))
-        best_epoch = epochs - best_epoch if best_epoch else epochs
-        n_params = sum(p.numel() for p in model.parameters())
-        settings = {k: config[k] for k in ("embedding_size", "hidden_size", "num_layers", "n_layers", "n_heads",
-                                           "mlp_hidden_size", "dropout_prob", "hidden_dropout_prob",
-                                           "train_batch_size", "learning_rate", "stopping_step", "epochs",
-                                           "loss_type", "MAX_ITEM_LIST_LENGTH", "pooling_mode")
-                    if config[k] is not None}
-        settings["n_parameters"] = n_params
+        os.chdir(tmp)  # RecBole writes its logs (log/, log_tensorboard/) into the working folder
+        try:
+            result = _train(name, seed, max_epochs, meta, protocol, tmp)
+        finally:
+            os.chdir(cwd)
+    preds, metric, epochs, best_epoch, best_score, clock, settings = result
     print(f"{LIBRARY} {name} seed {seed}: {epochs} epochs, best valid {best_score:.4f}, "
           f"{clock.cpu / epochs:.2f} CPU s/epoch")
     notes = [NOTES[name]] + ([CTR_NOTE] if protocol == "ctr" else []) + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])

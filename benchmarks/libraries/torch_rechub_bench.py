@@ -82,7 +82,6 @@ def build(name: str, meta):
 def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
     import tempfile
 
-    import torch
     from torch_rechub.trainers import CTRTrainer
     from torch_rechub.utils.data import DataGenerator
 
