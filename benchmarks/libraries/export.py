@@ -18,6 +18,9 @@ Files (default folder ``_build/libraries/data``):
 * ``sequences.csv`` — the leave-last-out protocol in long form: ``user`` (raw id), ``user_code``
   (0..U-1, the row of the user in recbook's ``SequenceData``), ``item_id`` (code), ``timestamp``,
   ``position`` (0-based, in the book's time order) and ``split`` (``train``, ``valid``, ``test``).
+* ``users.csv`` — one row per user of the sequences: raw ``user``, ``user_code`` and the codes of
+  the user fields under the sequence protocol's schema (``user_id``, ``age_bucket``, ``gender``,
+  ``occupation``, ``zip1``).
 * ``meta.json`` — field sizes (number of codes, reserved ones included), the vocabularies (code ->
   raw value), the history length, row counts and a checksum of the MovieLens tables.
 """
@@ -92,6 +95,10 @@ def export(out: Path) -> dict:
                                   "timestamp": frame_ts[u], "position": np.arange(n), "split": split}))
     seqs = pd.concat(rows, ignore_index=True)
     seqs.to_csv(out / "sequences.csv", index=False)
+    users = pd.DataFrame({"user": seq.users.astype(np.int64), "user_code": np.arange(len(seq))})
+    for name in seq.user_features.keys():
+        users[name] = seq.user_features[name].numpy()
+    users.to_csv(out / "users.csv", index=False)
     counts["sequence_users"] = len(seq)
     counts["sequence_events"] = len(seqs)
 
@@ -103,6 +110,7 @@ def export(out: Path) -> dict:
         "genre_width": int(g.shape[1]),
         "vocabularies": {f.name: ["<pad>", "<unk>", *map(str, f.categories)] for f in data.schema.fields},
         "sequence_n_items": int(seq.n_items),
+        "sequence_field_sizes": {f.name: f.size for f in seq.schema.fields},
         "counts": counts,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
