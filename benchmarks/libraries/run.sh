@@ -9,7 +9,8 @@
 #   LIBRARIES        which to run (default "deepctr rechub recbole gru4rec")
 #   LIBRARY_ARGS     extra arguments for every library script, e.g. "--seeds 0 --max-epochs 2"
 #   GRU4REC_OFFICIAL_DIR  a local copy of the GRU4Rec authors' code (else it is cloned)
-#   RECBOOK_LIBRARIES_BUILD  output folder (default _build/libraries)
+#   RECBOOK_LIBRARIES_BUILD  working folder: data, environments, runs (default _build/libraries)
+#   LIBRARIES_OUT    folder of libraries.csv and libraries.md (default book/results)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benchmarks/libraries
@@ -70,5 +71,5 @@ for lib in $LIBRARIES; do
 done
 
 echo "== scoring every run with recbook's metrics"
-"$RECBOOK_PYTHON" "$HERE/collect.py"
+"$RECBOOK_PYTHON" "$HERE/collect.py" --out "${LIBRARIES_OUT:-book/results}"
 exit $status
