@@ -185,7 +185,7 @@ def _train(name, seed, max_epochs, meta, protocol, tmp):
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_seed
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     ds_name = f"book{name.lower()}"
     folder = tmp / "data" / ds_name
@@ -195,6 +195,7 @@ def _train(name, seed, max_epochs, meta, protocol, tmp):
         write_sequence_files(folder, ds_name)
     cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved")
     config = Config(model=RECBOLE_NAME[name], dataset=ds_name, config_dict=cfg)
+    init_logger(config)  # RecBole's per-epoch log lines on stdout (files under the temporary folder)
     init_seed(config["seed"], config["reproducibility"])
     torch.set_num_threads(1)
     dataset = create_dataset(config)
