@@ -470,16 +470,26 @@ def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, 
     seeds = _check_seeds(seeds)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    from tqdm.auto import tqdm
+
     rows, datasets = [], {}
-    for name in names:
-        entry = REGISTRY[name]
-        if entry.protocol not in datasets:
-            datasets[entry.protocol] = load_protocol(entry.protocol)
-        done = [run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
-                        progress=progress) for seed in seeds]
-        rows += done
-        if on_model_done is not None:
-            on_model_done(pd.DataFrame(done))
+    overall = tqdm(total=len(names) * len(seeds), desc="leaderboard", unit="run", disable=not progress)
+    try:
+        for name in names:
+            entry = REGISTRY[name]
+            if entry.protocol not in datasets:
+                datasets[entry.protocol] = load_protocol(entry.protocol)
+            done = []
+            for seed in seeds:
+                overall.set_postfix_str(f"{name} seed {seed}")
+                done.append(run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
+                                    progress=progress))
+                overall.update()
+            rows += done
+            if on_model_done is not None:
+                on_model_done(pd.DataFrame(done))
+    finally:
+        overall.close()
     return pd.DataFrame(rows)
 
 
