@@ -160,7 +160,11 @@ def run(seed: int, max_epochs: int | None, commit: str) -> None:
             if state["wait"] >= PATIENCE:
                 raise StopTraining
 
-    class Iterator(g4r.SessionDataIterator):
+    # The library's own iterator class, kept aside the first time (a second seed in the same process
+    # must not stack callbacks).
+    base = g4r.__dict__.setdefault("_original_SessionDataIterator", g4r.SessionDataIterator)
+
+    class Iterator(base):
         """The library's iterator; at the end of each training epoch, the validation callback."""
 
         def __call__(self, enable_neg_samples, reset_hook=None):
@@ -169,11 +173,14 @@ def run(seed: int, max_epochs: int | None, commit: str) -> None:
                 clock.exclude(end_of_epoch)()
 
     g4r.SessionDataIterator = Iterator
-    with clock.training():
-        try:
-            gru.fit(train, item_key="ItemId", session_key="SessionId", time_key="Time")
-        except StopTraining:
-            pass
+    try:
+        with clock.training():
+            try:
+                gru.fit(train, item_key="ItemId", session_key="SessionId", time_key="Time")
+            except StopTraining:
+                pass
+    finally:
+        g4r.SessionDataIterator = base
     if gru.error_during_train:
         raise RuntimeError("the library reported a NaN loss during training")
     gru.model.load_state_dict(state["weights"])
