@@ -148,3 +148,70 @@ def test_retrieval_table_lists_history_and_top_k(data):
         chapter.retrieval_table(models, data, [99])
     with pytest.raises(ValueError, match="models"):
         chapter.retrieval_table({}, data, users)
+
+
+# --------------------------------------------------------------------------------------------
+# Results read from the committed files
+# --------------------------------------------------------------------------------------------
+
+def fake_results():
+    import pandas as pd
+
+    rows = []
+    for m, base in (("Pop-retrieval", 0.2), ("TwoTower", 0.38), ("TwoTower-logQ", 0.5)):
+        for seed in (0, 1, 2):
+            row = {"model": m, "protocol": "retrieval", "seed": seed}
+            for k in (10, 20, 50, 100):
+                row[f"test_recall@{k}"] = base * k / 50 + 0.01 * seed
+                row[f"test_ndcg@{k}"] = base / 3 + 0.001 * seed
+            rows.append(row)
+    rows.append({"model": "LR", "protocol": "ctr", "seed": 0, "test_auc": 0.7})
+    return pd.DataFrame(rows)
+
+
+def test_retrieval_results_is_the_long_form_of_the_test_metrics():
+    long = chapter.retrieval_results(fake_results())
+    assert len(long) == 3 * 3 * 8 and set(long["metric"]) == {"recall", "ndcg"}
+    one = long[(long["model"] == "TwoTower") & (long["seed"] == 2) & (long["metric"] == "recall") & (long["k"] == 20)]
+    assert one["value"].item() == pytest.approx(0.38 * 20 / 50 + 0.02)
+    with pytest.raises(ValueError, match="TwoTower-logQ"):
+        chapter.retrieval_results(fake_results().query("model != 'TwoTower-logQ'"))
+
+
+def test_results_chart_checks_carry_the_python_means():
+    chart = chapter.results_chart(chapter.retrieval_results(fake_results()))
+    checks = chart.to_dict()["usermeta"]["recbook"]["checks"]
+    first = checks[0]
+    assert first["set"] == {"metric": "recall", "k": 50}
+    assert first["texts"] == ["0.210", "0.390", "0.510"]  # base + mean of 0, 0.01, 0.02
+
+
+def fake_ann():
+    import pandas as pd
+
+    rows = []
+    for n, exact in ((1000, 1.0), (10000, 10.0)):
+        rows.append({"dataset": "clustered", "n": n, "dim": 8, "method": "exact", "param_name": "-", "param": "-",
+                     "build_s": 0.0, "query_s": exact, "recall": 1.0})
+        for p, r, q in ((1, 0.9, 0.05), (4, 0.991, 0.2), (16, 0.999, 0.5)):
+            rows.append({"dataset": "clustered", "n": n, "dim": 8, "method": "ivf", "param_name": "nprobe",
+                         "param": str(p), "build_s": 1.0, "query_s": q * n / 1000, "recall": r})
+        rows.append({"dataset": "clustered", "n": n, "dim": 8, "method": "hnsw", "param_name": "ef_search",
+                     "param": "64", "build_s": 2.0, "query_s": 0.1, "recall": 0.95})
+    t = pd.DataFrame(rows)
+    t["speedup"] = t.groupby("n")["query_s"].transform(lambda s: s.iloc[0]) / t["query_s"]
+    return t
+
+
+def test_ann_summary_keeps_the_fastest_setting_that_reaches_the_target():
+    best = chapter.ann_summary(fake_ann())
+    assert best["method"].tolist() == ["ivf", "ivf"]  # HNSW never reaches 0.99 here
+    assert best["param"].tolist() == ["4", "4"]
+    assert best["speedup"].tolist() == pytest.approx([5.0, 5.0])
+
+
+def test_ann_chart_names_each_size_s_best_speedup():
+    chart = chapter.ann_chart(fake_ann())
+    checks = chart.to_dict()["usermeta"]["recbook"]["checks"]
+    assert [c["set"] for c in checks] == [{"n": 1000}, {"n": 10000}]
+    assert checks[0]["texts"] == ["ivf: 5× faster than exact at recall ≥ 0.99"]

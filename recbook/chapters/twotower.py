@@ -11,6 +11,9 @@ temperature, and retrieved lists to look at.
 * :func:`temperature_sweep` / :func:`plot_temperature_sweep`: validation and test Recall@50 per
   temperature.
 * :func:`top_k_items`: each user's top-K items with the user's earlier items removed.
+* :func:`retrieval_results` / :func:`results_chart`: the leaderboard's three retrieval entries,
+  metric and K chosen in the browser; :func:`ann_summary` / :func:`ann_chart`: the committed
+  vector-search benchmark, recall against query time per catalogue size.
 * :func:`retrieval_table` / :func:`retrieval_widget`: for a handful of users, the recent history
   and the top-10 of several models side by side, with titles and genres; the widget is
   precomputed, so it works on the website without a kernel.
@@ -35,9 +38,10 @@ from ..retrieval import evaluate_retrieval, train_two_tower, user_item_scores
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "BANDS", "frequency_estimates", "negative_exposure", "plot_frequency_estimates", "plot_negative_exposure",
-    "plot_popularity_breakdown", "plot_temperature_sweep", "popularity_bands", "popularity_breakdown",
-    "retrieval_table", "retrieval_widget", "temperature_sweep", "top_k_items",
+    "BANDS", "RETRIEVAL_MODELS", "ann_chart", "ann_summary", "frequency_estimates", "negative_exposure",
+    "plot_frequency_estimates", "plot_negative_exposure", "plot_popularity_breakdown", "plot_temperature_sweep",
+    "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
+    "retrieval_widget", "temperature_sweep", "top_k_items",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -412,3 +416,116 @@ def retrieval_widget(table: pd.DataFrame) -> widgets.VBox:
     require_columns(table, ["user", "list", "position", "title", "genres", "is_target"], name="table")
     users = list(dict.fromkeys(int(u) for u in table["user"]))
     return precomputed_slider(lambda u: _user_html(table, int(u)), users, "user", control="dropdown")
+
+
+# --------------------------------------------------------------------------------------------
+# Results read from the committed files, as charts that compute in the browser
+# --------------------------------------------------------------------------------------------
+
+RETRIEVAL_MODELS = ("Pop-retrieval", "TwoTower", "TwoTower-logQ")
+"""The chapter's leaderboard entries (protocol ``retrieval``), in the order the chapter shows them."""
+
+
+def retrieval_results(results: pd.DataFrame, models: Sequence[str] = RETRIEVAL_MODELS) -> pd.DataFrame:
+    """The leaderboard's test metrics of ``models`` as a long table: ``model, seed, metric, k,
+    value`` (``metric`` is ``"recall"`` or ``"ndcg"``), from ``book/results/bench.csv``."""
+    require_columns(results, ["model", "protocol", "seed"], name="results")
+    rows = results[(results["protocol"] == "retrieval") & results["model"].isin(models)]
+    missing = [m for m in models if m not in set(rows["model"])]
+    if missing:
+        raise ValueError(f"results: no 'retrieval' rows of model(s) {missing}; run "
+                         f"`python -m recbook.bench --models {','.join(models)}`")
+    cols = [c for c in rows.columns if c.startswith(("test_recall@", "test_ndcg@"))]
+    long = rows.melt(id_vars=["model", "seed"], value_vars=cols, var_name="column", value_name="value")
+    long = long.dropna(subset=["value"])
+    name = long["column"].str.removeprefix("test_").str.split("@")
+    long["metric"], long["k"] = name.str[0], name.str[1].astype(int)
+    order = {m: i for i, m in enumerate(models)}
+    long = long.sort_values(["metric", "k", "model", "seed"], key=lambda s: s.map(order) if s.name == "model" else s)
+    return long[["model", "seed", "metric", "k", "value"]].reset_index(drop=True)
+
+
+def results_chart(long: pd.DataFrame):
+    """Mean test metric per model (bars, value printed) and each seed (dots); dropdowns choose the
+    metric and K. Computed in the browser from the rows of :func:`retrieval_results`."""
+    import altair as alt
+
+    from .. import widgets
+
+    require_columns(long, ["model", "seed", "metric", "k", "value"], name="long")
+    models = list(dict.fromkeys(long["model"]))
+    table = widgets.CsvData(long, name="retrieval_results", decimals={"value": 5})
+    metric = widgets.dropdown("metric", ["recall", "ndcg"], "recall", labels=["Recall@K", "NDCG@K"], label="metric")
+    ks = sorted(long["k"].unique().tolist())
+    k = widgets.dropdown("k", ks, 50 if 50 in ks else ks[0], label="K")
+    base = alt.Chart(table.ref).transform_filter("datum.metric == metric && datum.k == k")
+    x = alt.X("model:N", sort=models, title=None, axis=alt.Axis(labelAngle=0))
+    mean = base.transform_aggregate(mean="mean(value)", groupby=["model"])
+    bars = mean.mark_bar(color="#4C72B0", opacity=0.6).encode(
+        x=x, y=alt.Y("mean:Q", title="test value (mean of 3 seeds)", scale=alt.Scale(domain=[0, 0.8])))
+    labels = mean.transform_calculate(label="format(datum.mean, '.3f')").mark_text(dy=-8, fontSize=12).encode(
+        x=x, y="mean:Q", text="label:N")
+    dots = base.mark_circle(color="black", size=30).encode(x=x, y="value:Q", tooltip=["model:N", "seed:O", "value:Q"])
+    chart = (bars + dots + labels).properties(width=420, height=260)
+    checks = []
+    for m, kk in (("recall", 50), ("ndcg", 10)):
+        if kk in ks:
+            g = long[(long["metric"] == m) & (long["k"] == kk)].groupby("model", sort=False)["value"].mean()
+            checks.append({"set": {"metric": m, "k": kk}, "texts": [f"{g[name]:.3f}" for name in models]})
+    return widgets.browser_chart(chart, params=[metric, k], data=[table], checks=checks)
+
+
+def ann_summary(table: pd.DataFrame, *, target: float = 0.99) -> pd.DataFrame:
+    """Per data set size and approximate method, the fastest setting whose recall@100 reaches
+    ``target`` (``ann_bench.csv`` rows): ``n, method, param_name, param, recall, query_s, speedup,
+    build_s``; a method that never reaches it is absent."""
+    require_columns(table, ["n", "method", "param_name", "param", "recall", "query_s", "speedup", "build_s"],
+                    name="table")
+    ok = table[~table["method"].isin(["exact", "flat"]) & (table["recall"] >= target)]
+    best = ok.sort_values("query_s").groupby(["n", "method"], sort=True).head(1)
+    return best.sort_values(["n", "method"])[["n", "method", "param_name", "param", "recall", "query_s",
+                                              "speedup", "build_s"]].reset_index(drop=True)
+
+
+def ann_chart(table: pd.DataFrame, *, target: float = 0.99):
+    """Recall@100 against the CPU time of 1,000 queries (one thread, log scale) for IVF (each
+    ``nprobe``) and HNSW (each ``ef_search``), exact search as a vertical rule; a dropdown picks
+    the number of items. The title line, computed in the browser, names the fastest setting of
+    each method with recall ``>= target``."""
+    import altair as alt
+
+    from .. import widgets
+
+    require_columns(table, ["dataset", "n", "method", "param", "recall", "query_s", "speedup"], name="table")
+    rows = table[table["dataset"] == "clustered"][["n", "method", "param", "recall", "query_s", "speedup"]]
+    rows = rows.assign(param=rows["param"].astype(str))
+    data = widgets.CsvData(rows, name="ann_rows", decimals={"recall": 4, "query_s": 4, "speedup": 2})
+    sizes = sorted(rows["n"].unique().tolist())
+    n = widgets.dropdown("n", sizes, sizes[-1], labels=[f"{s:,}" for s in sizes], label="items")
+    base = alt.Chart(data.ref).transform_filter("datum.n == n")
+    approx = base.transform_filter("datum.method == 'ivf' || datum.method == 'hnsw'")
+    lines = approx.mark_line(point=True).encode(
+        x=alt.X("query_s:Q", scale=alt.Scale(type="log"), title="CPU seconds for 1,000 queries (one thread)"),
+        y=alt.Y("recall:Q", scale=alt.Scale(domain=[0.5, 1]), title="recall@100 against exact search"),
+        color=alt.Color("method:N", title="index"), order="query_s:Q",
+        tooltip=["method:N", "param:N", "recall:Q", "query_s:Q", "speedup:Q"])
+    exact = base.transform_filter("datum.method == 'exact'").mark_rule(color="gray", strokeDash=[4, 3]).encode(
+        x="query_s:Q")
+    best = (approx.transform_filter(f"datum.recall >= {target}")
+            .transform_aggregate(speedup="max(speedup)", groupby=["method"])
+            .transform_calculate(label=f"datum.method + ': ' + format(datum.speedup, '.0f') + '× faster than exact at recall ≥ {target}'")
+            .transform_window(row="row_number()", sort=[alt.SortField("method")])
+            .mark_text(align="left", fontSize=12).encode(
+                x=alt.value(5), y=alt.Y("row:Q", scale=alt.Scale(domain=[0, 6]), axis=None), text="label:N"))
+    chart = alt.vconcat(best.properties(width=480, height=40), (lines + exact).properties(width=480, height=260))
+    checks = []
+    for size in sizes:
+        s = ann_summary(table[table["dataset"] == "clustered"], target=target)
+        s = s[s["n"] == size]
+        speed = table[(table["dataset"] == "clustered") & (table["n"] == size)
+                      & table["method"].isin(["ivf", "hnsw"]) & (table["recall"] >= target)]
+        speed = speed.groupby("method")["speedup"].max().round(2)
+        if len(s):
+            checks.append({"set": {"n": int(size)}, "texts": [
+                f"{m}: {v:.0f}× faster than exact at recall ≥ {target}" for m, v in speed.items()]})
+    return widgets.browser_chart(chart, params=[n], data=[data], checks=checks)
