@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 __all__ = ["bpr_max_loss", "negative_softmax", "sampled_softmax_loss", "top1_max_loss"]
 
+_TINY = 1e-30  # below this, BPR-max's inner sum is recomputed in log space
+
 
 def _check_scores(scores) -> torch.Tensor:
     if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
@@ -74,16 +76,24 @@ def bpr_max_loss(scores: torch.Tensor, reg: float = 1.0, elu: float | None = Non
     (:func:`negative_softmax`). The second term (the "score regularisation") keeps the negatives'
     scores near zero; without it BPR-max tends to blow the scores up. ``elu`` (optional) first
     passes the scores through ``ELU(alpha=elu)``, the final activation GRU4Rec's authors pair with
-    BPR-max (monotone, so it changes no ranking). Computed in log space: no ``+ eps``.
+    BPR-max (monotone, so it changes no ranking).
+
+    The sum inside the log is computed directly (fast); only when it underflows (a positive
+    scored ~90 below every negative) is the row recomputed in log space, so the loss stays exact
+    and finite without an ``+ eps``.
     """
     scores = _check_scores(scores)
     if elu:
         scores = F.elu(scores, alpha=float(elu))
-    log_s = negative_softmax(scores, log=True)
+    s = negative_softmax(scores)
     pos = scores.diagonal()[:, None]
-    # log sum_j s_j sigmoid(r_i - r_j); the diagonal has log s = -inf and drops out.
-    log_p = torch.logsumexp(log_s + F.logsigmoid(pos - scores), dim=1)
-    penalty = (log_s.exp() * scores.square()).sum(dim=1)
+    p = (s * torch.sigmoid(pos - scores)).sum(dim=1)
+    log_p = p.clamp_min(_TINY).log()  # (clamped, so that no infinite gradient reaches torch.where)
+    if bool((p < _TINY).any()):
+        # log sum_j s_j sigmoid(r_i - r_j) in log space; the diagonal has log s = -inf and drops out.
+        exact = torch.logsumexp(negative_softmax(scores, log=True) + F.logsigmoid(pos - scores), dim=1)
+        log_p = torch.where(p < _TINY, exact, log_p)
+    penalty = (s * scores.square()).sum(dim=1)
     return (reg * penalty - log_p).mean()
 
 

@@ -92,9 +92,13 @@ def test_negative_softmax_ignores_the_positive(scores):
 
 
 def test_bpr_max_is_finite_when_the_positive_is_far_below_every_negative():
-    s = torch.tensor([[-200.0, 50.0, 60.0], [40.0, -300.0, 45.0]])
-    loss = bpr_max_loss(s, 0.0)
+    s = torch.tensor([[-200.0, 50.0, 60.0], [40.0, -300.0, 45.0], [1.0, 0.0, 0.5]], requires_grad=True)
+    loss = bpr_max_loss(s[:2], 0.0)
     assert torch.isfinite(loss)
+    both = bpr_max_loss(s, 0.0)  # one extreme row next to an ordinary one: both exact
+    assert both.item() == pytest.approx(ref_bpr_max(s.tolist(), 0.0), rel=1e-5)
+    both.backward()
+    assert torch.isfinite(s.grad).all() and s.grad[0, 0] < 0  # the positive is pushed up
     # -log sigmoid(x) ~ -x for very negative x: row 0 ~ 250..260, row 1 ~ 340..345
     assert 250 < loss.item() < 345
 

@@ -106,6 +106,24 @@ def test_shuffle_changes_the_order_fixed_order_does_not():
     assert firsts(fixed, 0) == firsts(fixed, 1) == [int(seqs[0][0]), int(seqs[1][0]), int(seqs[2][0])]
 
 
+def test_longest_first_starts_the_longest_sequences_and_shuffles_ties():
+    seqs, n = distinct_sequences([3, 9, 3, 5, 9, 3, 2])
+    data = SessionParallelData(seqs, n, n_negatives=0, order="longest-first")
+    owner = {int(c): q for q, s in enumerate(seqs) for c in s}
+    def starts(seed):
+        out = []
+        for b in data.batches(2, shuffle=True, generator=torch.Generator().manual_seed(seed)):
+            out += [owner[i] for i, p in zip(b["item"].tolist(), b["prev"].tolist()) if p < 0]
+        return out
+    orders = {tuple(starts(seed)) for seed in range(20)}
+    for o in orders:
+        assert [len(seqs[q]) for q in o] == [9, 9, 5, 3, 3, 3, 2]
+    assert len(orders) > 1  # equal lengths come in a new random order
+    # no shuffle: ties keep the given order
+    fixed = [owner[i] for b in data.batches(2) for i, p in zip(b["item"].tolist(), b["prev"].tolist()) if p < 0]
+    assert fixed == [1, 4, 3, 0, 2, 5, 6]
+
+
 def test_schedule_shrinks_once_no_sequence_is_left():
     sched = session_parallel_schedule([3, 11, 3, 3], batch_size=2)
     sizes = np.diff(sched.step_start)
@@ -160,6 +178,7 @@ def test_item_counts():
     (dict(n_negatives=-1), "n_negatives"),
     (dict(alpha=-0.5), "alpha"),
     (dict(order="time"), "order"),
+    (dict(order="longest"), "order"),
     (dict(n_items=0), "n_items"),
 ])
 def test_bad_input_names_the_field(kwargs, field):

@@ -449,7 +449,7 @@ def next_item_table(model, ml, codes: Sequence[int], k: int = 10) -> pd.DataFram
     cat = item_catalogue(ml)
     scores = torch.as_tensor(model.score_next([np.asarray(codes, dtype=np.int64)]), dtype=torch.float64)[0]
     share = torch.softmax(scores, dim=0)
-    top = torch.topk(scores, k).indices.numpy()
+    top = torch.argsort(scores, descending=True, stable=True)[:k].numpy()  # ties: lower code first
     return pd.DataFrame({"rank": np.arange(1, k + 1), "title": cat.loc[top, "title"].to_numpy(),
                          "item_id": cat.loc[top, "item_id"].to_numpy(), "score": scores[top].numpy(),
                          "share": share[top].numpy(), "seen": np.isin(top, codes)})

@@ -40,6 +40,7 @@ __all__ = ["PopularitySampler", "SessionParallelData", "SlotSchedule", "SlotStat
            "session_parallel_schedule"]
 
 N_RESERVED = 2  # item codes 0 (padding) and 1 (unknown) are never items
+ORDERS = ("shuffle", "longest-first", "fixed")
 
 
 def _check_sequences(sequences, n_items: int, *, name: str = "sequences", min_len: int = 0) -> list[np.ndarray]:
@@ -194,9 +195,17 @@ class SessionParallelData:
         n_negatives: extra negatives per batch, shared by all its rows (0: only the other rows'
             targets serve as negatives).
         alpha: negatives are drawn with probability proportional to ``count ** alpha``.
-        order: ``"shuffle"``: a new random order of the sequences every pass when ``batches`` is
-            called with ``shuffle=True`` (as :func:`recbook.train.fit` does); ``"fixed"``: always
+        order: which sequence takes a free slot next. ``"shuffle"``: a new random order every
+            pass when ``batches`` is called with ``shuffle=True`` (as :func:`recbook.train.fit`
+            does); ``"longest-first"``: longest sequences first (ties in a new random order every
+            shuffled pass), so that all slots run out at about the same step; ``"fixed"``: always
             the order of ``sequences`` (GRU4Rec's original orders sessions by their start time).
+
+    Why ``"longest-first"``: with a random order, a few long sequences are usually still running
+    when the others are done, and the last few hundred steps of a pass train on a handful of
+    users with a tiny batch (on ML-100K with 64 slots: about 240 steps with fewer than 16 active
+    slots). The model then ends every pass leaning towards whoever came last. Starting the long
+    sequences first keeps the batch full until the last ~20 steps (and makes the pass shorter).
 
     ``len(data)`` is the number of (input, next item) pairs of one pass.
     """
@@ -207,8 +216,8 @@ class SessionParallelData:
         self.sequences = _check_sequences(sequences, self.n_items)
         if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives < 0:
             raise ValueError(f"n_negatives: expected an integer >= 0, got {n_negatives!r}")
-        if order not in ("shuffle", "fixed"):
-            raise ValueError(f"order: expected 'shuffle' or 'fixed', got {order!r}")
+        if order not in ORDERS:
+            raise ValueError(f"order: expected one of {ORDERS}, got {order!r}")
         self.n_negatives = int(n_negatives)
         self.order = order
         self.counts = item_counts(self.sequences, self.n_items)
@@ -237,9 +246,11 @@ class SessionParallelData:
     def schedule(self, batch_size: int, *, shuffle: bool = False,
                  generator: torch.Generator | None = None) -> SlotSchedule:
         """The slot assignment of one pass (see :func:`session_parallel_schedule`)."""
-        order = None
-        if shuffle and self.order == "shuffle":
+        order = np.arange(len(self.sequences))
+        if shuffle and self.order != "fixed":
             order = torch.randperm(len(self.sequences), generator=generator).numpy()
+        if self.order == "longest-first":
+            order = order[np.argsort(-self.lengths[order], kind="stable")]
         return session_parallel_schedule(self.lengths, batch_size, order)
 
     def n_batches(self, batch_size: int, *, shuffle: bool = False,

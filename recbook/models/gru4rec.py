@@ -303,11 +303,11 @@ class GRU4RecConfig:
         return GRU4RecConfig(**{**asdict(self), **changes})
 
 
-def build_gru4rec(n_items: int, config: GRU4RecConfig) -> GRU4Rec:
+def build_gru4rec(n_items: int, config: GRU4RecConfig, *, validate: bool = True) -> GRU4Rec:
     """The network of ``config`` (seed torch first for a reproducible initialisation)."""
     return GRU4Rec(n_items, config.layers, tied=config.tied, embedding_dim=config.embedding_dim,
                    dropout_embed=config.dropout_embed, dropout_hidden=config.dropout_hidden,
-                   sparse_grad=config.sparse)
+                   sparse_grad=config.sparse, validate=validate)
 
 
 def train_gru4rec(data, config: GRU4RecConfig = GRU4RecConfig(), *, seed: int = 0, n_items: int | None = None,
@@ -332,7 +332,8 @@ def train_gru4rec(data, config: GRU4RecConfig = GRU4RecConfig(), *, seed: int = 
     valid = next_item_split(data, "valid")
     with num_threads(threads):
         seed_everything(seed)
-        model = build_gru4rec(n_items, config)
+        # SessionParallelData has validated every code once; no need to check each batch again.
+        model = build_gru4rec(n_items, config, validate=False)
     loss = SessionLoss(config.loss, bpreg=config.bpreg, elu=config.elu, logq=config.logq,
                        counts=train.counts, alpha=config.alpha)
     if config.optimizer == "adagradm":
@@ -344,4 +345,5 @@ def train_gru4rec(data, config: GRU4RecConfig = GRU4RecConfig(), *, seed: int = 
     result = fit(model, train, valid, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                  optimizer=optimizer, loss_fn=loss, evaluate=evaluate, metric=config.metric,
                  patience=config.patience, seed=seed, threads=threads, progress=progress)
+    model.validate = True
     return model, result
