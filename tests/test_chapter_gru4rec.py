@@ -187,3 +187,13 @@ def test_compare_variants_and_plot():
     assert len(axes) == 2 and len(axes[0].patches) == 2
     with pytest.raises(ValueError, match="^variants"):
         chapter.compare_variants(d, {}, base)
+
+
+def test_seen_share_counts_top_k_slots_spent_on_the_history():
+    class Fixed:
+        def score_next(self, histories):
+            return torch.tensor([[-np.inf, -np.inf, 5.0, 4.0, 3.0, 2.0, 1.0]] * len(histories))
+
+    split = SimpleNamespace(histories=[np.array([2, 3]), np.array([6]), np.array([2])])
+    out = chapter.seen_share(Fixed(), split, k=2)  # top 2 = items 2 and 3 for everyone
+    assert out == {"mean share": pytest.approx((1.0 + 0.0 + 0.5) / 3), "users with none": pytest.approx(1 / 3)}

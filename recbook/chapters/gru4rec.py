@@ -44,7 +44,7 @@ __all__ = [
     "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants", "item_catalogue",
     "leave_last_out_by_tie_rule", "listing_checks", "listing_model", "next_item_dropdown",
     "next_item_payload", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
-    "plot_variants", "prepared_sequences", "slot_table", "tie_rule_effect", "training_signals",
+    "plot_variants", "prepared_sequences", "seen_share", "slot_table", "tie_rule_effect", "training_signals",
 ]
 
 
@@ -400,6 +400,20 @@ def tie_rule_effect(model, ml) -> pd.DataFrame:
         row.update({f"test_{k}": v for k, v in evaluate_next_item(model, next_item_split(d, "test")).items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("ties")
+
+
+def seen_share(model, split, k: int = 20) -> dict:
+    """How many of a model's top-``k`` slots go to items the user has already rated.
+
+    The sequence protocol does not exclude seen items, and in ML-100K no user rates a movie
+    twice, so every seen item in the top ``k`` is a slot lost. Returns ``{"mean share": ...,
+    "users with none": ...}`` (the mean fraction of the top ``k`` that is seen, and the share of
+    users whose top ``k`` holds no seen item)."""
+    k = require_positive_int(k, name="k")
+    scores = torch.as_tensor(model.score_next(split.histories))
+    top = torch.topk(scores, k, dim=1).indices.numpy()
+    seen = np.array([np.isin(top[u], split.histories[u]).mean() for u in range(len(top))])
+    return {"mean share": float(seen.mean()), "users with none": float((seen == 0).mean())}
 
 
 # --------------------------------------------------------------------------------------------
