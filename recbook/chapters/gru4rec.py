@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from .._checks import require_columns, require_positive_int
-from ..data.sessions import N_RESERVED, _check_sequences, session_parallel_schedule
+from ..data.sessions import N_RESERVED, check_item_sequences, session_parallel_schedule
 from ..data.tensors import TensorData
 from ..models.gru4rec import GRU4RecConfig, train_gru4rec
 from ..next_item import evaluate_next_item, next_item_split
@@ -209,7 +209,7 @@ class PaddedGRU(nn.Module):
 
     @torch.no_grad()
     def score_next(self, histories) -> torch.Tensor:
-        seqs = _check_sequences(histories, self.n_items, name="histories", min_len=1)
+        seqs = check_item_sequences(histories, self.n_items, name="histories", min_len=1)
         was = self.training
         self.eval()
         try:

@@ -36,14 +36,14 @@ import torch
 
 from .._checks import require_positive_int
 
-__all__ = ["PopularitySampler", "SessionParallelData", "SlotSchedule", "SlotState", "item_counts",
+__all__ = ["PopularitySampler", "SessionParallelData", "SlotSchedule", "SlotState", "check_item_sequences", "item_counts",
            "session_parallel_schedule"]
 
 N_RESERVED = 2  # item codes 0 (padding) and 1 (unknown) are never items
 ORDERS = ("shuffle", "longest-first", "fixed")
 
 
-def _check_sequences(sequences, n_items: int, *, name: str = "sequences", min_len: int = 0) -> list[np.ndarray]:
+def check_item_sequences(sequences, n_items: int, *, name: str = "sequences", min_len: int = 0) -> list[np.ndarray]:
     """Validate a list of 1-D integer arrays of item codes in ``[2, n_items)``."""
     if isinstance(sequences, (str, bytes, np.ndarray, torch.Tensor)) or not isinstance(sequences, Sequence):
         raise ValueError(f"{name}: expected a list of 1-D integer arrays of item codes, "
@@ -70,7 +70,7 @@ def _check_sequences(sequences, n_items: int, *, name: str = "sequences", min_le
 def item_counts(sequences, n_items: int) -> np.ndarray:
     """``[n_items]`` int64: how many events of ``sequences`` hold each item code."""
     n_items = require_positive_int(n_items, name="n_items")
-    seqs = _check_sequences(sequences, n_items)
+    seqs = check_item_sequences(sequences, n_items)
     return np.bincount(np.concatenate(seqs), minlength=n_items).astype(np.int64)
 
 
@@ -213,7 +213,7 @@ class SessionParallelData:
     def __init__(self, sequences, n_items: int, *, n_negatives: int = 2048, alpha: float = 0.5,
                  order: str = "shuffle"):
         self.n_items = require_positive_int(n_items, name="n_items")
-        self.sequences = _check_sequences(sequences, self.n_items)
+        self.sequences = check_item_sequences(sequences, self.n_items)
         if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives < 0:
             raise ValueError(f"n_negatives: expected an integer >= 0, got {n_negatives!r}")
         if order not in ORDERS:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .._checks import require_positive_int
-from ..data.sessions import N_RESERVED, _check_sequences, item_counts
+from ..data.sessions import N_RESERVED, check_item_sequences, item_counts
 
 __all__ = ["ItemKNNLast", "MostPopular", "cooccurrence"]
 
@@ -59,7 +59,7 @@ class MostPopular:
         return cls(item_counts(sequences, n_items))
 
     def score_next(self, histories) -> torch.Tensor:
-        seqs = _check_sequences(histories, self.n_items, name="histories")
+        seqs = check_item_sequences(histories, self.n_items, name="histories")
         return self._scores.expand(len(seqs), -1).clone()
 
     def __repr__(self) -> str:
@@ -77,7 +77,7 @@ def cooccurrence(sequences, n_items: int, *, window: int = 1, directed: bool = T
     window = require_positive_int(window, name="window")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay) or decay < 0:
         raise ValueError(f"decay: expected a finite number >= 0, got {decay!r}")
-    seqs = _check_sequences(sequences, n_items)
+    seqs = check_item_sequences(sequences, n_items)
     c = np.zeros((n_items, n_items), dtype=np.float64)
     for d in range(1, window + 1):
         a = np.concatenate([s[:-d] for s in seqs if len(s) > d] or [np.empty(0, np.int64)])
@@ -129,7 +129,7 @@ class ItemKNNLast:
 
     def score_next(self, histories) -> torch.Tensor:
         """``[U, n_items]`` float64 scores: row ``u`` is the co-occurrence row of ``histories[u][-1]``."""
-        seqs = _check_sequences(histories, self.n_items, name="histories")
+        seqs = check_item_sequences(histories, self.n_items, name="histories")
         last = torch.tensor([int(s[-1]) if len(s) else 0 for s in seqs], dtype=torch.long)
         scores = self._table[last].clone()
         empty = torch.tensor([len(s) == 0 for s in seqs])

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import require_fraction, require_positive_int
-from ..data.sessions import N_RESERVED, SessionParallelData, _check_sequences
+from ..data.sessions import N_RESERVED, SessionParallelData, check_item_sequences
 from ..losses import bpr_max_loss, sampled_softmax_loss, top1_max_loss
 
 __all__ = ["GRU4Rec", "GRU4RecConfig", "SessionLoss", "train_gru4rec"]
@@ -60,7 +60,7 @@ class GRU4Rec(nn.Module):
         n_items: number of item codes (score columns), reserved codes 0 and 1 included.
         layers: hidden size of each GRU layer.
         tied: the input embedding of an item is its output vector (size ``layers[-1]``); the
-            original's "constrained embedding", its best setting on every public data set.
+            original's "constrained embedding", used by all of its authors' published best settings.
         embedding_dim: size of a separate input embedding when ``tied`` is False (default
             ``layers[0]``).
         dropout_embed: dropout on the input embedding.
@@ -194,7 +194,7 @@ class GRU4Rec(nn.Module):
         Histories are read together, longest first; at step ``t`` only the histories longer than
         ``t`` advance (no padding is ever read). An empty history gives the zero state.
         """
-        seqs = _check_sequences(histories, self.n_items, name="histories")
+        seqs = check_item_sequences(histories, self.n_items, name="histories")
         was_training = self.training
         self.eval()
         try:
