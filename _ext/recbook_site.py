@@ -1,29 +1,216 @@
-"""Three fixes for the recbook website, loaded by _config.yml (``sphinx: local_extensions``).
+"""The recbook website's own Sphinx extension, loaded by _config.yml (``sphinx: local_extensions``).
 
-Each shows up as an error in the browser test (tests/browser/) on the stock Jupyter Book 1 stack
-(Sphinx 7.4, sphinx-thebe, myst-nb with ipywidgets 8, MathJax 3):
+What it adds to the stock Jupyter Book 1 stack (Sphinx 7.4, sphinx-thebe, myst-nb with
+ipywidgets 8, MathJax 3):
 
-1. Sphinx 7.4 writes every inline script that an extension registers after the builder has
-   started (sphinx-thebe, sphinx-togglebutton) twice: once from ``app.add_js_file`` and once more
-   when it copies the registry in ``prepare_writing`` (``None`` versus ``''`` as file name defeats
-   its duplicate check). sphinx-thebe's ``const THEBE_JS_URL`` declared twice is a SyntaxError on
-   every page. We drop the registry copies that the builder already holds.
-2. ipywidgets 8 typesets widget labels with the MathJax 2 API, ``MathJax.Hub.Queue``, and the
-   book loads MathJax 3, so every labelled widget throws a TypeError while it renders. A small
-   shim maps ``Hub.Queue(["Typeset", MathJax.Hub, element])`` to ``MathJax.typesetPromise``.
-3. The widget manager (@jupyter-widgets/html-manager 1.x) computes where its icon fonts live from
-   the require.js URL of its own module, which defaults to the page's folder
-   (``book/@jupyter-widgets/html-manager/dist/*.woff2``: 404 on every widget page). On pages with
-   widgets we configure require.js, before it loads, to map that module folder to the folder
-   ``embed-amd.js`` really comes from (the CDN on the website, ``_static/`` in the offline test).
+A. **One repository URL.** The launch buttons (Binder, Colab), the repository and issue buttons
+   and ``{{ repository_url }}`` in Markdown pages all read ``recbook.REPOSITORY_URL``
+   (``recbook/__init__.py``), the same constant the notebooks' setup cell is rendered from.
+   ``_config.yml`` carries no URL (Jupyter Book refuses the repository buttons without one there,
+   so this extension switches them on); a URL set there that differs is an error. Change the URL
+   in one place: ``python tools/set_repository_url.py NEW_URL``.
+B. **Figures that compute in the browser.** Altair charts (Vega-Lite with parameters bound to
+   controls) need vega, vega-lite and vega-embed. On pages that hold a chart we load the three,
+   pinned (:func:`vega_packages`), from ``recbook_vega_base`` (a CDN on the website,
+   ``_static/`` in the offline browser test), before require.js so that their UMD wrappers do not
+   meet an AMD loader. Altair's own loader then finds them already loaded: it fetches nothing.
+C. **Diagrams drawn at build time**: the ``{recbook-diagram}`` directive runs a drawing function
+   of ``_ext/recbook_diagrams.py`` and shows the SVG it writes (see there).
+D. **Exercises are numbered per chapter** (Exercise 1, 2, ... in every chapter), not across the
+   book; solutions follow their exercise's number. **Citations and the bibliography** both read
+   author–year ("Rendle, 2010"), the list sorted by author (pybtex style ``recbook``).
+E. Three fixes for browser errors, each found by the browser test (tests/browser/):
+
+   1. Sphinx 7.4 writes every inline script that an extension registers after the builder has
+      started (sphinx-thebe, sphinx-togglebutton) twice: once from ``app.add_js_file`` and once
+      more when it copies the registry in ``prepare_writing`` (``None`` versus ``''`` as file name
+      defeats its duplicate check). sphinx-thebe's ``const THEBE_JS_URL`` declared twice is a
+      SyntaxError on every page. We drop the registry copies that the builder already holds.
+   2. ipywidgets 8 typesets widget labels with the MathJax 2 API, ``MathJax.Hub.Queue``, and the
+      book loads MathJax 3, so every labelled widget throws a TypeError while it renders. A small
+      shim maps ``Hub.Queue(["Typeset", MathJax.Hub, element])`` to ``MathJax.typesetPromise``.
+   3. The widget manager (@jupyter-widgets/html-manager 1.x) computes where its icon fonts live
+      from the require.js URL of its own module, which defaults to the page's folder
+      (``book/@jupyter-widgets/html-manager/dist/*.woff2``: 404 on every widget page). On pages
+      with widgets we configure require.js, before it loads, to map that module folder to the
+      folder ``embed-amd.js`` really comes from (the CDN on the website, ``_static/`` offline).
 """
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
 from sphinx.application import Sphinx
+from sphinx.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
+JUPYTER_BOOK_DEFAULT_URL = "https://github.com/executablebooks/jupyter-book"
+
+
+# ---------------------------------------------------------------------------------------------
+# A. One repository URL
+# ---------------------------------------------------------------------------------------------
+def repository_url(root: Path = ROOT) -> str:
+    """``REPOSITORY_URL`` of ``recbook/__init__.py``, read without importing the package."""
+    tree = ast.parse((root / "recbook" / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REPOSITORY_URL"
+                                                for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise ConfigError("recbook/__init__.py defines no REPOSITORY_URL")
+
+
+def _set_repository_url(app: Sphinx, config) -> None:
+    url = repository_url()
+    options = dict(config.html_theme_options or {})
+    given = options.get("repository_url")
+    if given not in (None, "", JUPYTER_BOOK_DEFAULT_URL, url):
+        raise ConfigError(
+            f"_config.yml sets repository.url to {given!r}, but the book's repository URL is "
+            f"recbook.REPOSITORY_URL = {url!r}. Remove repository.url from _config.yml and change "
+            f"the URL with: python tools/set_repository_url.py NEW_URL")
+    options["repository_url"] = url
+    options.setdefault("use_repository_button", True)
+    options.setdefault("use_issues_button", True)
+    config.html_theme_options = options
+    # Markdown pages write {{ repository_url }} (e.g. book/intro.md's "clone the repository").
+    config.myst_substitutions = {**(config.myst_substitutions or {}), "repository_url": url}
+
+
+# ---------------------------------------------------------------------------------------------
+# B. Vega, Vega-Lite and vega-embed for Altair charts
+# ---------------------------------------------------------------------------------------------
+def vega_packages() -> dict[str, str]:
+    """``{npm package: version}`` of the three scripts every chart page loads.
+
+    vega-lite is the version the installed Altair writes its specs for (Altair's loader checks
+    it); vega must be 6.3.1 or newer (6.3.0's build reports itself as 5.33.1).
+    """
+    import altair
+
+    return {"vega": "6.4.0", "vega-lite": altair.VEGALITE_VERSION, "vega-embed": "7.3.0"}
+
+
+VEGA_FILES = {"vega": "build/vega.min.js", "vega-lite": "build/vega-lite.min.js",
+              "vega-embed": "build/vega-embed.min.js"}
+"""Where each package keeps its browser build (UMD), relative to the package folder."""
+
+# Altair's HTML output loads vega from a CDN unless VEGA_DEBUG already holds the versions it
+# expects (altair.VEGA_VERSION, VEGALITE_VERSION, VEGAEMBED_VERSION). We record what really
+# loaded, so a version Altair does not expect makes it fetch its own (and the offline test fail).
+# With require.js on the page (widgets), Altair asks require.js for "vega-embed": we register the
+# loaded globals as named AMD modules so that nothing is fetched either.
+VEGA_READY = """\
+(function () {
+  var want = %(want)s;
+  var have = {vega_version: window.vega && vega.version,
+              vegalite_version: window.vegaLite && vegaLite.version,
+              vegaembed_version: window.vegaEmbed && vegaEmbed.version};
+  window.VEGA_DEBUG = window.VEGA_DEBUG || {};
+  Object.keys(want).forEach(function (key) {
+    var v = have[key] || "";
+    if (v === want[key] || v.split(".")[0] === want[key]) VEGA_DEBUG[key] = want[key];
+    else console.error("recbook: " + key + " " + v + " loaded, Altair expects " + want[key]);
+  });
+  // Keep each chart's element, spec and Vega view, for the browser test (tests/browser/).
+  var embed = window.vegaEmbed;
+  if (!embed) return;
+  window.recbookCharts = [];
+  window.vegaEmbed = Object.assign(function (el, spec, opt) {
+    return embed(el, spec, opt).then(function (result) {
+      var element = typeof el === "string" ? document.querySelector(el) : el;
+      window.recbookCharts.push({element: element, spec: spec, view: result.view});
+      return result;
+    });
+  }, embed);
+})();"""
+
+VEGA_AMD = """\
+if (typeof define === "function" && define.amd && window.vegaEmbed) {
+  define("vega", [], function () { return window.vega; });
+  define("vega-lite", [], function () { return window.vegaLite; });
+  define("vega-embed", [], function () { return window.vegaEmbed; });
+}"""
+
+CHART_MARKER = "VEGA_DEBUG"  # in every chart Altair writes as HTML
+
+
+def _vega_urls(base: str) -> list[str]:
+    base = base.rstrip("/")
+    return [f"{base}/{name}@{version}/{VEGA_FILES[name]}" for name, version in vega_packages().items()]
+
+
+def _add_vega(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    if CHART_MARKER not in (context.get("body") or ""):
+        return
+    import altair
+
+    for url in _vega_urls(app.config.recbook_vega_base):
+        app.add_js_file(url, priority=200)  # before require.js (500): no AMD loader yet
+    want = {"vega_version": altair.VEGA_VERSION, "vegalite_version": altair.VEGALITE_VERSION,
+            "vegaembed_version": altair.VEGAEMBED_VERSION}
+    app.add_js_file(None, body=VEGA_READY % {"want": json.dumps(want)}, priority=201)
+    app.add_js_file(None, body=VEGA_AMD, priority=510)  # after require.js, before the charts
+
+
+# ---------------------------------------------------------------------------------------------
+# D. Exercise numbers per chapter; author-year bibliography labels
+# ---------------------------------------------------------------------------------------------
+def _number_exercises_per_chapter(app: Sphinx, env) -> list[str]:
+    """Restart the exercise count in every document (Sphinx counts across the whole book)."""
+    changed = []
+    for docname, per_type in env.toc_fignumbers.items():
+        numbers = per_type.get("exercise")
+        if not numbers:
+            continue
+        renumbered = {ids: (i,) for i, ids in enumerate(numbers, start=1)}  # document order
+        if renumbered != numbers:
+            per_type["exercise"] = renumbered
+            changed.append(docname)
+    return changed
+
+
+def _register_bibliography_style() -> None:
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        """Labels as the citations read: "Rendle, 2010", "Juan et al., 2016"."""
+
+        def format_labels(self, sorted_entries):
+            labels = [self.format_label(entry) for entry in sorted_entries]
+            seen: dict[str, int] = {}
+            for label in labels:
+                seen[label] = seen.get(label, 0) + 1
+            suffix: dict[str, int] = {}
+            for label in labels:
+                if seen[label] > 1:  # "Rendle, 2010a", "Rendle, 2010b"
+                    suffix[label] = suffix.get(label, 0) + 1
+                    yield f"{label}{chr(ord('a') + suffix[label] - 1)}"
+                else:
+                    yield label
+
+        @staticmethod
+        def format_label(entry) -> str:
+            people = entry.persons.get("author") or entry.persons.get("editor") or []
+            names = [" ".join(p.last_names) or " ".join(p.first_names) for p in people]
+            who = "Anon." if not names else names[0] if len(names) == 1 else \
+                f"{names[0]} and {names[1]}" if len(names) == 2 else f"{names[0]} et al."
+            return f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class Style(UnsrtStyle):
+        default_sorting_style = "author_year_title"
+        default_label_style = "recbook_author_year"
+
+    register_plugin("pybtex.style.labels", "recbook_author_year", AuthorYearLabels, force=True)
+    register_plugin("pybtex.style.formatting", "recbook", Style, force=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# E. Fixes for browser errors
+# ---------------------------------------------------------------------------------------------
 # Runs at DOMContentLoaded: after the deferred MathJax script, before the widget manager renders
 # the widgets (on window load).
 MATHJAX2_HUB_SHIM = """\
@@ -72,6 +259,12 @@ def _add_stylesheet(app: Sphinx) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    import recbook_diagrams  # the same folder is on sys.path (local_extensions)
+
+    app.add_config_value("recbook_vega_base", "https://cdn.jsdelivr.net/npm", "html", str)
+    _register_bibliography_style()
+    app.connect("env-get-updated", _number_exercises_per_chapter, priority=900)
+    app.connect("config-inited", _set_repository_url)
     app.connect("builder-inited", _add_stylesheet)
     # Tables drawn by pandas' Styler carry no class, so the theme gives their cells no padding.
     app.add_css_file("recbook.css")
@@ -79,4 +272,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-updated", _drop_duplicate_inline_scripts)
     # After myst-nb (priority 500) has added the widget scripts to the page.
     app.connect("html-page-context", _point_require_at_widget_manager, priority=600)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("html-page-context", _add_vega, priority=600)
+    recbook_diagrams.setup(app)
+    return {"version": "1.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,175 +1,679 @@
 """The leaderboard: train and evaluate the book's models on the book's protocols.
 
 ``python -m recbook.bench`` (or ``make bench``) trains every registered model with several seeds,
-evaluates it on the test split, and writes
+evaluates it on the test split of its protocol, and merges the rows into
 
 * ``book/results/bench.csv`` — one row per model x seed: every test metric, epochs, wall and
-  process-CPU seconds per epoch, thread count and library versions;
-* ``book/results/bench.md`` — a markdown table of mean ± std per model.
+  process-CPU seconds per epoch, total seconds, peak memory, thread count, library versions, and
+  a **fingerprint** of what produced the row (the model's settings, the protocol's settings, a
+  checksum of the data and recbook's version);
+* ``book/results/bench.md`` — one markdown table per protocol, mean ± std per model.
 
-Same seeds, same machine → same metrics. ``--quick`` caps training at a small budget (for a smoke
-run) and writes under ``_build/bench-quick/`` unless ``--out`` says otherwise, so the committed
-results always come from full runs.
+A run of some models or seeds replaces only their rows (by model, protocol and seed) and keeps the
+others. Same seeds, same machine → same metrics. ``--quick`` caps training at a small budget (a
+smoke run) and writes under ``_build/bench-quick/`` unless ``--out`` says otherwise, so the
+committed results always come from full runs.
 
-A model registers itself with :func:`register` (name, protocol, builder, training settings); later
-chapters add theirs to :data:`REGISTRY`.
+**Protocols** (:data:`PROTOCOLS`) say how a model is trained, validated and tested on one data set:
+
+* ``ctr`` — the CTR rows of :func:`recbook.data.ctr_protocol`; AUC, logloss, GAUC;
+* ``retrieval`` — leave-last-out sequences (:func:`recbook.data.sequence_protocol`), each user's
+  earlier items excluded from the candidates; Recall@K and NDCG@K for K in 10, 20, 50, 100;
+* ``sequence`` — the same sequences, nothing excluded (a user may rate again what they rated, and
+  a next-item model should not be told what not to predict); Recall@K and MRR@K for K in 10, 20,
+  and NDCG@10.
+
+A model on a ranking protocol provides ``score_items(data, split) -> [U, n_items]`` scores, one
+row per user of ``data`` and one column per item code, reading only what the user did before the
+``split`` target (:meth:`recbook.data.SequenceData.history`).
+
+**Entries** (:class:`Entry`, kept in :data:`REGISTRY`) name a factory and its parameters rather
+than hiding them in a lambda, so the fingerprint sees every setting. Registering is idempotent:
+the same entry again is a no-op, a changed one replaces the old with a message, and the built-in
+entries are always present.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
+import os
 import platform
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from .train import evaluate_ctr, fit, library_versions, num_threads, seed_everything
+from . import __version__
+from ._checks import require_columns
+from .train import FitResult, evaluate_ctr, fit, library_versions, num_threads, seed_everything
 
 DEFAULT_OUT = Path("book") / "results"
 QUICK_OUT = Path("_build") / "bench-quick"
 QUICK_EPOCHS = 2
+KEY = ["model", "protocol", "seed"]
+MAX_SEED = 2**32 - 1
 
+
+# --------------------------------------------------------------------------------------------
+# Protocols
+# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Entry:
-    """How the leaderboard trains one model.
+class Protocol:
+    """How models are trained, validated and tested on one data set.
 
-    ``build(data)`` returns a fresh model for the protocol's data; ``fit_kwargs`` go to
-    :func:`recbook.train.fit`; ``evaluate(model, split)`` returns the test metrics.
+    ``load()`` returns the data (loaded once per run); ``train_data(data)`` what ``fit`` trains
+    on by default; ``evaluate(model, data, split)`` the metrics on ``"valid"`` or ``"test"``;
+    ``metric`` the validation metric that early stopping watches; ``settings`` what the protocol
+    fixes and ``checksum()`` a checksum of its data (both recorded in every fingerprint).
     """
 
     name: str
-    protocol: str
-    build: Callable
-    fit_kwargs: dict = field(default_factory=dict)
-    evaluate: Callable = evaluate_ctr
+    load: Callable[[], Any]
+    evaluate: Callable[[Any, Any, str], dict]
+    metric: str
+    train_data: Callable[[Any], Any] | None = None
+    settings: dict = field(default_factory=dict)
     description: str = ""
+    checksum: Callable[[], str] | None = None
 
 
-REGISTRY: dict[str, Entry] = {}
+def _movielens():
+    from .data import load_movielens100k
+
+    return load_movielens100k(progress=False)
 
 
-def register(entry: Entry) -> Entry:
-    if entry.name in REGISTRY:
-        raise ValueError(f"name: a model called {entry.name!r} is already registered")
-    REGISTRY[entry.name] = entry
-    return entry
+def _load_ctr():
+    from .data import ctr_protocol
+
+    return ctr_protocol(_movielens(), history_len=CTR_HISTORY_LEN)
+
+
+def _load_sequences():
+    from .data import sequence_protocol
+
+    return sequence_protocol(_movielens())
+
+
+def _evaluate_ctr(model, data, split: str) -> dict:
+    return evaluate_ctr(model, getattr(data, split))
+
+
+def _scores(model, data, split: str) -> np.ndarray:
+    if not hasattr(model, "score_items"):
+        raise ValueError(f"model: {type(model).__name__} has no score_items(data, split); a model on a "
+                         "ranking protocol must score every item for every user")
+    import torch
+
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.no_grad():
+            scores = model.score_items(data, split)
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
+    if hasattr(scores, "detach"):
+        scores = scores.detach().cpu().float().numpy()
+    scores = np.asarray(scores)
+    if scores.shape != (len(data), data.n_items):
+        raise ValueError(f"score_items: returned shape {scores.shape}; expected ({len(data)}, {data.n_items}), "
+                         "one row per user and one column per item code")
+    return scores
+
+
+RETRIEVAL_KS = (10, 20, 50, 100)
+SEQUENCE_KS = (10, 20)
+
+
+def _evaluate_retrieval(model, data, split: str) -> dict:
+    from .metrics import ranking_report
+
+    report = ranking_report(_scores(model, data, split), data.targets(split), RETRIEVAL_KS,
+                            exclude=data.seen(split))
+    return {k: v for k, v in report.items() if k.startswith(("recall@", "ndcg@"))}
+
+
+def _evaluate_sequence(model, data, split: str) -> dict:
+    from .metrics import ranking_report
+
+    report = ranking_report(_scores(model, data, split), data.targets(split), SEQUENCE_KS)
+    keep = [f"{m}@{k}" for k in SEQUENCE_KS for m in ("recall", "mrr")] + ["ndcg@10"]
+    return {k: report[k] for k in keep}
 
 
 # The CTR protocol's shared settings (see the FM chapter): embedding 16, batch 1024, Adam 1e-3,
 # early stopping on validation AUC. `epochs` is a cap, high enough that early stopping ends training.
 CTR_FIT = dict(batch_size=1024, lr=1e-3, epochs=100, patience=3, metric="auc")
+# Every CTR row carries the user's last 50 earlier items (DIN reads them; the other models ignore them).
+CTR_HISTORY_LEN = 50
+
+def ctr_rows(data):
+    """The CTR training rows without the behaviour histories (every CTR model but DIN)."""
+    return data.train.drop("hist_item", "hist_mask")
 
 
-def _register_builtin():
-    from .models import FactorizationMachine, LogisticRegression
-
-    register(Entry("LR", "ctr", lambda d: LogisticRegression(d.schema), dict(CTR_FIT),
-                   description="logistic regression on one-hot fields"))
-    register(Entry("FM", "ctr", lambda d: FactorizationMachine(d.schema, dim=16), dict(CTR_FIT),
-                   description="factorization machine, k = 16"))
+def ctr_rows_with_history(data):
+    """The CTR training rows with the behaviour histories (DIN)."""
+    return data.train
 
 
-def _load_ctr():
-    from .data import ctr_protocol, load_movielens100k
-
-    return ctr_protocol(load_movielens100k())
+def _movielens_checksum() -> str:
+    return movielens_checksum()
 
 
-# Protocol name -> loader of its data (an object with .train, .valid, .test). Loaded once per run.
-PROTOCOLS: dict[str, Callable] = {"ctr": _load_ctr}
+PROTOCOLS: dict[str, Protocol] = {
+    "ctr": Protocol(
+        "ctr", _load_ctr, _evaluate_ctr, metric="auc", train_data=ctr_rows,
+        settings={"label": "rating >= 4", "split": "time 80/10/10, ties by file order",
+                  "history_len": CTR_HISTORY_LEN, "metrics": ["auc", "logloss", "gauc"]},
+        description="CTR rows split by time; AUC, logloss, GAUC", checksum=_movielens_checksum),
+    "retrieval": Protocol(
+        "retrieval", _load_sequences, _evaluate_retrieval, metric="recall@50",
+        settings={"split": "leave-last-out, ties by file order", "exclude": "earlier items",
+                  "ks": list(RETRIEVAL_KS)},
+        description="leave-last-out, earlier items excluded; Recall/NDCG@10,20,50,100",
+        checksum=_movielens_checksum),
+    "sequence": Protocol(
+        "sequence", _load_sequences, _evaluate_sequence, metric="recall@20",
+        settings={"split": "leave-last-out, ties by file order", "exclude": "nothing",
+                  "ks": list(SEQUENCE_KS)},
+        description="leave-last-out, nothing excluded; Recall/MRR@10,20, NDCG@10",
+        checksum=_movielens_checksum),
+}
 
 
 def load_protocol(name: str):
     """The data set a protocol needs."""
     if name not in PROTOCOLS:
         raise ValueError(f"protocol: unknown protocol {name!r}; expected one of {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]()
+    return PROTOCOLS[name].load()
+
+
+# --------------------------------------------------------------------------------------------
+# Entries and the registry
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """How the leaderboard builds and trains one model.
+
+    ``factory(data, **params)`` returns a fresh model for the protocol's data (CTR models:
+    ``Model.from_data``, which passes ``data.schema``). ``fit`` holds the keyword arguments of
+    :func:`recbook.train.fit`; ``None`` means the factory's model needs no training (a popularity
+    count). ``train_data(data)`` replaces the protocol's training data (e.g. a session-parallel
+    batcher). Parameters, fit settings and the factory's name go into the row's fingerprint.
+    """
+
+    name: str
+    protocol: str
+    factory: Callable
+    params: dict = field(default_factory=dict)
+    fit: dict | None = field(default_factory=dict)
+    train_data: Callable | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or "," in self.name:
+            raise ValueError(f"name: expected a non-empty name without commas, got {self.name!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: unknown protocol {self.protocol!r}; expected one of {sorted(PROTOCOLS)}")
+        if not callable(self.factory):
+            raise ValueError(f"factory: expected a callable factory(data, **params), got {self.factory!r}")
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"params: expected a dict of the factory's keyword arguments, got {self.params!r}")
+        if self.fit is not None and not isinstance(self.fit, Mapping):
+            raise ValueError(f"fit: expected a dict of fit() keyword arguments or None, got {self.fit!r}")
+
+    def build(self, data):
+        return self.factory(data, **self.params)
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add ``entry`` to :data:`REGISTRY`. The same entry again is a no-op (a notebook cell can run
+    twice); an entry with the same name and other settings replaces the old one, with a warning."""
+    if not isinstance(entry, Entry):
+        raise ValueError(f"entry: expected a recbook.bench.Entry, got {type(entry).__name__}")
+    old = REGISTRY.get(entry.name)
+    if old is not None and old != entry:
+        warnings.warn(f"register: replacing the registered model {entry.name!r} "
+                      f"({_describe(old)} -> {_describe(entry)})", stacklevel=2)
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def _describe(entry: Entry) -> str:
+    return f"{_qualname(entry.factory)}({_canonical(entry.params)}), fit={_canonical(entry.fit)}"
+
+
+def _register_builtin() -> None:
+    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ftrl_adagrad
+
+    unknown = {"unknown_rate": {"user_id": 0.1}}
+    for e in (
+        Entry("LR", "ctr", LogisticRegression.from_data, {}, dict(CTR_FIT),
+              description="logistic regression on one-hot fields"),
+        Entry("LR-unk", "ctr", LogisticRegression.from_data, unknown, dict(CTR_FIT),
+              description="LR whose unknown-user weight is trained (10% of user ids replaced)"),
+        Entry("FM", "ctr", FactorizationMachine.from_data, {"dim": 16}, dict(CTR_FIT),
+              description="factorization machine, k = 16"),
+        Entry("FM-unk", "ctr", FactorizationMachine.from_data, {"dim": 16, **unknown}, dict(CTR_FIT),
+              description="FM whose unknown-user row is trained (10% of user ids replaced)"),
+        Entry("WideDeep", "ctr", WideDeep.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+              description="Wide & Deep: 5 crosses, MLP 256-128, Adam"),
+        Entry("WideDeep-FTRL", "ctr", WideDeep.from_data, {},
+              dict(CTR_FIT, optimizer=ftrl_adagrad(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=0.005)),
+              description="Wide & Deep: FTRL-Proximal with L1 (wide), AdaGrad (deep)"),
+        Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
+              description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
+    ):
+        if e.name not in REGISTRY:
+            REGISTRY[e.name] = e
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints
+# --------------------------------------------------------------------------------------------
+
+def _qualname(obj) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}"
+
+
+def _canonical(value):
+    """A JSON-able form of settings: callables by name, tuples as lists, keys sorted later."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if callable(value):
+        return _qualname(value)
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def data_checksum(ml) -> str:
+    """SHA-256 (first 16 hex digits) of the three MovieLens tables' contents and column names."""
+    h = hashlib.sha256()
+    for name in ("ratings", "users", "items"):
+        table = getattr(ml, name)
+        h.update(name.encode())
+        h.update(",".join(map(str, table.columns)).encode())
+        h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(entry: Entry, checksum: str | None = None) -> str:
+    """What produced a result row, as 16 hex digits: the entry's factory, parameters and fit
+    settings, its protocol's settings, the data checksum (default: the protocol's) and recbook's
+    version."""
+    if checksum is None:
+        protocol = PROTOCOLS[entry.protocol]
+        checksum = protocol.checksum() if protocol.checksum is not None else "unknown"
+    payload = {
+        "model": entry.name, "protocol": entry.protocol, "factory": _qualname(entry.factory),
+        "params": _canonical(entry.params), "fit": _canonical(entry.fit),
+        "train_data": _canonical(entry.train_data), "protocol_settings": _canonical(PROTOCOLS[entry.protocol].settings),
+        "data": checksum, "recbook": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def movielens_checksum() -> str:
+    return data_checksum(_movielens())
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+class _PeakMemory:
+    """Peak resident memory (MB) of this process while the block runs, sampled every 20 ms from
+    /proc (Linux); NaN elsewhere. It includes what was resident before (the loaded data)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak = math.nan
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> float:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, AttributeError):
+            return math.nan
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._rss()) if not math.isnan(self.peak) else self._rss()
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        now = self._rss()
+        if not math.isnan(now):
+            self.peak = max(self.peak, now) if not math.isnan(self.peak) else now
+
+
+def train_entry(entry: Entry, model, data, seed: int, *, threads: int, quick: bool = False,
+                progress: bool = True) -> FitResult | None:
+    """Train ``model`` as the leaderboard does: ``fit`` with the entry's settings, early stopping on
+    the protocol's validation metric. Returns None for an entry that needs no training."""
+    if entry.fit is None:
+        return None
+    protocol = PROTOCOLS[entry.protocol]
+    kwargs = dict(entry.fit)
+    kwargs.setdefault("metric", protocol.metric)
+    if quick:
+        kwargs["epochs"] = min(kwargs.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
+    train = (entry.train_data or protocol.train_data)
+    if train is None:
+        raise ValueError(f"{entry.name}: protocol {entry.protocol!r} has no default training data; "
+                         "give the entry a train_data(data) function")
+
+    def validate(m, d):
+        return protocol.evaluate(m, d, "valid")
+
+    return fit(model, train(data), data, evaluate=validate, seed=seed, threads=threads,
+               progress=progress, **kwargs)
 
 
 def run_one(entry: Entry, data, seed: int, *, threads: int, quick: bool, progress: bool = True) -> dict:
-    """Train and test one model with one seed; return the result row."""
-    kwargs = dict(entry.fit_kwargs)
-    if quick:
-        kwargs["epochs"] = min(kwargs.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
-    with num_threads(threads):
+    """Build, train and test one model with one seed; return the result row."""
+    protocol = PROTOCOLS[entry.protocol]
+    t_start = time.perf_counter()
+    with num_threads(threads), _PeakMemory() as memory:
         seed_everything(seed)
         model = entry.build(data)
         t0 = time.perf_counter()
-        res = fit(model, data.train, data.valid, seed=seed, threads=threads, progress=progress, **kwargs)
+        res = train_entry(entry, model, data, seed, threads=threads, quick=quick, progress=progress)
         train_seconds = time.perf_counter() - t0
-        test = entry.evaluate(model, data.test)
-    h = res.history
+        test = protocol.evaluate(model, data, "test")
     row = {"model": entry.name, "protocol": entry.protocol, "seed": seed}
     row.update({f"test_{k}": float(v) for k, v in test.items()})
+    if res is not None:
+        h = res.history
+        row.update({
+            f"valid_{res.metric}": res.best_score, "epochs": len(h), "best_epoch": res.best_epoch,
+            "wall_s_per_epoch": float(h["seconds"].mean()), "cpu_s_per_epoch": float(h["cpu_seconds"].mean()),
+        })
+    else:
+        row.update({f"valid_{protocol.metric}": float(protocol.evaluate(model, data, "valid")[protocol.metric]),
+                    "epochs": 0})
+    params = [p for p in model.parameters()] if hasattr(model, "parameters") else []
     row.update({
-        f"valid_{res.metric}": res.best_score,
-        "epochs": len(h), "best_epoch": res.best_epoch,
-        "wall_s_per_epoch": float(h["seconds"].mean()),
-        "cpu_s_per_epoch": float(h["cpu_seconds"].mean()),
-        "train_s_total": train_seconds,
-        "threads": threads, "quick": quick,
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "machine": platform.machine(),
+        "train_s_total": train_seconds, "total_s": time.perf_counter() - t_start,
+        "peak_rss_mb": memory.peak, "threads": threads, "quick": quick,
+        "n_parameters": sum(p.numel() for p in params), "machine": platform.machine(),
+        "fingerprint": fingerprint(entry),
+        "recbook": __version__,
     })
     row.update(library_versions())
     return row
 
 
-def summarize(results: pd.DataFrame) -> str:
-    """Markdown table: mean ± std of every test metric and the per-epoch costs, per model."""
-    metrics = [c for c in results.columns if c.startswith("test_")] + ["wall_s_per_epoch", "cpu_s_per_epoch", "epochs"]
-    lines = ["| model | protocol | seeds | " + " | ".join(m.replace("test_", "") for m in metrics) + " |",
-             "|" + "---|" * (len(metrics) + 3)]
-    for (model, protocol), g in results.groupby(["model", "protocol"], sort=False):
-        cells = []
-        for m in metrics:
-            v = g[m].dropna()
-            if v.empty:
-                cells.append("")
-            elif m.startswith("test_"):
-                cells.append(f"{v.mean():.4f} ± {v.std(ddof=0):.4f}")
-            else:
-                cells.append(f"{v.mean():.2f} ± {v.std(ddof=0):.2f}")
-        lines.append(f"| {model} | {protocol} | {len(g)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True
-        ) -> pd.DataFrame:
-    """Run the leaderboard and return its rows (one per model x seed)."""
-    if not REGISTRY:
-        _register_builtin()
-    names = list(REGISTRY) if not models else list(models)
+def _check_models(models) -> list[str]:
+    if models is None:
+        return list(REGISTRY)
+    names = [models] if isinstance(models, str) else list(models)
+    if not names:
+        raise ValueError(f"models: is empty; expected one or more of {list(REGISTRY)} (or none given, for all)")
     unknown = [m for m in names if m not in REGISTRY]
     if unknown:
         raise ValueError(f"models: unknown model(s) {unknown}; expected some of {list(REGISTRY)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"models: {names} names a model twice; expected each once")
+    return names
+
+
+def _check_seeds(seeds) -> list[int]:
+    seeds = list(seeds) if not isinstance(seeds, (int, np.integer)) else [seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED:
+            raise ValueError(f"seeds: {s!r} is not a seed; expected integers from 0 to {MAX_SEED}")
+        out.append(int(s))
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds: {out} repeats a seed; the same seed twice would fake a spread of 0")
+    return out
+
+
+def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True,
+        on_model_done: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Run the leaderboard and return its rows (one per model x seed). Every argument is checked
+    before any data is loaded or model trained. ``on_model_done(rows)`` is called with each
+    model's rows as soon as its seeds are done (the command line writes them then, so a failure
+    later in the run loses nothing that finished)."""
+    names = _check_models(models)
+    seeds = _check_seeds(seeds)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    from tqdm.auto import tqdm
+
     rows, datasets = [], {}
-    for name in names:
-        entry = REGISTRY[name]
-        if entry.protocol not in datasets:
-            datasets[entry.protocol] = load_protocol(entry.protocol)
-        for seed in seeds:
-            rows.append(run_one(entry, datasets[entry.protocol], int(seed), threads=threads, quick=quick,
-                                progress=progress))
+    overall = tqdm(total=len(names) * len(seeds), desc="leaderboard", unit="run", disable=not progress)
+    try:
+        for name in names:
+            entry = REGISTRY[name]
+            if entry.protocol not in datasets:
+                datasets[entry.protocol] = load_protocol(entry.protocol)
+            done = []
+            for seed in seeds:
+                overall.set_postfix_str(f"{name} seed {seed}")
+                done.append(run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
+                                    progress=progress))
+                overall.update()
+            rows += done
+            if on_model_done is not None:
+                on_model_done(pd.DataFrame(done))
+    finally:
+        overall.close()
     return pd.DataFrame(rows)
 
 
-def write(results: pd.DataFrame, out: Path) -> tuple[Path, Path]:
-    """Write the CSV and the markdown summary atomically; return their paths."""
+# --------------------------------------------------------------------------------------------
+# Results files
+# --------------------------------------------------------------------------------------------
+
+def summarize(results: pd.DataFrame) -> str:
+    """Markdown: one table per protocol, mean ± std (population) of every test metric and of the
+    per-epoch costs, per model, in the order the rows come."""
+    blocks = []
+    for protocol, rows in results.groupby("protocol", sort=False):
+        metrics = [c for c in rows.columns if c.startswith("test_") and rows[c].notna().any()]
+        costs = [c for c in ("wall_s_per_epoch", "cpu_s_per_epoch", "epochs") if c in rows.columns
+                 and rows[c].notna().any()]
+        cols = metrics + costs
+        lines = [f"### {protocol}", "",
+                 "| model | protocol | seeds | " + " | ".join(m.replace("test_", "") for m in cols) + " |",
+                 "|" + "---|" * (len(cols) + 3)]
+        for model, g in rows.groupby("model", sort=False):
+            cells = []
+            for m in cols:
+                v = g[m].dropna()
+                if v.empty:
+                    cells.append("")
+                elif m.startswith("test_"):
+                    cells.append(f"{v.mean():.4f} ± {v.std(ddof=0):.4f}")
+                else:
+                    cells.append(f"{v.mean():.2f} ± {v.std(ddof=0):.2f}")
+            lines.append(f"| {model} | {protocol} | {len(g)} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def merge(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` rows whose (model, protocol, seed) is not in ``new``, then ``new``'s rows; rows are
+    kept in registry order (other models after), then by protocol and seed."""
+    if old is None or old.empty:
+        merged = new.copy()
+    else:
+        missing = [c for c in KEY if c not in old.columns]
+        if missing:
+            raise ValueError(f"results: the existing file lacks column(s) {missing}; expected {KEY}")
+        keys = set(map(tuple, new[KEY].astype(str).to_numpy()))
+        keep = ~old[KEY].astype(str).apply(tuple, axis=1).isin(keys)
+        merged = pd.concat([old[keep], new], ignore_index=True)
+    order = {name: i for i, name in enumerate(REGISTRY)}
+    rank = merged["model"].map(lambda m: order.get(m, len(order)))
+    merged = merged.assign(_rank=rank).sort_values(["_rank", "model", "protocol", "seed"], kind="stable")
+    return merged.drop(columns="_rank").reset_index(drop=True)
+
+
+def _check_out(out) -> Path:
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} exists and is not a folder; expected a folder for bench.csv and bench.md")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"out: cannot write to {probe}; expected a writable folder")
+    return out
+
+
+def write(results: pd.DataFrame, out: Path, *, replace: bool = False) -> tuple[Path, Path]:
+    """Merge ``results`` into ``out/bench.csv`` (by model, protocol and seed; ``replace=True``
+    drops the old rows instead) and rewrite ``out/bench.md``; return the two paths.
+
+    Both files are written to temporary names in ``out`` first and renamed only when both are
+    complete; if the second rename fails, the first file is put back, so the CSV and the markdown
+    never disagree and a failed write leaves the old files as they were. The new rows are then
+    saved to a fallback CSV in the temporary folder, named in the error.
+    """
+    out = _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     csv, md = out / "bench.csv", out / "bench.md"
-    for path, text in ((csv, results.to_csv(index=False, float_format="%.6g")), (md, summarize(results))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    old = None
+    if csv.is_file() and not replace:
+        old = pd.read_csv(csv)
+    merged = merge(old, results)
+    texts = {csv: merged.to_csv(index=False, float_format="%.6g"), md: summarize(merged)}
+    temps, backups, done = {}, {}, []
+    try:
+        for path, text in texts.items():
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
+            temps[path] = Path(tmp)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.is_file():  # a second name for the old file, to put it back if needed
+                backups[path] = Path(tempfile.mktemp(dir=out, prefix=f".{path.name}.", suffix=".old"))
+                os.link(path, backups[path])
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+            done.append(path)
+    except OSError as err:
+        for path in done:  # undo the renames that happened
+            if path in backups:
+                os.replace(backups[path], path)
+            else:
+                path.unlink(missing_ok=True)
+        fallback = Path(tempfile.gettempdir()) / f"recbook-bench-{os.getpid()}-{int(time.time())}.csv"
+        try:
+            results.to_csv(fallback, index=False, float_format="%.6g")
+            where = f"the new rows are saved in {fallback}"
+        except OSError:
+            where = "the new rows could not be saved either"
+        raise OSError(f"writing {csv} and {md} failed ({err}); the previous files are unchanged and "
+                      f"{where}") from err
+    finally:
+        for tmp in [*temps.values(), *backups.values()]:
+            tmp.unlink(missing_ok=True)
     return csv, md
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the results: what the chapters call
+# --------------------------------------------------------------------------------------------
+
+def read_results(name: str = "bench.csv") -> pd.DataFrame:
+    """A result file of the book (``book/results/NAME``, e.g. the leaderboard's ``bench.csv``).
+
+    Chapters read results this way instead of typing numbers. Looked up next to the notebook
+    (``results/``), in the repository recbook was installed from (``pip install -e .``), and
+    finally, where neither exists (Colab), downloaded from :data:`recbook.REPOSITORY_URL`.
+    """
+    from pathlib import Path
+
+    from . import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    candidates = [here / "results" / name, here / "book" / "results" / name,
+                  Path(__file__).resolve().parents[1] / "book" / "results" / name]
+    for path in candidates:
+        if path.is_file():
+            return pd.read_csv(path)
+    url = f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}"
+    try:
+        return pd.read_csv(url)
+    except Exception as err:  # no network, or no such file
+        raise FileNotFoundError(f"{name}: not found in {[str(c.parent) for c in candidates]} "
+                                f"nor at {url} ({err})") from None
+
+
+def seed_comparison(results: pd.DataFrame, a: str = "LR", b: str = "FM", *, protocol: str = "ctr",
+                    metrics: Sequence[str] = ("test_auc", "valid_auc", "test_logloss")) -> pd.DataFrame:
+    """Model ``b`` against model ``a`` seed by seed, from the leaderboard's results.
+
+    ``results`` is ``book/results/bench.csv`` (one row per model, protocol and seed). Returns one
+    row per seed both models ran with, and for each metric the two values and the paired
+    difference ``b - a`` (columns ``"<metric> <a>"``, ``"<metric> <b>"``, ``"<metric> <b> − <a>"``).
+    A difference is worth reporting only when it keeps its sign across seeds and exceeds the
+    seed-to-seed spread.
+    """
+    require_columns(results, ["model", "protocol", "seed", *metrics], name="results")
+    rows = results[results["protocol"] == protocol]
+    tables = {}
+    for name in (a, b):
+        mine = rows[rows["model"] == name]
+        if mine.empty:
+            raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
+        if mine["seed"].duplicated().any():
+            raise ValueError(f"results: model {name!r} has several rows for one seed")
+        tables[name] = mine.set_index("seed")[list(metrics)]
+    seeds = sorted(set(tables[a].index) & set(tables[b].index))
+    if not seeds:
+        raise ValueError(f"results: models {a!r} and {b!r} share no seed")
+    out = pd.DataFrame(index=pd.Index(seeds, name="seed"))
+    for m in metrics:
+        out[f"{m} {a}"] = tables[a].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b}"] = tables[b].loc[seeds, m].to_numpy(float)
+        out[f"{m} {b} − {a}"] = out[f"{m} {b}"] - out[f"{m} {a}"]
+    return out
 
 
 def _parse_list(text: str) -> list[str]:
@@ -184,14 +688,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads while training (default 1)")
     p.add_argument("--quick", action="store_true", help=f"at most {QUICK_EPOCHS} epochs per model")
     p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the results file instead of merging these rows into it")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--list", action="store_true", help="list the registered models and exit")
     args = p.parse_args(argv)
-    if not REGISTRY:
-        _register_builtin()
     if args.list:
         for e in REGISTRY.values():
-            print(f"{e.name:12s} {e.protocol:8s} {e.description}")
+            print(f"{e.name:16s} {e.protocol:10s} {e.description}")
         return 0
     try:
         seeds = [int(s) for s in args.seeds]
@@ -199,16 +703,32 @@ def main(argv=None) -> int:
         p.error(f"--seeds: expected comma-separated integers, got {','.join(args.seeds)!r}")
     if args.threads < 1:
         p.error(f"--threads: expected a positive integer, got {args.threads}")
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     try:
-        results = run(args.models, seeds, threads=args.threads, quick=args.quick, progress=not args.no_progress)
+        if args.models is not None and not args.models:
+            raise ValueError("models: is empty; expected one or more comma-separated model names")
+        _check_models(args.models)
+        _check_seeds(seeds)
+        _check_out(out)
     except ValueError as e:
         p.error(str(e))
-    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    csv, md = write(results, out)
+    first = [True]
+
+    def save(rows: pd.DataFrame) -> None:
+        write(rows, out, replace=args.replace and first[0])
+        first[0] = False
+
+    try:
+        results = run(args.models, seeds, threads=args.threads, quick=args.quick,
+                      progress=not args.no_progress, on_model_done=save)
+    except ValueError as e:
+        p.error(str(e))
     print(summarize(results))
-    print(f"wrote {csv} and {md}")
+    print(f"wrote {out / 'bench.csv'} and {out / 'bench.md'} ({len(results)} new row(s) merged)")
     return 0
 
+
+_register_builtin()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,11 +9,18 @@ CTR metrics
 
 Top-K metrics
     :func:`rank_items`, :func:`rank_of_target` and :func:`ranking_report` rank **all** items for
-    every user (no sampled candidates). Two conventions hold everywhere:
+    every user (no sampled candidates). Score matrices have one column per item *code* (see
+    :func:`recbook.data.item_field`), and these conventions hold everywhere:
 
-    * **Ties** are broken by item index: of two items with the same score, the one with the lower
-      index is ranked first. :func:`rank_items` and :func:`rank_of_target` agree on this, so
-      ``rank_items(scores, k)[u, r] == t`` exactly when ``rank_of_target(scores, [t])`` gives ``r``.
+    * **Reserved columns are never candidates.** Columns ``0`` (padding) and ``1`` (unknown), the
+      first ``reserved`` columns (default :data:`recbook.data.N_RESERVED` = 2), are dropped from
+      every ranking, whatever their scores; a target there raises ``ValueError``. Pass
+      ``reserved=0`` to rank plain 0-based item indices.
+    * **Ties count against the target.** The rank of a target is the number of *other*
+      candidates whose score is greater than **or equal to** its own (a pessimistic rank), so a
+      model that gives many items the same score gains nothing from the tie: one that scores every
+      item equally ranks every target last. :func:`rank_items`, which lists the top items for
+      display, orders equal scores by lower index.
     * **Exclusion**: ``exclude`` lists, per user, the items that must not be recommended (usually
       the user's training items). Excluded items are removed from the ranking: they occupy no
       position and push no other item down. ``exclude`` is either a sequence of ``U`` integer
@@ -28,12 +35,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from recbook._checks import require_int_range, require_positive_int
+from recbook.data.features import N_RESERVED
 
 __all__ = [
     "auc",
     "logloss",
     "gauc",
     "ctr_report",
+    "paired_bootstrap_auc",
     "rank_items",
     "rank_of_target",
     "ranking_report",
@@ -291,6 +300,39 @@ def ctr_report(labels, logits, groups=None) -> dict:
     return report
 
 
+def paired_bootstrap_auc(labels, scores_a, scores_b, groups, *, n_boot: int = 200, seed: int = 0,
+                         level: float = 0.9) -> dict:
+    """AUC of ``scores_b`` minus AUC of ``scores_a`` on the same rows, with a bootstrap interval.
+
+    Resamples whole groups (users) with replacement, so that the interval reflects which users
+    happen to be in the test block, and scores both models on the same resample (paired).
+
+    Returns:
+        ``{"a": auc_a, "b": auc_b, "diff": auc_b - auc_a, "low": ..., "high": ...}``, the interval
+        holding the central ``level`` share of the resampled differences.
+    """
+    y = np.asarray(labels, dtype=float)
+    sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    g = np.asarray(groups)
+    if not (len(y) == len(sa) == len(sb) == len(g)) or len(y) == 0:
+        raise ValueError("labels, scores_a, scores_b, groups: expected non-empty arrays of one length")
+    n_boot = require_positive_int(n_boot, name="n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    order = np.argsort(g, kind="stable")
+    _, starts = np.unique(g[order], return_index=True)
+    members = np.split(order, starts[1:])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if 0 < y[rows].sum() < len(rows):
+            diffs.append(auc(y[rows], sb[rows]) - auc(y[rows], sa[rows]))
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    a_, b_ = auc(y, sa), auc(y, sb)
+    return {"a": a_, "b": b_, "diff": b_ - a_, "low": float(lo), "high": float(hi)}
+
+
 # --------------------------------------------------------------------------------------------
 # Full-ranking top-K metrics
 # --------------------------------------------------------------------------------------------
@@ -301,15 +343,20 @@ def _score_matrix(scores) -> np.ndarray:
 
 
 class _Exclusion:
-    """Excluded (user, item) pairs in CSR form: user ``u``'s items are ``indices[indptr[u]:indptr[u+1]]``."""
+    """Excluded (user, item) pairs in CSR form: user ``u``'s items are ``indices[indptr[u]:indptr[u+1]]``;
+    the first ``reserved`` columns are excluded for every user."""
 
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray):
+    def __init__(self, indptr: np.ndarray | None, indices: np.ndarray | None, reserved: int = 0):
         self.indptr = indptr
         self.indices = indices
+        self.reserved = reserved
 
     def mask(self, rows: np.ndarray, n_items: int) -> np.ndarray:
         """Dense boolean mask ``[len(rows), n_items]``; ``rows`` may repeat and be in any order."""
         out = np.zeros((len(rows), n_items), dtype=bool)
+        out[:, : self.reserved] = True
+        if self.indptr is None:
+            return out
         starts = self.indptr[rows]
         counts = self.indptr[rows + 1] - starts
         total = int(counts.sum())
@@ -320,9 +367,18 @@ class _Exclusion:
         return out
 
 
-def _exclusion(exclude, n_users: int, n_items: int) -> _Exclusion | None:
+def _reserved(reserved, n_items: int) -> int:
+    if isinstance(reserved, bool) or not isinstance(reserved, (int, np.integer)) or reserved < 0:
+        raise ValueError(f"reserved: expected a non-negative integer, got {reserved!r}")
+    if reserved >= n_items:
+        raise ValueError(f"reserved: {reserved} reserved column(s) leave no candidate among the "
+                         f"{n_items} columns of scores")
+    return int(reserved)
+
+
+def _exclusion(exclude, n_users: int, n_items: int, reserved: int = 0) -> _Exclusion | None:
     if exclude is None:
-        return None
+        return _Exclusion(None, None, reserved) if reserved else None
     if hasattr(exclude, "tocsr") and hasattr(exclude, "shape"):  # scipy.sparse matrix / array
         if tuple(exclude.shape) != (n_users, n_items):
             raise ValueError(
@@ -331,7 +387,8 @@ def _exclusion(exclude, n_users: int, n_items: int) -> _Exclusion | None:
             )
         csr = exclude.tocsr(copy=True)
         csr.eliminate_zeros()
-        return _Exclusion(np.asarray(csr.indptr, dtype=np.int64), np.asarray(csr.indices, dtype=np.int64))
+        return _Exclusion(np.asarray(csr.indptr, dtype=np.int64), np.asarray(csr.indices, dtype=np.int64),
+                          reserved)
     if isinstance(exclude, (str, bytes)) or not isinstance(exclude, (Sequence, np.ndarray)):
         raise ValueError(
             "exclude: expected a sequence of U integer arrays or a scipy.sparse matrix of shape "
@@ -351,7 +408,7 @@ def _exclusion(exclude, n_users: int, n_items: int) -> _Exclusion | None:
     counts = np.array([len(p) for p in parts], dtype=np.int64)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return _Exclusion(indptr, indices)
+    return _Exclusion(indptr, indices, reserved)
 
 
 def _row_blocks(n_rows: int, n_cols: int):
@@ -360,30 +417,32 @@ def _row_blocks(n_rows: int, n_cols: int):
         yield a, min(a + step, n_rows)
 
 
-def rank_items(scores, k: int, *, exclude=None) -> np.ndarray:
+def rank_items(scores, k: int, *, exclude=None, reserved: int = N_RESERVED) -> np.ndarray:
     """Top-``k`` item indices per user over the full item set, best first: ``int64 [U, k]``.
 
-    ``scores`` is ``[U, n_items]``. Ties are broken by lower item index first. Items in
-    ``exclude`` (see the module docstring for its two formats) are never returned.
+    ``scores`` is ``[U, n_items]``. The first ``reserved`` columns (padding and unknown) and the
+    items in ``exclude`` (see the module docstring for its two formats) are never returned. Equal
+    scores are listed lower index first (a display order; :func:`rank_of_target` counts ties
+    against the target).
 
-    The result always has ``k`` columns. When a user has fewer than ``k`` rankable items
-    (``k > n_items - n_excluded``, including ``k > n_items``), the trailing positions hold
-    ``-1``.
+    The result always has ``k`` columns. When a user has fewer than ``k`` rankable items, the
+    trailing positions hold ``-1``.
 
     Cost: one ``np.partition`` per row to find the k-th best score, then a sort of only the
     ``k`` selected items (processed in row blocks to bound memory).
 
-    >>> rank_items([[0.1, 0.9, 0.5, 0.9]], 3)
+    >>> rank_items([[0.1, 0.9, 0.5, 0.9]], 3, reserved=0)
     array([[1, 3, 2]])
-    >>> rank_items([[0.1, 0.9, 0.5, 0.9]], 3, exclude=[[1]])
+    >>> rank_items([[0.1, 0.9, 0.5, 0.9]], 3, exclude=[[1]], reserved=0)
     array([[3, 2, 0]])
-    >>> rank_items([[1.0, 2.0]], 3, exclude=[[0]])
-    array([[ 1, -1, -1]])
+    >>> rank_items([[9.0, 9.0, 1.0, 2.0]], 3)        # columns 0 and 1 are reserved
+    array([[ 3,  2, -1]])
     """
     s = _score_matrix(scores)
     k = require_positive_int(k, name="k")
     n_users, n_items = s.shape
-    excl = _exclusion(exclude, n_users, n_items)
+    reserved = _reserved(reserved, n_items)
+    excl = _exclusion(exclude, n_users, n_items, reserved)
     kk = min(k, n_items)
     out = np.full((n_users, k), -1, dtype=np.int64)
     for a, b in _row_blocks(n_users, n_items):
@@ -452,8 +511,15 @@ def _targets(targets, n_users: int, n_items: int):
 
 
 def _check_no_leak(excl: _Exclusion | None, users: np.ndarray, items: np.ndarray, n_items: int) -> None:
-    """Raise if any (user, target) pair is also an excluded pair."""
-    if excl is None or len(excl.indices) == 0:
+    """Raise if any (user, target) pair is a reserved column or an excluded pair."""
+    if excl is None:
+        return
+    reserved = items < excl.reserved
+    if reserved.any():
+        i = int(np.flatnonzero(reserved)[0])
+        raise ValueError(f"targets: user {int(users[i])}'s target {int(items[i])} is a reserved column "
+                         f"(0 = padding, 1 = unknown); expected an item code >= {excl.reserved}")
+    if excl.indices is None or len(excl.indices) == 0:
         return
     excl_users = np.repeat(np.arange(len(excl.indptr) - 1), np.diff(excl.indptr))
     leaked = np.isin(users * n_items + items, excl_users * n_items + excl.indices)
@@ -465,8 +531,21 @@ def _check_no_leak(excl: _Exclusion | None, users: np.ndarray, items: np.ndarray
         )
 
 
+def _ranking_inputs(scores, targets, exclude, reserved):
+    """The checks :func:`rank_of_target` and :func:`ranking_report` share, done once, before any
+    ranking: returns ``(scores, users, items, counts, multi, exclusion)``."""
+    s = _score_matrix(scores)
+    n_users, n_items = s.shape
+    reserved = _reserved(reserved, n_items)
+    users, items, counts, multi = _targets(targets, n_users, n_items)
+    excl = _exclusion(exclude, n_users, n_items, reserved)
+    _check_no_leak(excl, users, items, n_items)
+    return s, users, items, counts, multi, excl
+
+
 def _pair_ranks(s: np.ndarray, users: np.ndarray, items: np.ndarray, excl: _Exclusion | None) -> np.ndarray:
-    """0-based rank of item ``items[i]`` in user ``users[i]``'s ranking (ties: lower index first)."""
+    """0-based pessimistic rank of item ``items[i]`` in user ``users[i]``'s ranking: the number of
+    other candidates scoring greater than or equal to it."""
     n_items = s.shape[1]
     ranks = np.empty(len(users), dtype=np.int64)
     idx = np.arange(n_items)
@@ -474,34 +553,32 @@ def _pair_ranks(s: np.ndarray, users: np.ndarray, items: np.ndarray, excl: _Excl
         u, t = users[a:b], items[a:b]
         rows = s[u]
         st = rows[np.arange(b - a), t][:, None]
-        ahead = (rows > st) | ((rows == st) & (idx[None, :] < t[:, None]))
+        ahead = (rows >= st) & (idx[None, :] != t[:, None])
         if excl is not None:
             ahead &= ~excl.mask(u, n_items)
         ranks[a:b] = ahead.sum(axis=1)
     return ranks
 
 
-def rank_of_target(scores, targets, exclude=None):
+def rank_of_target(scores, targets, exclude=None, *, reserved: int = N_RESERVED):
     """0-based rank of each target item in its user's full ranking (0 = ranked first).
 
-    The rank counts the non-excluded items placed before the target: items with a higher score,
-    and items with an *equal* score and a *lower* index (the tie rule of :func:`rank_items`).
-    Other targets of the same user count like any other item.
+    The rank counts the non-excluded, non-reserved items other than the target whose score is
+    greater than **or equal to** the target's: ties count against the target (see the module
+    docstring). Other targets of the same user count like any other item.
 
     ``targets`` is either ``[U]`` integer item indices (one target per user), giving an ``int64
     [U]`` array, or a list of ``U`` integer arrays (several targets per user), giving a list of
-    ``int64`` arrays of the same lengths. Raises ``ValueError`` if a target is excluded.
+    ``int64`` arrays of the same lengths. Raises ``ValueError`` if a target is excluded or reserved.
 
-    >>> rank_of_target([[0.1, 0.9, 0.5, 0.9]], [3])
+    >>> rank_of_target([[0.1, 0.9, 0.5, 0.9]], [3], reserved=0)   # tied with item 1: counted ahead
     array([1])
-    >>> rank_of_target([[0.1, 0.9, 0.5, 0.9]], [3], exclude=[[1]])
+    >>> rank_of_target([[0.1, 0.9, 0.5, 0.9]], [1], reserved=0)
+    array([1])
+    >>> rank_of_target([[0.1, 0.9, 0.5, 0.9]], [3], exclude=[[1]], reserved=0)
     array([0])
     """
-    s = _score_matrix(scores)
-    n_users, n_items = s.shape
-    users, items, counts, multi = _targets(targets, n_users, n_items)
-    excl = _exclusion(exclude, n_users, n_items)
-    _check_no_leak(excl, users, items, n_items)
+    s, users, items, counts, multi, excl = _ranking_inputs(scores, targets, exclude, reserved)
     ranks = _pair_ranks(s, users, items, excl)
     if not multi:
         return ranks
@@ -520,12 +597,13 @@ def _ks(ks) -> list[int]:
     return [require_positive_int(k, name="ks") for k in values]
 
 
-def ranking_report(scores, targets, ks=(10, 20), *, exclude=None) -> dict:
+def ranking_report(scores, targets, ks=(10, 20), *, exclude=None, reserved: int = N_RESERVED) -> dict:
     """Top-K metrics over the full item set, averaged over users.
 
     Designed for leave-last-out evaluation: ``targets[u]`` is user ``u``'s held-out item and
-    ``exclude`` holds each user's training items (never the target: that raises ``ValueError``).
-    With rank ``r`` (0-based, from :func:`rank_of_target`) of the target, per user:
+    ``exclude`` holds each user's earlier items when they may not be recommended (never the
+    target: that raises ``ValueError``). Reserved columns are never candidates. With the
+    pessimistic rank ``r`` (0-based, from :func:`rank_of_target`) of the target, per user:
 
     * ``hit_rate@K`` = ``recall@K`` = 1 if ``r < K`` else 0
     * ``ndcg@K`` = ``1 / log2(r + 2)`` if ``r < K`` else 0
@@ -545,15 +623,12 @@ def ranking_report(scores, targets, ks=(10, 20), *, exclude=None) -> dict:
     Returns ``{"recall@10": ..., "hit_rate@10": ..., "ndcg@10": ..., "mrr@10": ..., ...}`` for
     each ``K`` in ``ks``, as Python floats.
 
-    >>> ranking_report([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]], [2, 0], ks=(1,))
+    >>> ranking_report([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]], [2, 0], ks=(1,), reserved=0)
     {'recall@1': 0.5, 'hit_rate@1': 0.5, 'ndcg@1': 0.5, 'mrr@1': 0.5}
     """
-    s = _score_matrix(scores)
     k_list = _ks(ks)
-    n_users, n_items = s.shape
-    users, items, counts, _ = _targets(targets, n_users, n_items)
-    excl = _exclusion(exclude, n_users, n_items)
-    _check_no_leak(excl, users, items, n_items)
+    s, users, items, counts, _, excl = _ranking_inputs(scores, targets, exclude, reserved)
+    n_users = s.shape[0]
     ranks = _pair_ranks(s, users, items, excl)
 
     gain = 1.0 / np.log2(ranks + 2.0)

@@ -2,9 +2,10 @@
 
 The repository URL lives in one place, :data:`recbook.REPOSITORY_URL`; every notebook carries a
 rendered copy of :func:`setup_cell_source` (a test checks they agree). On a machine where recbook
-is installed (``pip install -e .``, as the Makefile does) the cell only imports it. On Colab it
+is installed (``pip install -e .``, as the Makefile does) the cell starts no process. On Colab it
 installs recbook from the repository with pip; recbook's requirements do not pin torch, so the
-torch that Colab ships is kept.
+torch that Colab ships is kept. When pip fails, the cell raises one short error (Jupyter shows
+its message without a traceback) that ends with the remedy for a local checkout and for Colab.
 
 ``python -m recbook.notebook_setup book/*.ipynb`` rewrites the setup cell of the given notebooks.
 """
@@ -22,8 +23,21 @@ _TEMPLATE = '''\
 # Setup: on Colab or Binder, install recbook from its repository when it is not importable.
 import importlib.util, subprocess, sys
 if importlib.util.find_spec("recbook") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "recbook @ git+{url}"])'''
+    try:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                               "recbook @ git+{url}"])
+    except (OSError, subprocess.CalledProcessError) as err:
+        class RecbookSetupError(RuntimeError):
+            def _render_traceback_(self):  # Jupyter shows this message alone, no traceback
+                return [f"RecbookSetupError: {{self}}"]
+        why = (f"pip exited with status {{err.returncode}}"
+               if isinstance(err, subprocess.CalledProcessError) else str(err))
+        raise RecbookSetupError(
+            f"could not install recbook ({{why}}). To fix it: in a local checkout, run "
+            "`pip install -e .` in the repository folder and restart the kernel; on Colab or "
+            "Binder, check that the notebook has internet access, run "
+            "`!pip install 'recbook @ git+{url}'` in a cell, "
+            "then run this cell again.") from None'''
 
 
 def setup_cell_source(url: str = REPOSITORY_URL) -> str:
@@ -32,9 +46,10 @@ def setup_cell_source(url: str = REPOSITORY_URL) -> str:
 
 def setup_cell() -> dict:
     """The setup cell as an nbformat v4 code-cell dict."""
+    # The source as a list of lines, as Jupyter itself stores it (smaller diffs).
     return {"cell_type": "code", "execution_count": None, "id": "recbook-setup",
             "metadata": {"tags": list(SETUP_TAGS)}, "outputs": [],
-            "source": setup_cell_source()}
+            "source": setup_cell_source().splitlines(keepends=True)}
 
 
 def write_setup_cell(path: str | Path) -> bool:
@@ -45,7 +60,8 @@ def write_setup_cell(path: str | Path) -> bool:
     first = cells[0] if cells else None
     cell = setup_cell()
     if first is not None and first.get("id") == "recbook-setup":
-        if "".join(first.get("source", "")) == cell["source"] and first.get("metadata", {}).get("tags") == SETUP_TAGS:
+        same_source = "".join(first.get("source", "")) == "".join(cell["source"])
+        if same_source and first.get("metadata", {}).get("tags") == SETUP_TAGS:
             return False
         cells[0] = cell
     else:

@@ -8,10 +8,10 @@ Figures that serve one chapter live with that chapter's helpers in :mod:`recbook
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-import pandas as pd
+import numpy as np
 from matplotlib.axes import Axes
 
 __all__ = ["LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "plot_learning_curves"]
@@ -36,46 +36,47 @@ def axes_or_new(ax: Axes | None, figsize=(6.4, 3.6)) -> Axes:
 # Training
 # --------------------------------------------------------------------------------------------
 
-def plot_learning_curves(histories: Mapping[str, pd.DataFrame], metric: str = "valid_auc", *,
-                         mode: str | None = None, ax: Axes | None = None) -> Axes:
-    """One line per model: ``metric`` against the epoch, with each model's best epoch marked.
+def plot_learning_curves(fits: Mapping, metrics: Sequence[str] = ("valid_auc", "valid_logloss"), *,
+                         axes=None) -> np.ndarray:
+    """Validation metrics by epoch, one line per model, one panel per metric, with the epoch whose
+    weights early stopping restored marked (★) on every panel.
 
     Args:
-        histories: ``{name: history}``, each history a DataFrame as ``recbook.train.fit(...).history``
-            (index ``epoch``; columns such as ``train_loss``, ``valid_auc``, ``valid_logloss``).
-        metric: the column to draw.
-        mode: ``"max"`` or ``"min"``: which value is best. Default: ``"min"`` when the metric name
-            contains "loss", else ``"max"``.
+        fits: ``{name: FitResult}`` from :func:`recbook.train.fit`.
+        metrics: columns of the histories; titles and axes name them in words.
+        axes: one Axes per metric (default: a new figure).
     """
-    if not isinstance(histories, Mapping) or not histories:
-        raise ValueError("histories: expected a non-empty dict {name: DataFrame}")
-    if not isinstance(metric, str):
-        raise ValueError(f"metric: expected a column name (str), got {metric!r}")
-    for name, h in histories.items():
-        if not isinstance(h, pd.DataFrame):
-            raise ValueError(f"histories['{name}']: expected a DataFrame, got {type(h).__name__}")
-        if metric not in h.columns:
-            raise ValueError(f"histories['{name}']: has no column {metric!r}; "
-                             f"columns are {list(h.columns)}")
-        if h[metric].notna().sum() == 0:
-            raise ValueError(f"histories['{name}']: column {metric!r} has no values")
-    if mode is None:
-        mode = "min" if "loss" in metric else "max"
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode: expected 'max', 'min' or None, got {mode!r}")
-    ax = axes_or_new(ax)
-    for name, h in histories.items():
-        values = h[metric].astype(float)
-        (line,) = ax.plot(values.index, values.to_numpy(), marker="o", ms=3, label=str(name))
-        best = values.idxmax() if mode == "max" else values.idxmin()
-        ax.plot([best], [values[best]], marker="*", ms=12, color=line.get_color(),
-                markeredgecolor="black", markeredgewidth=0.5, linestyle="none")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(f"{metric} by epoch (★ best, {mode})")
-    ax.legend(frameon=False)
-    ax.grid(alpha=0.3)
-    return ax
-
-
+    if not isinstance(fits, Mapping) or not fits:
+        raise ValueError("fits: expected a non-empty dict {name: FitResult}")
+    for name, f in fits.items():
+        if not hasattr(f, "history") or not hasattr(f, "best_epoch"):
+            raise ValueError(f"fits['{name}']: expected a FitResult (with history and best_epoch)")
+        missing = [m for m in metrics if m not in f.history.columns]
+        if missing:
+            raise ValueError(f"fits['{name}']: its history has no column {missing[0]!r}")
+    words = {"valid_auc": "validation AUC", "valid_logloss": "validation logloss",
+             "valid_gauc": "validation GAUC", "train_loss": "training loss"}
+    if axes is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), layout="constrained",
+                                 squeeze=False)
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != len(metrics) or not all(isinstance(a, Axes) for a in axes):
+        raise ValueError(f"axes: expected {len(metrics)} matplotlib Axes or None")
+    colours = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2"]
+    for ax, metric in zip(axes, metrics):
+        for (name, f), colour in zip(fits.items(), colours):
+            h = f.history[metric].astype(float)
+            ax.plot(h.index, h.to_numpy(), marker="o", ms=3, lw=1.6, color=colour, label=name)
+            ax.plot([f.best_epoch], [h[f.best_epoch]], marker="*", ms=15, color=colour,
+                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(words.get(metric, metric.replace("_", " ")))
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.set_title(words.get(metric, metric), fontsize=11)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], marker="*", ms=13, color="0.5", markeredgecolor="black",
+                              linestyle="none"))
+    labels.append("epoch whose weights were restored")
+    axes[0].legend(handles, labels, frameon=False, fontsize=9, loc="lower right")
+    return axes

@@ -1,22 +1,22 @@
-"""recbook.plots, recbook.widgets and recbook.chapters.data on small synthetic data: each figure draws
-the precomputed slider is wired as documented, and bad input raises ValueError naming the field."""
+"""recbook.chapters.data on small synthetic data: each figure draws what it should, each chart ships
+the right data and computes its browser checks from an independent count, the random split and
+the tie statistics match hand-made cases, and bad input raises ValueError naming the field."""
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import ipywidgets as ipw  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from recbook import plots, widgets  # noqa: E402
+from recbook import plots  # noqa: E402
 from recbook.chapters import data as chapter  # noqa: E402
 from recbook.data import GENRES  # noqa: E402
 
@@ -99,17 +99,6 @@ def test_popularity_share_matches_a_direct_count(ml):
     counts = ml.ratings["item_id"].value_counts()
     top3 = counts.sort_values(ascending=False).iloc[:3].sum() / counts.sum()
     assert chapter.popularity_share(ml.ratings, 3) == pytest.approx(top3)
-    ax = chapter.plot_popularity_share(ml.ratings, top_k=3)
-    x, y = ax.lines[0].get_data()
-    assert y[0] == 0 and y[-1] == pytest.approx(1.0) and len(x) == counts.size + 1
-    assert y[3] == pytest.approx(top3)
-    assert f"{top3:.0%}" in ax.get_title()
-
-
-def test_popularity_share_rejects_a_cut_off_beyond_the_items(ml):
-    n = ml.ratings["item_id"].nunique()
-    with pytest.raises(ValueError, match="top_k"):
-        chapter.plot_popularity_share(ml.ratings, top_k=n + 1)
     with pytest.raises(ValueError, match="top_k"):
         chapter.popularity_share(ml.ratings, 0)
 
@@ -166,31 +155,6 @@ def test_split_counts_and_timeline(ml):
     assert f"{counts.loc['test', 'cold-user rows']:,} from cold users" in legend[2]
 
 
-def test_learning_curves_one_line_per_model_and_best_marked():
-    idx = pd.Index([1, 2, 3], name="epoch")
-    h = {"FM": pd.DataFrame({"train_loss": [0.6, 0.5, 0.4], "valid_auc": [0.70, 0.74, 0.73]}, index=idx),
-         "DeepFM": pd.DataFrame({"train_loss": [0.6, 0.5, 0.45], "valid_auc": [0.71, 0.72, 0.75]}, index=idx)}
-    ax = plots.plot_learning_curves(h, "valid_auc")
-    curves = [ln for ln in ax.lines if ln.get_linestyle() != "None"]
-    stars = [ln for ln in ax.lines if ln.get_linestyle() == "None"]
-    assert [ln.get_label() for ln in curves] == ["FM", "DeepFM"]
-    assert [(s.get_xdata()[0], s.get_ydata()[0]) for s in stars] == [(2, 0.74), (3, 0.75)]
-    ax = plots.plot_learning_curves(h, "train_loss")   # losses: lower is better
-    stars = [ln for ln in ax.lines if ln.get_linestyle() == "None"]
-    assert [s.get_xdata()[0] for s in stars] == [3, 3]
-
-
-@pytest.mark.parametrize("histories, metric, field", [
-    ({}, "valid_auc", "histories"),
-    ({"FM": pd.DataFrame({"train_loss": [0.5]})}, "valid_auc", "histories['FM']"),
-    ({"FM": [0.5]}, "valid_auc", "histories['FM']"),
-    ({"FM": pd.DataFrame({"valid_auc": [0.5]})}, 3, "metric"),
-])
-def test_learning_curves_bad_input_names_the_field(histories, metric, field):
-    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
-        plots.plot_learning_curves(histories, metric)
-
-
 @pytest.mark.parametrize("call, field", [
     (lambda ml: chapter.plot_rating_distribution(ml.ratings.drop(columns="rating")), "rating"),
     (lambda ml: chapter.plot_item_popularity(ml.ratings.iloc[:0]), "ratings"),
@@ -213,7 +177,7 @@ def test_plots_draw_into_a_given_axes(ml):
 
 
 # --------------------------------------------------------------------------------------------
-# widgets: one user's timeline
+# The time split, charts computed in the browser, the random split, ties
 # --------------------------------------------------------------------------------------------
 
 def test_ctr_splits_follow_the_protocol(ml):
@@ -227,112 +191,76 @@ def test_ctr_splits_follow_the_protocol(ml):
     assert (splits["label"] == (splits.merge(ml.ratings)["rating"] >= 4)).all()
 
 
-def test_user_timeline_one_point_per_rating(ml):
-    user = int(ml.ratings["user_id"].iloc[0])
-    mine = ml.ratings[ml.ratings["user_id"] == user]
-    ax = chapter.user_timeline(ml, user)
-    points = [c for c in ax.collections if isinstance(c, PathCollection)]
-    assert sum(len(c.get_offsets()) for c in points) == len(mine)
-    positives = int((mine["rating"] >= 4).sum())
-    assert [len(c.get_offsets()) for c in points] == [positives, len(mine) - positives]
-    assert f"{len(mine)} ratings" in ax.get_title()
-    # jitter is small: every point stays within 0.15 of its star value
-    y = np.concatenate([c.get_offsets()[:, 1] for c in points])
-    assert np.all(np.abs(y - np.round(y)) <= 0.15)
+def _chart_spec(chart) -> dict:
+    return chart.to_dict(validate=False)
 
 
-def test_user_timeline_marks_the_split_boundaries(ml):
+def test_popularity_chart_ships_the_counts_and_checks_direct_shares(ml):
+    chart = chapter.popularity_chart(ml.ratings, percent=20, checks=[1, 100])
+    spec = _chart_spec(chart)
+    table = pd.read_csv(io.StringIO(spec["datasets"]["popularity"]))
+    counts = np.sort(ml.ratings["item_id"].value_counts().to_numpy())[::-1]
+    assert table["rank"].tolist() == list(range(1, len(counts) + 1))
+    assert table["ratings"].tolist() == counts.tolist()
+    checks = spec["usermeta"]["recbook"]["checks"]
+    assert [c["set"] for c in checks] == [{"top": 20}, {"top": 1}, {"top": 100}]
+    n = len(counts)
+    for check in checks:
+        pct = check["set"]["top"]
+        k = max(1, round(pct / 100 * n))
+        share = counts[:k].sum() / counts.sum()
+        assert check["texts"] == [f"The top {pct}% of movies ({k:,}) get {share:.0%} of all ratings"]
+    assert "100%" in checks[-1]["texts"][0].split("get ")[1]
+
+
+def test_user_timeline_chart_bins_every_rating_and_counts_blocks(ml):
     splits = chapter.ctr_splits(ml)
-    # the user of the first test row: the test boundary falls inside their timeline
-    user = int(splits.loc[splits["split"] == "test", "user_id"].iloc[0])
-    ax = chapter.user_timeline(ml, user, splits=splits)
-    title = ax.get_title()
-    mine = splits[splits["user_id"] == user]["split"].value_counts()
-    assert f"{mine['test']} test" in title
-    assert any(t.get_text() == "test begins" for t in ax.texts)
+    users = sorted(ml.ratings["user_id"].unique())
+    chart = chapter.user_timeline_chart(splits, user=users[-1], checks=[users[0]])
+    spec = _chart_spec(chart)
+    binned = pd.read_csv(io.StringIO(spec["datasets"]["user_hours"]))
+    assert binned["n"].sum() == len(ml.ratings)
+    assert binned.groupby("u")["n"].sum().to_dict() == ml.ratings["user_id"].value_counts().to_dict()
+    param = chapter.widgets.bound_params(spec)["user"]
+    assert param["bind"]["options"] == users
+    for check in spec["usermeta"]["recbook"]["checks"]:
+        u = check["set"]["user"]
+        mine = splits[splits["user_id"] == u]["split"].astype(str)
+        n = {s: int((mine == s).sum()) for s in ("train", "valid", "test")}
+        assert check["texts"] == [f"User {u}: {len(mine):,} ratings ({n['train']:,} train / "
+                                  f"{n['valid']:,} valid / {n['test']:,} test)"]
+    with pytest.raises(ValueError, match="user"):
+        chapter.user_timeline_chart(splits, user=10_000)
 
 
-@pytest.mark.parametrize("user, field", [(10_000, "user_id"), ("7", "user_id"), (True, "user_id")])
-def test_user_timeline_bad_user(ml, user, field):
-    with pytest.raises(ValueError, match=field):
-        chapter.user_timeline(ml, user)
+def test_random_split_partitions_the_rows_and_builds_vocabularies_from_its_training_rows(ml):
+    rnd = chapter.random_split_protocol(ml, seed=3)
+    parts = rnd.frames
+    sizes = [len(parts[s]) for s in ("train", "valid", "test")]
+    n = len(ml.ratings)
+    assert sizes == [round(0.8 * n), round(0.9 * n) - round(0.8 * n), n - round(0.9 * n)]
+    pairs = pd.concat(parts.values())[["user_id", "item_id"]]
+    assert sorted(map(tuple, pairs.to_numpy())) == sorted(map(tuple, ml.ratings[["user_id", "item_id"]].to_numpy()))
+    assert set(rnd.schema["user_id"].categories) == set(parts["train"]["user_id"])
+    assert len(rnd.train) == sizes[0] and rnd.train["x"].shape[1] == 7
+    again = chapter.random_split_protocol(ml, seed=3)
+    assert parts["test"].equals(again.frames["test"])
+    time_test = chapter.ctr_splits(ml).query("split == 'test'")
+    # a random test block reaches back in time; the time split's does not
+    assert parts["test"]["timestamp"].min() < time_test["timestamp"].min()
+    with pytest.raises(ValueError, match="seed"):
+        chapter.random_split_protocol(ml, seed=1.5)
 
 
-def test_user_timeline_bad_ml():
-    with pytest.raises(ValueError, match="ml"):
-        chapter.user_timeline(object(), 1)
-
-
-def test_user_timeline_widget_offers_every_user(ml):
-    w = chapter.user_timeline_widget(ml)
-    assert isinstance(w, ipw.interactive)
-    picker = w.children[0]
-    assert isinstance(picker, ipw.Dropdown)
-    assert list(picker.options) == sorted(ml.ratings["user_id"].unique().tolist())
-    w2 = chapter.user_timeline_widget(ml, users=[3, 5])
-    assert list(w2.children[0].options) == [3, 5]
-    with pytest.raises(ValueError, match="users"):
-        chapter.user_timeline_widget(ml, users=[3, 99_999])
-    with pytest.raises(ValueError, match="users"):
-        chapter.user_timeline_widget(ml, users=[])
-
-
-# --------------------------------------------------------------------------------------------
-# widgets: precomputed slider
-# --------------------------------------------------------------------------------------------
-
-def test_precomputed_slider_one_output_per_value_and_linked():
-    calls = []
-
-    def render(k):
-        calls.append(k)
-        fig, ax = plt.subplots()
-        ax.plot([0, k])
-        return fig
-
-    box = widgets.precomputed_slider(render, [1, 2, 5, 10], "k")
-    assert isinstance(box, ipw.VBox)
-    control, stack = box.children
-    assert control is box.control and stack is box.stack
-    assert isinstance(control, ipw.SelectionSlider)
-    assert isinstance(stack, ipw.Stack)
-    assert calls == [1, 2, 5, 10]
-    assert len(stack.children) == 4 and all(isinstance(o, ipw.Output) for o in stack.children)
-    assert control.description == "k"
-    assert [label for label, _ in control.options] == ["1", "2", "5", "10"]
-    assert box.link.source == (control, "index")
-    assert box.link.target == (stack, "selected_index")
-    assert control.index == stack.selected_index == 0
-    assert plt.get_fignums() == []  # figures were closed, so they do not show twice
-
-
-def test_precomputed_slider_dropdown_start_value_and_html():
-    box = widgets.precomputed_slider(lambda name: f"<b>{name}</b>", ["a", "b", "c"], "name",
-                                     control="dropdown", value="b")
-    assert isinstance(box.control, ipw.Dropdown)
-    assert box.control.index == box.stack.selected_index == 1
-    assert box.link.source == (box.control, "index")
-
-
-def test_precomputed_slider_closes_pyplot_figures_of_render_returning_none():
-    def render(k):
-        plt.figure()
-        plt.plot([0, k])
-
-    widgets.precomputed_slider(render, [1, 2])
-    assert plt.get_fignums() == []
-
-
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(render=None, values=[1]), "render"),
-    (dict(render=str, values=[]), "values"),
-    (dict(render=str, values="abc"), "values"),
-    (dict(render=str, values=5), "values"),
-    (dict(render=str, values=[1, "1"]), "values"),
-    (dict(render=str, values=[1, 2], control="radio"), "control"),
-    (dict(render=str, values=[1, 2], value=3), "value"),
-    (dict(render=str, values=[1, 2], description=None), "description"),
-])
-def test_precomputed_slider_bad_input_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        widgets.precomputed_slider(**kwargs)
+def test_tie_statistics_on_a_hand_made_case():
+    t = pd.to_datetime(["1998-01-01 00:00:01", "1998-01-01 00:00:01", "1998-01-01 00:00:02",
+                        "1998-01-01 00:00:05", "1998-01-01 00:00:06", "1998-01-01 00:00:06"])
+    ratings = pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "item_id": [1, 2, 3, 1, 2, 1],
+                            "timestamp": t})
+    ratings = ratings.iloc[[3, 0, 4, 1, 5, 2]]   # file order interleaves the users
+    stats = chapter.tie_statistics(ratings)
+    # user 1: (1s, 1s) tie, (1s, 2s) not; user 2: (5s, 6s) not, (6s, 6s) tie
+    assert stats["same_second_share"] == pytest.approx(2 / 4)
+    assert stats["users"] == 2 and stats["users_last_two_tied"] == 1
+    # item 1: 3 ratings, item 2: 2, item 3: 1 -> ids and counts perfectly anti-correlated
+    assert stats["spearman_id_popularity"] == pytest.approx(-1.0)

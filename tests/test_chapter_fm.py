@@ -1,6 +1,8 @@
-"""recbook.interactions and the factorization-machine figures and widgets: the logit splits exactly
-into its terms, the 2-D interaction is a dot product, the timing table has one row per n, the
-figures draw what they should, and bad input raises ValueError naming the field."""
+"""recbook.chapters.fm: the logit splits exactly into its terms, the exported tables give the
+model's logits, the charts' browser checks carry what the model computes, the 2-D interaction is a
+dot product, the Gram and FM forms equal the pairs one by one, the seed and bootstrap comparisons
+match hand-made cases, the figures draw what they should, and bad input raises ValueError naming
+the field."""
 from __future__ import annotations
 
 import math
@@ -10,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import ipywidgets as ipw  # noqa: E402
+import io  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -229,10 +231,22 @@ def test_unseen_pair_share_bad_input_names_the_field(train, test, pairs, field):
 @pytest.mark.parametrize("backward", [False, True])
 def test_time_pairwise_one_row_per_n_with_positive_times(backward):
     times = chapter.time_pairwise(ns=[2, 8, 4], dim=3, batch=2, repeats=1, backward=backward)
-    assert list(times.columns) == ["n", "fm_seconds", "naive_seconds", "ratio"]
+    assert list(times.columns) == ["n", "fm_seconds", "gram_seconds", "loop_seconds",
+                                   "gram_ratio", "loop_ratio"]
     assert times["n"].tolist() == [2, 8, 4]
-    assert (times[["fm_seconds", "naive_seconds"]] > 0).all().all()
-    np.testing.assert_allclose(times["ratio"], times["naive_seconds"] / times["fm_seconds"])
+    assert (times.filter(like="_seconds") > 0).all().all()
+    np.testing.assert_allclose(times["gram_ratio"], times["gram_seconds"] / times["fm_seconds"])
+    np.testing.assert_allclose(times["loop_ratio"], times["loop_seconds"] / times["fm_seconds"])
+
+
+def test_gram_form_equals_the_pairs_one_by_one():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(5, 7, 3, dtype=torch.float64, generator=g)
+    by_hand = torch.tensor([sum(float(v[b, i] @ v[b, j]) for i in range(7) for j in range(i + 1, 7))
+                            for b in range(5)], dtype=torch.float64)
+    assert torch.allclose(chapter.pairwise_interaction_gram(v), by_hand, atol=1e-12)
+    with pytest.raises(ValueError, match="v"):
+        chapter.pairwise_interaction_gram(torch.zeros(3, 4))
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -309,22 +323,20 @@ def test_interaction_heatmaps_bad_input_names_the_field(kwargs, field):
         chapter.plot_interaction_heatmaps(**kwargs)
 
 
-def test_pairwise_timing_draws_both_forms_on_log_log_axes():
+def test_pairwise_timing_draws_three_forms_on_log_log_axes():
     times = pd.DataFrame({"n": [8, 16, 32], "fm_seconds": [1e-4, 1.1e-4, 1.3e-4],
-                          "naive_seconds": [2e-4, 8e-4, 3.2e-3]})
-    times["ratio"] = times["naive_seconds"] / times["fm_seconds"]
+                          "gram_seconds": [1.2e-4, 2e-4, 6e-4], "loop_seconds": [2e-4, 8e-4, 3.2e-3]})
     ax = chapter.plot_pairwise_timing(times)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    measured = [ln for ln in ax.lines if ln.get_marker() == "o"]
-    assert len(measured) == 2
-    ys = sorted(tuple(ln.get_ydata()) for ln in measured)
-    assert ys == sorted([tuple(times["fm_seconds"]), tuple(times["naive_seconds"])])
-    assert any(f"{times['ratio'].iloc[-1]:,.0f}×" in t.get_text() for t in ax.texts)
+    measured = sorted(tuple(ln.get_ydata()) for ln in ax.lines if ln.get_marker() in ("o", "s", "D"))
+    assert measured == sorted(tuple(times[c]) for c in ("fm_seconds", "gram_seconds", "loop_seconds"))
+    note = " ".join(t.get_text() for t in ax.texts)
+    assert "n = 8: Gram 1.2×, loop 2.0×" in note and "n = 32: Gram 5×, loop 25×" in note
 
 
 @pytest.mark.parametrize("times, field", [
-    (pd.DataFrame({"n": [8], "fm_seconds": [1.0]}), "naive_seconds"),
-    (pd.DataFrame({"n": [8], "fm_seconds": [0.0], "naive_seconds": [1.0]}), "times"),
+    (pd.DataFrame({"n": [8], "fm_seconds": [1.0], "loop_seconds": [1.0]}), "gram_seconds"),
+    (pd.DataFrame({"n": [8], "fm_seconds": [0.0], "gram_seconds": [1.0], "loop_seconds": [1.0]}), "times"),
     ([1, 2], "times"),
 ])
 def test_pairwise_timing_bad_input_names_the_field(times, field):
@@ -332,81 +344,102 @@ def test_pairwise_timing_bad_input_names_the_field(times, field):
         chapter.plot_pairwise_timing(times)
 
 
-def test_pair_contributions_bars_add_up_to_the_logit():
-    schema = small_schema()
-    fm, batch = trained_like_fm(schema), small_batch(schema)
-    c = chapter.pair_contributions(fm, batch, 0)
-    total = c["contribution"].sum()
-    ax = chapter.plot_pair_contributions(c, top=4, title="row 0")
-    widths = [p.get_width() for p in ax.patches]
-    assert len(widths) == 5  # four terms and "7 other terms"
-    assert sum(widths) == pytest.approx(total)
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert f"{len(c) - 4} other terms" in labels
-    assert f"{total:+.2f}" in ax.get_title() and "row 0" in ax.get_title()
-    assert np.argsort(np.abs(widths)).tolist() == list(range(5))  # largest at the top
-    ax = chapter.plot_pair_contributions(c, top=None)
-    assert len(ax.patches) == len(c)
+def test_gram_identity_figure_writes_the_worked_example():
+    v = np.array([[1, 2], [0, -1], [3, 1]])
+    ax, tx = chapter.plot_gram_identity(v)
+    cells = sorted(t.get_text() for t in ax.texts)
+    assert cells == sorted(str(int(x)) for x in (v @ v.T).ravel())
+    text = " ".join(t.get_text() for t in tx.texts)
+    # sum of G = |(4, 2)|^2 = 20, trace = 5 + 1 + 10 = 16, pairs: -2 + 5 - 1 = 2
+    assert "|(4, 2)|² = 20" in text and "5 + 1 + 10 = 16" in text and "(20 − 16) / 2 = 2" in text
+    assert "(-2) + 5 + (-1) = 2" in text
+    with pytest.raises(ValueError, match="v"):
+        chapter.plot_gram_identity(np.zeros(3))
+    with pytest.raises(ValueError, match="names"):
+        chapter.plot_gram_identity(v, names=["a"])
 
 
-@pytest.mark.parametrize("contributions, field", [
-    (pd.DataFrame({"term": ["a"], "contribution": [1.0]}), "kind"),
-    (pd.DataFrame({"term": ["a"], "kind": ["pair"], "contribution": [np.nan]}), "contribution"),
-    ("bars", "contributions"),
-])
-def test_pair_contributions_bad_input_names_the_field(contributions, field):
-    with pytest.raises(ValueError, match=field):
-        chapter.plot_pair_contributions(contributions)
-    with pytest.raises(ValueError, match="top"):
-        one = pd.DataFrame({"term": ["a"], "kind": ["pair"], "contribution": [1.0]})
-        chapter.plot_pair_contributions(one, top=0)
-
-
-def test_two_vectors_draws_both_arrows_and_the_probability():
-    r = chapter.two_vector_interaction(0, 1.5, 120, 1.0, bias=0.25)
-    ax, sx = chapter.plot_two_vectors(r, limit=2.0)
-    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
-    assert len(arrows) == 2
-    assert sorted(tuple(np.round(a.xy, 6)) for a in arrows) == sorted(
-        [tuple(np.round(r.v1, 6)), tuple(np.round(r.v2, 6))])
-    assert ax.get_xlim() == (-2.0, 2.0)
-    assert "120°" in ax.get_title()
-    point = [ln for ln in sx.lines if ln.get_marker() == "o"][0]
-    assert point.get_xdata()[0] == pytest.approx(r.logit)
-    assert point.get_ydata()[0] == pytest.approx(r.probability)
-    assert f"p = {r.probability:.2f}" in sx.get_title()
-
-
-def test_two_vectors_bad_input_names_the_field():
-    with pytest.raises(ValueError, match="result"):
-        chapter.plot_two_vectors((1, 2))
-    with pytest.raises(ValueError, match="limit"):
-        chapter.plot_two_vectors(chapter.two_vector_interaction(0, 1, 0, 1), limit=0)
+def test_architecture_diagram_names_every_field():
+    ax = chapter.plot_fm_architecture(["a", "b", "genres"], dim=4)
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert all(f"{f} rows" in texts for f in ("a", "b", "genres")) and "v (4)" in texts
+    assert "offset[field] + code" in texts
+    with pytest.raises(ValueError, match="fields"):
+        chapter.plot_fm_architecture(["a"])
 
 
 # --------------------------------------------------------------------------------------------
-# Widgets
+# Charts computed in the browser
 # --------------------------------------------------------------------------------------------
 
-def test_two_vector_slider_one_frame_per_angle():
-    box = chapter.two_vector_slider(angles=[0, 90, 180], value=90)
-    assert isinstance(box.control, ipw.SelectionSlider)
-    assert [label for label, _ in box.control.options] == ["0", "90", "180"]
-    assert len(box.stack.children) == 3 and box.stack.selected_index == 1
-    assert plt.get_fignums() == []
-    with pytest.raises(ValueError, match="len2"):
-        chapter.two_vector_slider(len2=-1.0)
+def test_two_vector_chart_checks_carry_the_dot_product():
+    chart = chapter.two_vector_chart(0, 1.5, 60, 1.2, -0.5, checks=[dict(angle2=180, len2=2.0)])
+    spec = chart.to_dict(validate=False)
+    checks = spec["usermeta"]["recbook"]["checks"]
+    assert checks[0]["set"] == dict(angle1=0, len1=1.5, angle2=60, len2=1.2, bias=-0.5)
+    # 1.5 * 1.2 * cos 60° = 0.9, logit -0.5 + 0.9 = 0.4, p = sigmoid(0.4) = 0.599
+    assert checks[0]["texts"] == ["angle between them: 60°", "⟨v₁, v₂⟩ = +0.90 · logit = +0.40 · p = 0.60"]
+    # opposite vectors: 1.5 * 2 * cos 180° = -3, logit -3.5 (true minus signs, as the browser writes)
+    assert checks[1]["texts"][1] == "⟨v₁, v₂⟩ = \u22123.00 · logit = \u22123.50 · p = 0.03"
+    assert set(chapter.widgets.bound_params(spec)) == {"angle1", "len1", "angle2", "len2", "bias"}
+    with pytest.raises(ValueError, match="checks"):
+        chapter.two_vector_chart(checks=[dict(theta=3)])
 
 
-def test_contribution_dropdown_one_frame_per_example():
-    schema = small_schema()
-    fm, batch = trained_like_fm(schema), small_batch(schema)
-    box = chapter.contribution_dropdown(fm, batch, {"first row": 0, "last row": 15}, top=5)
-    assert isinstance(box.control, ipw.Dropdown)
-    assert [label for label, _ in box.control.options] == ["first row", "last row"]
-    assert len(box.stack.children) == 2
-    assert plt.get_fignums() == []
-    with pytest.raises(ValueError, match="row"):
-        chapter.contribution_dropdown(fm, batch, {"bad": 99})
-    with pytest.raises(ValueError, match="rows"):
-        chapter.contribution_dropdown(fm, batch, {})
+@pytest.fixture(scope="module")
+def trained(ctr):
+    torch.manual_seed(0)
+    fm = FactorizationMachine(ctr.schema, dim=4, init_std=0.3)
+    with torch.no_grad():
+        fm.linear.weights.table.weight.normal_(0, 0.3)
+        fm.linear.bias.fill_(0.1)
+    return fm
+
+
+def test_fm_tables_give_the_model_s_logit_for_every_user_and_movie(ctr, trained):
+    titles = {i: f"Movie {i}" for i in range(1, 13)}
+    tables = chapter.fm_tables(trained, ctr, titles)
+    assert tables.dim == 4 and tables.fields == tuple(ctr.schema.names)
+    rows = pd.concat(ctr.frames.values())
+    assert sorted(tables.users["user"]) == sorted(rows["user_id"].unique())
+    assert tables.users.set_index("user")["seen"].to_dict() == {
+        u: int(u in set(ctr.frames["train"]["user_id"])) for u in tables.users["user"]}
+    assert tables.items.set_index("movie")["title"].to_dict() == {m: titles[m] for m in tables.items["movie"]}
+    for u in sorted(rows["user_id"].unique())[::4]:
+        for m in sorted(rows["item_id"].unique())[::3]:
+            terms = chapter.tables_logit(tables, int(u), int(m))
+            with torch.no_grad():
+                logit = trained(chapter.user_movie_batch(ctr, int(u), int(m))).item()
+            assert sum(terms.values()) == pytest.approx(logit, abs=1e-5)
+            assert len(terms) == 1 + 8 + 28
+    with pytest.raises(ValueError, match="user"):
+        chapter.tables_logit(tables, 10_000, 1)
+    with pytest.raises(ValueError, match="titles"):
+        chapter.fm_tables(trained, ctr, {1: "only one"})
+
+
+def test_contribution_chart_ships_the_tables_and_checks_the_model_s_logit(ctr, trained):
+    rows = pd.concat(ctr.frames.values())
+    users = sorted(rows["user_id"].unique())
+    chart = chapter.contribution_chart(trained, ctr, user=int(users[0]), movie=1, top=5,
+                                       checks=[(int(users[-1]), 2)])
+    spec = chart.to_dict(validate=False)
+    weights = pd.read_csv(io.StringIO(spec["datasets"]["fm_weights"]))
+    tables = chapter.fm_tables(trained, ctr)
+    # shipped as integers in units of 1e-4
+    assert (weights[["w", "v0"]].to_numpy() == np.rint(tables.weights[["w", "v0"]].to_numpy() * 1e4)).all()
+    for check in spec["usermeta"]["recbook"]["checks"]:
+        u, m = check["set"]["user"], check["set"]["movie"]
+        with torch.no_grad():
+            logit = trained(chapter.user_movie_batch(ctr, u, m)).item()
+        assert check["texts"][0] == "logit = " + chapter.d3_signed(logit)
+        seen = u in set(ctr.frames["train"]["user_id"])
+        assert check["texts"][1] == ("seen in training" if seen else "new user")
+    params = chapter.widgets.bound_params(spec)
+    assert params["user"]["bind"]["options"] == [int(u) for u in users]
+    with pytest.raises(ValueError, match="movie"):
+        chapter.contribution_chart(trained, ctr, user=int(users[0]), movie=999)
+    with pytest.raises(ValueError, match="model"):
+        chapter.contribution_chart(LogisticRegression(ctr.schema), ctr, user=int(users[0]), movie=1)
+
+

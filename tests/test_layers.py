@@ -10,28 +10,16 @@ from recbook.layers import (FeatureLinear, FieldEmbedding, FMInteraction, check_
                             pairwise_interaction_naive)
 
 
-def small_schema():
-    # Given out of order on purpose: Schema puts single-valued fields first.
+def two_multi_schema():
+    """Two multi-valued fields (the shared small_schema has one), given out of order on purpose:
+    Schema puts single-valued fields first."""
     return Schema((
         Field("a", tuple(range(5))),
-        Field("tags", tuple("pqrstu"), multi=True),
+        Field("tags", tuple("pqrstu"), multi=True, max_len=4),
         Field("b", tuple(range(7))),
         Field("c", ("x", "y")),
-        Field("genres", tuple("ABCD"), multi=True),
+        Field("genres", tuple("ABCD"), multi=True, max_len=4),
     ))
-
-
-def random_batch(schema, n=32, width=4, seed=0):
-    """Valid indices (padding and unknown included), multi fields with 0..width members per row."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.stack([torch.randint(1, f.size, (n,), generator=g) for f in schema.single], dim=1)
-    batch = {"x": x}
-    for f in schema.multi:
-        idx = torch.randint(1, f.size, (n, width), generator=g)
-        k = torch.randint(0, width + 1, (n,), generator=g)
-        k[0] = 0  # at least one row with no members at all
-        batch[f.name] = torch.where(torch.arange(width) < k[:, None], idx, 0)  # right-padded
-    return batch
 
 
 def pairs_by_hand(v):
@@ -58,8 +46,8 @@ def test_fm_linear_time_form_equals_pairwise_sum(n):
     torch.testing.assert_close(per_dim.sum(1), fast, rtol=1e-10, atol=1e-10)
 
 
-def test_fm_form_on_field_embeddings_with_multi_fields():
-    schema = small_schema()
+def test_fm_form_on_field_embeddings_with_multi_fields(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 6, init_std=0.5).double()
     v = emb(random_batch(schema, n=64))
     assert v.shape == (64, len(schema), 6)
@@ -78,15 +66,15 @@ def test_fm_interaction_rejects_wrong_rank():
 # ---------------------------------------------------------------- FieldEmbedding
 
 def test_schema_puts_single_fields_first_and_embedding_follows_schema_order():
-    schema = small_schema()
+    schema = two_multi_schema()
     assert schema.names == ["a", "b", "c", "tags", "genres"]
     emb = FieldEmbedding(schema, 3)
     assert emb.table.weight.shape == (schema.total_size, 3)
     assert len([m for m in emb.modules() if isinstance(m, nn.Embedding)]) == 1  # one shared table
 
 
-def test_each_field_reads_its_own_rows_of_the_shared_table():
-    schema = small_schema()
+def test_each_field_reads_its_own_rows_of_the_shared_table(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 1)
     with torch.no_grad():  # row r of the table holds the number r
         emb.table.weight.copy_(torch.arange(schema.total_size, dtype=torch.float32)[:, None])
@@ -101,8 +89,8 @@ def test_each_field_reads_its_own_rows_of_the_shared_table():
         assert emb.field_weight(f.name)[0, 0] == o  # a view of rows [offset, offset + size)
 
 
-def test_multi_field_is_the_mean_of_its_members_and_empty_rows_are_zero():
-    schema = small_schema()
+def test_multi_field_is_the_mean_of_its_members_and_empty_rows_are_zero(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 4, init_std=1.0)
     batch = random_batch(schema)
     out = emb(batch)
@@ -115,8 +103,8 @@ def test_multi_field_is_the_mean_of_its_members_and_empty_rows_are_zero():
     assert torch.equal(out[0, 3:], torch.zeros(2, 4))  # row 0 has no members in either field
 
 
-def test_padding_rows_do_not_change_the_output_nor_get_gradient():
-    schema = small_schema()
+def test_padding_rows_do_not_change_the_output_nor_get_gradient(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 4)
     batch = random_batch(schema)
     before = emb(batch).detach().clone()
@@ -130,29 +118,38 @@ def test_padding_rows_do_not_change_the_output_nor_get_gradient():
         assert torch.all(emb.table.weight.grad[o] == 0)
 
 
-def test_embedding_init_is_small():
-    emb = FieldEmbedding(Schema((Field("u", tuple(range(5000))),)), 16)
-    assert 0.005 < emb.table.weight.std().item() < 0.02
+def test_default_init_starts_an_fm_near_a_coin_flip():
+    """Why the default init is small: with 8 fields and dim 16, an untrained FM predicts close to
+    p = 0.5 for every row, where nn.Embedding's N(0, 1) would start far into the sigmoid's tails."""
+    from recbook.models import FactorizationMachine
+
+    schema = Schema(tuple(Field(f"f{i}", tuple(range(50))) for i in range(8)))
+    x = torch.randint(2, 52, (512, 8), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    small = FactorizationMachine(schema, dim=16)({"x": x})
+    big = FactorizationMachine(schema, dim=16, init_std=1.0)({"x": x})
+    assert small.abs().max() < 0.05
+    assert big.std() > 5          # about sqrt(16 * 28) = 21 for unit vectors
 
 
 def test_offsets_are_buffers_that_are_not_saved():
-    emb = FieldEmbedding(small_schema(), 4)
+    emb = FieldEmbedding(two_multi_schema(), 4)
     assert "single_offsets" in dict(emb.named_buffers())
     assert list(emb.state_dict()) == ["table.weight"]
 
 
 # ---------------------------------------------------------------- FeatureLinear
 
-def test_feature_linear_starts_at_zero_or_base_rate():
-    schema = small_schema()
+def test_feature_linear_starts_at_zero_or_base_rate(random_batch):
+    schema = two_multi_schema()
     batch = random_batch(schema)
     assert torch.equal(FeatureLinear(schema)(batch), torch.zeros(32))
     out = FeatureLinear(schema, base_rate=0.8)(batch)
     torch.testing.assert_close(out, torch.full((32,), float(torch.logit(torch.tensor(0.8)))))
 
 
-def test_feature_linear_has_one_weight_per_feature_value():
-    schema = small_schema()
+def test_feature_linear_has_one_weight_per_feature_value(random_batch):
+    schema = two_multi_schema()
     lin = FeatureLinear(schema)
     batch = random_batch(schema, n=200)
     assert lin.weights.table.weight.shape == (schema.total_size, 1)
@@ -164,8 +161,8 @@ def test_feature_linear_has_one_weight_per_feature_value():
     torch.testing.assert_close(lin(batch) - before, has.float())
 
 
-def test_feature_linear_multi_field_counts_each_member_one_over_k():
-    schema = small_schema()
+def test_feature_linear_multi_field_counts_each_member_one_over_k(random_batch):
+    schema = two_multi_schema()
     lin = FeatureLinear(schema)
     batch = random_batch(schema, n=200)
     with torch.no_grad():
@@ -179,8 +176,8 @@ def test_feature_linear_multi_field_counts_each_member_one_over_k():
 
 # ---------------------------------------------------------------- validation
 
-def test_check_batch_accepts_a_valid_batch():
-    schema = small_schema()
+def test_check_batch_accepts_a_valid_batch(random_batch):
+    schema = two_multi_schema()
     check_batch(schema, random_batch(schema))
     check_batch(schema, {k: v[:0] for k, v in random_batch(schema).items()})  # empty batch is fine
 
@@ -201,8 +198,8 @@ def test_check_batch_accepts_a_valid_batch():
      r"genres\[:, 1\] \(field 'genres'\): index 6 out of range \[0, 6\)"),
     (lambda b: b["tags"].__setitem__((3, 0), -2), r"tags\[:, 0\] \(field 'tags'\): index -2 out of range"),
 ])
-def test_every_layer_reports_bad_batches_naming_the_field(mutate, message):
-    schema = small_schema()
+def test_every_layer_reports_bad_batches_naming_the_field(mutate, message, random_batch):
+    schema = two_multi_schema()
     for layer in (FieldEmbedding(schema, 4), FeatureLinear(schema)):
         batch = random_batch(schema)
         mutate(batch)
@@ -214,11 +211,11 @@ def test_every_layer_reports_bad_batches_naming_the_field(mutate, message):
 
 def test_batch_must_be_a_mapping():
     with pytest.raises(ValueError, match="batch: expected a dict of tensors"):
-        check_batch(small_schema(), torch.zeros(3, 3, dtype=torch.long))
+        check_batch(two_multi_schema(), torch.zeros(3, 3, dtype=torch.long))
 
 
-def test_validation_can_be_turned_off_and_is_why_it_exists():
-    schema = small_schema()
+def test_validation_can_be_turned_off_and_is_why_it_exists(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 4, validate=False)
     batch = random_batch(schema)
     batch["x"][0, 0] = schema["a"].size  # one past field a: silently field b's padding row
@@ -230,7 +227,7 @@ def test_validation_can_be_turned_off_and_is_why_it_exists():
 
 
 def test_lookup_validates_the_field_range():
-    emb = FieldEmbedding(small_schema(), 4)
+    emb = FieldEmbedding(two_multi_schema(), 4)
     assert emb.lookup("b", torch.tensor([[1, 2, 0]])).shape == (1, 3, 4)
     with pytest.raises(ValueError, match=r"b \(field 'b'\): index 9 out of range \[0, 9\)"):
         emb.lookup("b", torch.tensor([1, 9]))
@@ -248,9 +245,9 @@ def test_constructor_arguments_are_checked():
     with pytest.raises(ValueError, match="schema: expected a recbook.data.Schema"):
         FieldEmbedding(["a"], 4)
     with pytest.raises(ValueError, match="dim: expected a positive integer"):
-        FieldEmbedding(small_schema(), 0)
+        FieldEmbedding(two_multi_schema(), 0)
     with pytest.raises(ValueError, match="base_rate"):
-        FeatureLinear(small_schema(), base_rate=1.0)
+        FeatureLinear(two_multi_schema(), base_rate=1.0)
 
 
 # ---------------------------------------------------------------- mlp
@@ -277,8 +274,8 @@ def test_mlp_rejects_bad_arguments(kwargs, message):
         mlp(**kwargs)
 
 
-def test_gather_matches_nn_embedding_values_and_gradients():
-    schema = small_schema()
+def test_gather_matches_nn_embedding_values_and_gradients(random_batch):
+    schema = two_multi_schema()
     emb = FieldEmbedding(schema, 5, init_std=0.1)
     batch = random_batch(schema, n=64)
     rows = batch["x"] + emb.single_offsets
@@ -289,3 +286,67 @@ def test_gather_matches_nn_embedding_values_and_gradients():
     (g_fast,) = torch.autograd.grad((out * w).sum(), emb.table.weight)
     (g_ref,) = torch.autograd.grad((ref * w).sum(), emb.table.weight)
     torch.testing.assert_close(g_fast, g_ref)
+
+
+# ---------------------------------------------------------------- unknown values
+
+def test_padding_and_unknown_rows_start_at_exactly_zero(small_schema):
+    emb = FieldEmbedding(small_schema, 8, init_std=0.5)
+    w = emb.table.weight
+    for f, o in zip(small_schema.fields, small_schema.offsets):
+        assert torch.equal(w[o], torch.zeros(8)) and torch.equal(w[o + 1], torch.zeros(8)), f.name
+        assert (w[o + 2: o + f.size].abs().sum(1) > 0).all(), f.name
+
+
+def test_unknown_rows_stay_zero_through_training_when_never_seen(small_schema, random_batch):
+    from recbook.models import FactorizationMachine
+
+    torch.manual_seed(0)
+    fm = FactorizationMachine(small_schema, dim=4)
+    opt = torch.optim.Adam(fm.parameters(), lr=0.05)
+    batch = random_batch(small_schema, n=256, reserved=False)  # no unknown codes in training
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(fm(batch), batch["label"]).backward()
+        opt.step()
+    unk_rows = torch.as_tensor(small_schema.offsets) + 1
+    assert torch.equal(fm.embedding.table.weight[unk_rows], torch.zeros(len(unk_rows), 4))
+    assert torch.equal(fm.linear.weights.table.weight[unk_rows], torch.zeros(len(unk_rows), 1))
+    trained = torch.as_tensor(small_schema.offsets) + 2
+    assert fm.linear.weights.table.weight[trained].abs().sum() > 0
+
+
+def test_unknown_rate_replaces_that_share_of_codes_in_training_only(small_schema, random_batch):
+    from recbook.models import LogisticRegression
+
+    model = LogisticRegression(small_schema, unknown_rate={"user_id": 0.3})
+    batch = random_batch(small_schema, n=20_000, reserved=False)
+    before = batch["x"].clone()
+    torch.manual_seed(0)
+    seen = model.prepare(batch)["x"]
+    assert torch.equal(batch["x"], before)                         # the caller's batch is untouched
+    col = small_schema.column("user_id")
+    replaced = (seen[:, col] == 1).float().mean().item()
+    assert abs(replaced - 0.3) < 0.015                              # 3 standard errors at n = 20,000
+    others = [c for c in range(seen.shape[1]) if c != col]
+    assert torch.equal(seen[:, others], before[:, others])
+    model.eval()
+    assert model.prepare(batch)["x"] is batch["x"]
+    with pytest.raises(ValueError, match="genres"):
+        LogisticRegression(small_schema, unknown_rate={"genres": 0.1})
+    with pytest.raises(ValueError, match="unknown_rate"):
+        LogisticRegression(small_schema, unknown_rate={"user_id": 1.5})
+
+
+def test_unknown_rate_trains_the_unknown_row(small_schema, random_batch):
+    from recbook.models import LogisticRegression
+
+    torch.manual_seed(0)
+    model = LogisticRegression(small_schema, unknown_rate={"user_id": 0.2})
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    batch = random_batch(small_schema, n=512, reserved=False)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"]).backward()
+        opt.step()
+    assert model.linear.weights.table.weight[small_schema.offset_of("user_id") + 1].abs().item() > 0

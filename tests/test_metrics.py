@@ -46,25 +46,34 @@ def brute_gauc(labels, scores, groups):
     return num / den, covered / len(labels)
 
 
-def brute_ranking(scores, exclude=None):
-    """Each user's full ranking as a list of items: sorted by (-score, item), exclusions dropped."""
+R = M.N_RESERVED  # columns 0 (padding) and 1 (unknown) are never candidates
+
+
+def brute_ranking(scores, exclude=None, reserved=R):
+    """Each user's full ranking for display: sorted by (-score, item), reserved and excluded dropped."""
     out = []
     for u, row in enumerate(scores):
         banned = set() if exclude is None else {int(i) for i in exclude[u]}
-        items = [i for i in range(len(row)) if i not in banned]
+        items = [i for i in range(reserved, len(row)) if i not in banned]
         out.append(sorted(items, key=lambda i: (-row[i], i)))
     return out
 
 
-def brute_report(scores, targets, ks, exclude=None):
-    rankings = brute_ranking(scores, exclude)
+def brute_rank(row, target, banned, reserved=R):
+    """The pessimistic rank, by its definition: other candidates scoring >= the target."""
+    return sum(1 for i in range(reserved, len(row))
+               if i != target and i not in banned and row[i] >= row[target])
+
+
+def brute_report(scores, targets, ks, exclude=None, reserved=R):
     report = {}
     for k in ks:
         rec, hr, ndcg, mrr = [], [], [], []
-        for u, ranking in enumerate(rankings):
+        for u, row in enumerate(scores):
+            banned = set() if exclude is None else {int(i) for i in exclude[u]}
             t_u = [int(t) for t in np.atleast_1d(targets[u])]
-            top = ranking[:k]
-            hits = [r for r, item in enumerate(top) if item in t_u]
+            ranks = [brute_rank(row, t, banned, reserved) for t in t_u]
+            hits = sorted(r for r in ranks if r < k)
             rec.append(len(hits) / len(t_u))
             hr.append(1.0 if hits else 0.0)
             dcg = sum(1 / math.log2(r + 2) for r in hits)
@@ -79,15 +88,18 @@ def brute_report(scores, targets, ks, exclude=None):
 
 
 def random_ranking_case(seed, n_users=7, n_items=12, n_targets=None, n_excluded=3):
-    """Integer scores in [0, 4) (many ties); each user excludes some items, never its targets."""
+    """Integer scores in [0, 4) (many ties); targets are item codes >= 2; each user excludes some
+    items (reserved columns among them at times), never its targets."""
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 4, size=(n_users, n_items)).astype(np.float64)
     targets, exclude = [], []
     for _ in range(n_users):
-        perm = rng.permutation(n_items)
+        perm = R + rng.permutation(n_items - R)
         m = 1 if n_targets is None else int(rng.integers(1, n_targets + 1))
         targets.append(perm[:m])
-        exclude.append(np.sort(perm[m : m + int(rng.integers(0, n_excluded + 1))]))
+        others = np.r_[perm[m:], np.arange(R)]
+        rng.shuffle(others)
+        exclude.append(np.sort(others[: int(rng.integers(0, n_excluded + 1))]))
     if n_targets is None:
         targets = np.array([t[0] for t in targets])
     return scores, targets, exclude
@@ -226,27 +238,54 @@ def test_ctr_report_keys_and_values():
 @pytest.mark.parametrize("k", [1, 3, 8, 12, 20])
 def test_rank_items_matches_sorted_brute_force(seed, k):
     scores, _, exclude = random_ranking_case(seed, n_excluded=6)
-    ref = brute_ranking(scores.tolist(), exclude)
-    for excl, rankings in [(None, brute_ranking(scores.tolist())), (exclude, ref)]:
+    for excl in (None, exclude):
         top = M.rank_items(scores, k, exclude=excl)
         assert top.shape == (scores.shape[0], k)
-        for u, ranking in enumerate(rankings):
+        for u, ranking in enumerate(brute_ranking(scores.tolist(), excl)):
             expected = ranking[:k] + [-1] * max(0, k - len(ranking))  # -1 pads past the candidates
             assert top[u].tolist() == expected
 
 
+def test_reserved_columns_are_never_ranked_even_with_the_best_scores():
+    scores = np.zeros((2, 5))
+    scores[:, :2] = 9.0  # padding and unknown score highest
+    assert M.rank_items(scores, 3).tolist() == [[2, 3, 4], [2, 3, 4]]
+    assert M.rank_items(scores, 3, reserved=0).tolist() == [[0, 1, 2], [0, 1, 2]]
+    # the target's rank counts only real candidates: two other items tie with it
+    assert M.rank_of_target(scores, [3, 4]).tolist() == [2, 2]
+    with pytest.raises(ValueError, match="reserved column"):
+        M.ranking_report(scores, [1, 2])
+
+
+def test_ties_count_against_the_target():
+    # A model that scores every item the same ranks every target last, not by its index.
+    n_items = 102
+    flat = np.zeros((3, n_items))
+    assert M.rank_of_target(flat, [2, 50, 101]).tolist() == [99, 99, 99]
+    rep = M.ranking_report(flat, [2, 50, 101], ks=(10,))
+    assert rep["hit_rate@10"] == 0.0
+    # ... and does worse than random scores, which hit K/n of the time
+    rng = np.random.default_rng(0)
+    targets = rng.integers(2, n_items, size=5000)
+    random_hr = M.ranking_report(rng.normal(size=(5000, n_items)), targets, ks=(10,))["hit_rate@10"]
+    collapsed_hr = M.ranking_report(np.zeros((5000, n_items)), targets, ks=(10,))["hit_rate@10"]
+    assert random_hr == pytest.approx(10 / (n_items - 2), abs=0.015) and collapsed_hr == 0.0
+
+
 def test_rank_items_all_ties_lower_index_first_and_inf_scores():
     scores = np.array([[0.0, 0.0, 0.0, 0.0], [-np.inf, 1.0, -np.inf, np.inf]])
-    assert M.rank_items(scores, 4).tolist() == [[0, 1, 2, 3], [3, 1, 0, 2]]
+    assert M.rank_items(scores, 4, reserved=0).tolist() == [[0, 1, 2, 3], [3, 1, 0, 2]]
     # an excluded item goes after even a -inf-scored item, and is never returned
-    assert M.rank_items(scores, 4, exclude=[[1], [0]]).tolist() == [[0, 2, 3, -1], [3, 1, 2, -1]]
+    assert M.rank_items(scores, 4, exclude=[[1], [0]], reserved=0).tolist() == [[0, 2, 3, -1], [3, 1, 2, -1]]
 
 
 def test_rank_items_small_blocks_give_the_same_result(monkeypatch):
-    scores, _, exclude = random_ranking_case(7, n_users=9)
+    scores, targets, exclude = random_ranking_case(7, n_users=9)
     full = M.rank_items(scores, 5, exclude=exclude)
-    monkeypatch.setattr(M, "_BLOCK_ENTRIES", 20)  # two rows per block
+    ranks = M.rank_of_target(scores, targets, exclude=exclude)
+    monkeypatch.setattr(M, "_BLOCK_ENTRIES", 20)  # one or two rows per block
     assert np.array_equal(M.rank_items(scores, 5, exclude=exclude), full)
+    assert np.array_equal(M.rank_of_target(scores, targets, exclude=exclude), ranks)
 
 
 def test_exclude_formats_agree():
@@ -266,19 +305,27 @@ def test_exclude_formats_agree():
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_rank_of_target_matches_brute_force_and_rank_items(seed):
+def test_rank_of_target_matches_brute_force(seed):
     scores, targets, exclude = random_ranking_case(seed)
     for excl in (None, exclude):
-        rankings = brute_ranking(scores.tolist(), excl)
         ranks = M.rank_of_target(scores, targets, exclude=excl)
-        assert ranks.tolist() == [rankings[u].index(int(t)) for u, t in enumerate(targets)]
-        top = M.rank_items(scores, scores.shape[1], exclude=excl)
-        assert all(top[u, r] == t for u, (r, t) in enumerate(zip(ranks, targets)))
+        banned = [set() if excl is None else set(map(int, e)) for e in (excl or [None] * len(targets))]
+        assert ranks.tolist() == [brute_rank(row, int(t), b) for row, t, b in zip(scores.tolist(), targets, banned)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_without_ties_rank_of_target_is_the_position_in_rank_items(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(6, 15))   # distinct scores: pessimistic and display order agree
+    targets = rng.integers(R, 15, size=6)
+    ranks = M.rank_of_target(scores, targets)
+    top = M.rank_items(scores, 15 - R)
+    assert all(top[u, r] == t for u, (r, t) in enumerate(zip(ranks, targets)))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_ranking_report_single_target_matches_brute_force(seed):
-    scores, targets, exclude = random_ranking_case(seed, n_users=15, n_items=10, n_excluded=5)
+    scores, targets, exclude = random_ranking_case(seed, n_users=15, n_items=12, n_excluded=5)
     ks = (1, 3, 5, 10, 25)  # 10 and 25 reach past every user's candidates
     for excl in (None, exclude):
         rep = M.ranking_report(scores, targets, ks, exclude=excl)
@@ -293,7 +340,7 @@ def test_ranking_report_single_target_matches_brute_force(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_ranking_report_multiple_targets_matches_brute_force(seed):
-    scores, targets, exclude = random_ranking_case(seed, n_users=10, n_items=14, n_targets=5)
+    scores, targets, exclude = random_ranking_case(seed, n_users=10, n_items=16, n_targets=5)
     ks = (1, 2, 4, 20)
     for excl in (None, exclude):
         rep = M.ranking_report(scores, targets, ks, exclude=excl)
@@ -301,8 +348,9 @@ def test_ranking_report_multiple_targets_matches_brute_force(seed):
         for key in ref:
             assert rep[key] == pytest.approx(ref[key], abs=1e-12), key
         ranks = M.rank_of_target(scores, targets, exclude=excl)
-        rankings = brute_ranking(scores.tolist(), excl)
-        assert [r.tolist() for r in ranks] == [[rankings[u].index(int(t)) for t in ts] for u, ts in enumerate(targets)]
+        banned = [set() if excl is None else set(map(int, excl[u])) for u in range(len(targets))]
+        assert [r.tolist() for r in ranks] == [[brute_rank(scores[u].tolist(), int(t), banned[u]) for t in ts]
+                                               for u, ts in enumerate(targets)]
 
 
 def test_ranking_accepts_torch_and_float32():
@@ -329,14 +377,14 @@ def test_perfect_scorer():
 
     n_users, n_items = 30, 50
     scores = rng.normal(size=(n_users, n_items))
-    targets = rng.integers(0, n_items, size=n_users)
+    targets = rng.integers(R, n_items, size=n_users)
     scores[np.arange(n_users), targets] = 10.0
     rep = M.ranking_report(scores, targets, ks=(1, 10))
     assert all(v == 1.0 for v in rep.values())
 
-    multi = [rng.choice(n_items, size=3, replace=False) for _ in range(n_users)]
+    multi = [R + rng.choice(n_items - R, size=3, replace=False) for _ in range(n_users)]
     for u, t in enumerate(multi):
-        scores[u, t] = 20.0
+        scores[u, t] = [20.0, 21.0, 22.0]  # distinct: tied targets would count against each other
     rep = M.ranking_report(scores, multi, ks=(3, 10))
     assert all(v == 1.0 for v in rep.values())
     rep = M.ranking_report(scores, multi, ks=(2,))
@@ -351,8 +399,8 @@ def test_random_scorer_is_near_chance():
     groups = rng.integers(0, 2000, size=200_000)
     assert M.gauc(labels, rng.normal(size=200_000), groups) == pytest.approx(0.5, abs=0.01)
     n_users, n_items = 2000, 200
-    rep = M.ranking_report(rng.normal(size=(n_users, n_items)), rng.integers(0, n_items, size=n_users), ks=(20,))
-    assert rep["hit_rate@20"] == pytest.approx(20 / n_items, abs=0.03)
+    rep = M.ranking_report(rng.normal(size=(n_users, n_items)), rng.integers(R, n_items, size=n_users), ks=(20,))
+    assert rep["hit_rate@20"] == pytest.approx(20 / (n_items - R), abs=0.03)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,14 +436,17 @@ S = np.arange(12, dtype=float).reshape(3, 4)
         (lambda: M.rank_items(S, 2, exclude=[[0], [4], []]), r"exclude\[1\]: id 4 is out of range"),
         (lambda: M.rank_items(S, 2, exclude=[[0], [0.5], []]), r"exclude\[1\]: expected integer ids"),
         (lambda: M.rank_items(S, 2, exclude={0: [1]}), r"exclude: expected a sequence"),
-        (lambda: M.ranking_report(S, [0, 1, 2, 3, 0]), r"targets: length 5 does not match scores rows 3"),
-        (lambda: M.ranking_report(S, [0, 1, 4]), r"targets: id 4 is out of range"),
-        (lambda: M.ranking_report(S, [0, 1, 2], ks=(10, 0)), r"ks: expected a positive integer"),
-        (lambda: M.ranking_report(S, [0, 1, 2], ks=()), r"ks: is empty"),
-        (lambda: M.ranking_report(S, [[0], [], [1]]), r"targets\[1\]: is empty"),
-        (lambda: M.ranking_report(S, [[0], [1, 1], [1]]), r"targets\[1\]: contains duplicate"),
-        (lambda: M.ranking_report(S, [0, 1, 2], exclude=[[3], [1], []]), r"exclude: user 1 excludes its target item 1"),
-        (lambda: M.rank_of_target(S, [[0], [1, 2], [3]], exclude=[[], [0, 2], []]), r"exclude: user 1 excludes its target item 2"),
+        (lambda: M.ranking_report(S, [2, 3, 2, 3, 2]), r"targets: length 5 does not match scores rows 3"),
+        (lambda: M.ranking_report(S, [2, 3, 4]), r"targets: id 4 is out of range"),
+        (lambda: M.ranking_report(S, [2, 3, 2], ks=(10, 0)), r"ks: expected a positive integer"),
+        (lambda: M.ranking_report(S, [2, 3, 2], ks=()), r"ks: is empty"),
+        (lambda: M.ranking_report(S, [[2], [], [3]]), r"targets\[1\]: is empty"),
+        (lambda: M.ranking_report(S, [[2], [3, 3], [3]]), r"targets\[1\]: contains duplicate"),
+        (lambda: M.ranking_report(S, [2, 3, 2], exclude=[[3], [3], []]), r"exclude: user 1 excludes its target item 3"),
+        (lambda: M.rank_of_target(S, [[2], [2, 3], [3]], exclude=[[], [0, 3], []]), r"exclude: user 1 excludes its target item 3"),
+        (lambda: M.rank_of_target(S, [2, 0, 3]), r"targets: user 1's target 0 is a reserved column"),
+        (lambda: M.rank_items(S, 2, reserved=4), r"reserved: 4 reserved column\(s\) leave no candidate"),
+        (lambda: M.rank_items(S, 2, reserved=-1), r"reserved: expected a non-negative integer"),
     ],
 )
 def test_validation_errors_name_the_field(call, field):
@@ -407,3 +458,19 @@ def test_sparse_exclude_shape_is_checked():
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(ValueError, match=r"exclude: sparse shape \(3, 5\) does not match scores shape \(3, 4\)"):
         M.rank_items(S, 2, exclude=sparse.csr_matrix((3, 5)))
+
+
+def test_paired_bootstrap_of_identical_scores_is_zero_and_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    groups = np.repeat(np.arange(60), 10)
+    a = rng.normal(size=600) + y * 0.5
+    same = M.paired_bootstrap_auc(y, a, a, groups, n_boot=10)
+    assert same["diff"] == same["low"] == same["high"] == 0
+    b = a + y * 0.5                                            # b separates the classes better
+    r = M.paired_bootstrap_auc(y, a, b, groups, n_boot=30)
+    from sklearn.metrics import roc_auc_score
+    assert r["diff"] == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
+    assert 0 < r["low"] <= r["diff"] <= r["high"]
+    with pytest.raises(ValueError, match="labels"):
+        M.paired_bootstrap_auc(y[:5], a, b, groups)

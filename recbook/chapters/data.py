@@ -5,18 +5,23 @@ Figures on the tables of :func:`recbook.data.load_movielens100k` or the frames o
 
 * :func:`plot_rating_distribution` -- how many ratings of each star value, split at the CTR label;
 * :func:`plot_item_popularity` -- ratings per movie against popularity rank (the long tail);
-* :func:`plot_popularity_share` -- share of all ratings that the top items receive (Lorenz-style);
+* :func:`popularity_chart` -- share of all ratings that the top x% of items receive, with a slider
+  (computed in the browser);
 * :func:`plot_user_activity` -- how many ratings users give;
 * :func:`plot_users_over_time` -- when users make their first rating (users arrive over time);
 * :func:`plot_genre_counts` -- movies (or ratings) per genre;
 * :func:`plot_split_timeline` -- the train/valid/test blocks of a time split and their cold users;
-* :func:`user_timeline` and :func:`user_timeline_widget` -- one user's ratings over time.
+* :func:`user_timeline_chart` -- any user's ratings over time, coloured by block of the time split
+  (computed in the browser);
+* :func:`random_split_protocol` -- the CTR protocol with a random instead of a time split, for
+  comparison;
+* :func:`tie_statistics` -- how often ratings share a second, and why a tie rule by item id leaks.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import ipywidgets as widgets
+import altair as alt
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,16 +29,19 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
+from .. import widgets
 from .._checks import require_columns, require_positive_int
 from ..data.movielens import GENRES
-from ..data.protocols import LABEL_THRESHOLD, chronological_split, ctr_frame
+from ..data.protocols import (LABEL_THRESHOLD, CTRData, chronological_split, ctr_frame, ctr_schema,
+                              encode_ctr, item_catalogue, time_order)
 from ..plots import LABEL_COLORS, SPLIT_COLORS, SPLITS
 from ..plots import axes_or_new as _axes
 
 __all__ = [
-    "ctr_splits", "plot_genre_counts", "plot_item_popularity", "plot_popularity_share",
-    "plot_rating_distribution", "plot_split_timeline", "plot_user_activity", "plot_users_over_time",
-    "popularity_share", "split_counts", "user_timeline", "user_timeline_widget",
+    "ctr_splits", "plot_genre_counts", "plot_item_popularity", "plot_rating_distribution",
+    "plot_split_timeline", "plot_user_activity", "plot_users_over_time", "popularity_chart",
+    "popularity_share", "random_split_protocol", "split_counts", "tie_statistics",
+    "user_timeline_chart",
 ]
 
 _thousands = FuncFormatter(lambda v, _: f"{v:,.0f}")
@@ -103,42 +111,6 @@ def popularity_share(ratings: pd.DataFrame, top_k: int) -> float:
     top_k = require_positive_int(top_k, name="top_k")
     counts = ratings["item_id"].value_counts().to_numpy()
     return float(counts[:top_k].sum() / counts.sum())
-
-
-def plot_popularity_share(ratings: pd.DataFrame, *, top_k: int | None = None,
-                          ax: Axes | None = None) -> Axes:
-    """Lorenz-style curve: the share of all ratings received by the top x% of items.
-
-    The diagonal is what equal popularity would give. With ``top_k`` a marker shows the share of
-    ratings that the ``top_k`` most rated items receive, and the title states it.
-    """
-    _ratings(ratings, ["item_id"])
-    counts = ratings["item_id"].value_counts().to_numpy()
-    n = len(counts)
-    if top_k is not None:
-        top_k = require_positive_int(top_k, name="top_k")
-        if top_k > n:
-            raise ValueError(f"top_k: expected at most the number of items ({n}), got {top_k}")
-    x = np.r_[0, np.arange(1, n + 1) / n]
-    y = np.r_[0, np.cumsum(counts) / counts.sum()]
-    ax = _axes(ax, figsize=(4.8, 4.0))
-    ax.plot(x, y, color=SPLIT_COLORS["train"], lw=2, label="observed")
-    ax.plot([0, 1], [0, 1], color="0.5", ls=":", lw=1, label="equal popularity")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xlabel("top items, as a share of all items")
-    ax.set_ylabel("share of all ratings")
-    if top_k is not None:
-        share = y[top_k]
-        ax.plot([x[top_k], x[top_k], 0], [0, share, share], color=SPLIT_COLORS["test"], lw=1, ls="--")
-        ax.plot([x[top_k]], [share], "o", color=SPLIT_COLORS["test"])
-        ax.set_title(f"Top {top_k:,} items ({top_k / n:.0%}) get {share:.0%} of ratings")
-    else:
-        ax.set_title("Share of ratings received by the top items")
-    ax.legend(loc="lower right", frameon=False)
-    return ax
 
 
 def plot_user_activity(ratings: pd.DataFrame, *, bins: int = 30, ax: Axes | None = None) -> Axes:
@@ -216,8 +188,9 @@ def plot_genre_counts(items: pd.DataFrame, *, ratings: pd.DataFrame | None = Non
     counts = counts.sort_values()
     ax = _axes(ax, figsize=(5.6, 0.22 * len(genres) + 1.2))
     bars = ax.barh(counts.index, counts.to_numpy(), color=SPLIT_COLORS["train"])
-    ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7, padding=2)
-    ax.margins(x=0.12)
+    ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8, padding=2)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.margins(x=0.16)
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.xaxis.set_major_formatter(_thousands)
     ax.set_xlabel(f"number of {what}")
@@ -310,15 +283,14 @@ def _ratings_of(ml) -> pd.DataFrame:
 def ctr_splits(ml) -> pd.DataFrame:
     """Which CTR split every rating falls in, under :func:`recbook.data.ctr_protocol`'s time split.
 
-    Returns the protocol's rows in time order with columns user_id, item_id, timestamp, label and
-    split (``"train"``, ``"valid"`` or ``"test"``). Compute it once and pass it to
-    :func:`user_timeline` when drawing many users.
+    Returns the protocol's rows in time order with columns user_id, item_id, rating, timestamp,
+    label and split (``"train"``, ``"valid"`` or ``"test"``).
     """
     _ratings_of(ml)
     frame = ctr_frame(ml)
     parts = chronological_split(frame)
     split = np.concatenate([np.full(len(p), s, dtype=object) for s, p in zip(SPLITS, parts)])
-    out = frame[["user_id", "item_id", "timestamp", "label"]].copy()
+    out = frame[["user_id", "item_id", "rating", "timestamp", "label"]].copy()
     out["split"] = pd.Categorical(split, categories=list(SPLITS))
     return out
 
@@ -328,95 +300,162 @@ def _boundaries(splits: pd.DataFrame) -> dict:
     return {s: splits.loc[splits["split"] == s, "timestamp"].min() for s in SPLITS[1:]}
 
 
-def user_timeline(ml, user_id: int, *, splits: pd.DataFrame | None = None,
-                  ax: Axes | None = None, seed: int = 0) -> Axes:
-    """One user's ratings as a timeline: date against rating, one point per rating.
+def _d3_percent(x: float) -> str:
+    return f"{x:.0%}"
 
-    Colour is the CTR label (rating >= 4 is a positive). The periods of the validation and test
-    blocks of the time split are shaded, with a line where each begins, and the title counts the
-    user's ratings in each split. Many ratings share a date and a star value, so points get a
-    small vertical jitter (seeded by ``seed``, so the figure is reproducible).
 
-    Args:
-        ml: the data set from :func:`recbook.data.load_movielens100k`.
-        user_id: a user id present in ``ml.ratings``.
-        splits: the result of :func:`ctr_splits` (computed here when not given).
+def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequence[int] = ()):
+    """The share of all ratings that the most rated x% of movies receive, x set by a slider
+    (1-100%), computed in the browser from the ratings per movie (one number per movie).
+
+    The curve is a Lorenz curve: the diagonal is what equal popularity would give. ``percent`` is
+    the slider's start; it and each of ``checks`` become browser checks of the title, computed
+    with :func:`popularity_share`.
     """
-    ratings = _ratings_of(ml)
-    if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
-        raise ValueError(f"user_id: expected an integer user id, got {user_id!r}")
-    mine = ratings[ratings["user_id"] == user_id].sort_values(["timestamp", "item_id"])
-    if mine.empty:
-        raise ValueError(f"user_id: user {user_id} has no ratings in ml.ratings")
-    if splits is None:
-        splits = ctr_splits(ml)
-    else:
-        require_columns(splits, ["user_id", "item_id", "timestamp", "split"], name="splits")
-    where = mine.merge(splits[["user_id", "item_id", "split"]], on=["user_id", "item_id"], how="left")
-    if where["split"].isna().any():
-        raise ValueError(f"splits: has no row for some ratings of user {user_id}; "
-                         "expected the result of ctr_splits(ml) for the same ml")
-    per_split = where["split"].value_counts().reindex(list(SPLITS), fill_value=0)
+    _ratings(ratings, ["item_id"])
+    counts = ratings["item_id"].value_counts().to_numpy()
+    n, total = len(counts), int(counts.sum())
+    table = pd.DataFrame({"rank": np.arange(1, n + 1), "ratings": counts})
+    data = widgets.CsvData(table, name="popularity")
+    top = widgets.slider("top", 1, 100, 1, percent, "most rated movies (%)")
 
-    ax = plt.subplots(figsize=(7.0, 3.2), layout="constrained")[1] if ax is None else ax
-    if not isinstance(ax, Axes):
-        raise ValueError(f"ax: expected a matplotlib Axes or None, got {type(ax).__name__}")
-    t = pd.to_datetime(where["timestamp"])
-    lo, hi = t.min(), t.max()
-    pad = max((hi - lo) * 0.05, pd.Timedelta(minutes=2))
-    lo, hi = lo - pad, hi + pad
+    def texts(pct: int) -> list[str]:
+        k = max(1, round(pct / 100 * n))
+        return [f"The top {pct}% of movies ({k:,}) get {_d3_percent(popularity_share(ratings, k))} "
+                f"of all ratings"]
 
-    bounds = _boundaries(splits)
-    ends = {"valid": bounds["test"], "test": pd.Timestamp(splits["timestamp"].max())}
-    for s in SPLITS[1:]:
-        start, end = pd.Timestamp(bounds[s]), pd.Timestamp(ends[s])
-        if start <= hi and end >= lo:
-            ax.axvspan(max(start, lo), min(end, hi), color=SPLIT_COLORS[s], alpha=0.12, lw=0)
-        if lo <= start <= hi:
-            ax.axvline(start, color=SPLIT_COLORS[s], lw=1.5)
-            ax.annotate(f"{s} begins", (start, 1), xycoords=("data", "axes fraction"),
-                        xytext=(3, -3), textcoords="offset points", va="top",
-                        fontsize=8, color=SPLIT_COLORS[s])
-
-    rng = np.random.default_rng(seed)
-    jitter = rng.uniform(-0.15, 0.15, size=len(where))
-    positive = (where["rating"] >= LABEL_THRESHOLD).to_numpy()
-    for label, name in ((1, "label 1"), (0, "label 0")):
-        keep = positive == bool(label)
-        ax.scatter(t[keep], where["rating"].to_numpy()[keep] + jitter[keep], s=16, alpha=0.75,
-                   color=LABEL_COLORS[label], label=f"{name} ({int(keep.sum())})", linewidths=0)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(0.5, 5.5)
-    ax.set_yticks([1, 2, 3, 4, 5])
-    ax.set_ylabel("rating")
-    locator = mdates.AutoDateLocator(maxticks=7)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    counts = " / ".join(f"{per_split[s]} {s}" for s in SPLITS)
-    ax.set_title(f"User {user_id}: {len(where)} ratings ({counts})", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
-    return ax
+    curve = alt.Chart(data.ref).transform_window(
+        cum="sum(ratings)", sort=[alt.SortField("rank")]).transform_calculate(
+        x=f"datum.rank / {n}", y=f"datum.cum / {total}", k=f"max(1, round(top / 100 * {n}))")
+    x = alt.X("x:Q", title="most rated movies, as a share of all movies",
+              axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1], nice=False))
+    y = alt.Y("y:Q", title="share of all ratings", axis=alt.Axis(format="%"),
+              scale=alt.Scale(domain=[0, 1], nice=False))
+    marked = curve.transform_filter("datum.rank == datum.k")
+    chart = alt.layer(
+        alt.Chart(alt.Data(values=[{"x": 0, "y": 0}, {"x": 1, "y": 1}])).mark_line(
+            color="#999999", strokeDash=[2, 3]).encode(x=x, y=y),
+        curve.mark_line(color=SPLIT_COLORS["train"], strokeWidth=2.5).encode(x=x, y=y),
+        marked.mark_rule(color=SPLIT_COLORS["test"], strokeDash=[4, 3]).encode(x=x, y=y, y2=alt.datum(0)),
+        marked.mark_rule(color=SPLIT_COLORS["test"], strokeDash=[4, 3]).encode(x=x, x2=alt.datum(0), y=y),
+        marked.mark_point(filled=True, size=90, color=SPLIT_COLORS["test"], opacity=1).encode(x=x, y=y),
+        marked.transform_calculate(
+            t="'The top ' + top + '% of movies (' + format(datum.k, ',') + ') get '"
+              " + format(datum.y, '.0%') + ' of all ratings'"
+        ).mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(-14), text="t:N"),
+    ).properties(width=420, height=300)
+    return widgets.browser_chart(chart, params=[top], data=[data], checks=[
+        {"set": {"top": int(pct)}, "texts": texts(int(pct))} for pct in (percent, *checks)])
 
 
-def user_timeline_widget(ml, users: Sequence[int] | None = None) -> widgets.interactive:
-    """A dropdown of users and the :func:`user_timeline` of the selected one (needs a kernel).
+def user_timeline_chart(splits: pd.DataFrame, *, user: int, checks: Sequence[int] = ()):
+    """Any user's ratings over time, picked from a dropdown of every user, computed in the browser.
 
-    ``users`` limits the dropdown (default: every user, in id order).
+    One point per user, hour and star value (its size counts the ratings), coloured by the block of
+    the time split the ratings fall in; the dashed line separates the CTR label (4 and 5 stars
+    are positives). The time axis follows the chosen user's own time range, and the title counts
+    the user's ratings per block. ``splits`` is :func:`ctr_splits`'s table; ``user`` and each of
+    ``checks`` become browser checks of the title, computed here with pandas.
     """
-    ratings = _ratings_of(ml)
-    known = np.sort(ratings["user_id"].unique())
-    if users is None:
-        options = known.tolist()
-    else:
-        options = [int(u) for u in users]
-        unknown = sorted(set(options) - set(known.tolist()))
-        if not options or unknown:
-            raise ValueError(f"users: expected user ids present in ml.ratings, got unknown {unknown[:5]}"
-                             if unknown else "users: expected at least one user id")
-    splits = ctr_splits(ml)
+    require_columns(splits, ["user_id", "rating", "timestamp", "split"], name="splits")
+    t = pd.to_datetime(splits["timestamp"])
+    start = t.min().floor("h")
+    hour = ((t - start) // pd.Timedelta(hours=1)).astype(np.int64)
+    code = {s: i for i, s in enumerate(SPLITS)}
+    binned = (pd.DataFrame({"u": splits["user_id"].to_numpy(), "h": hour.to_numpy(),
+                            "r": splits["rating"].to_numpy(),
+                            "s": splits["split"].astype(str).map(code).to_numpy()})
+              .groupby(["u", "h", "r", "s"]).size().rename("n").reset_index())
+    data = widgets.CsvData(binned, name="user_hours")
+    per_user = pd.crosstab(splits["user_id"], splits["split"].astype(str)).reindex(columns=list(SPLITS),
+                                                                                    fill_value=0)
+    users = per_user.index.to_numpy()
+    for u in (user, *checks):
+        if u not in set(users.tolist()):
+            raise ValueError(f"user: {u!r} has no ratings in splits")
+    picker = widgets.dropdown("user", users.tolist(), int(user), label="user",
+                              labels=[f"{u} ({per_user.loc[u].sum():,} ratings)" for u in users])
 
-    def show(user_id):
-        user_timeline(ml, int(user_id), splits=splits)
+    def texts(u: int) -> list[str]:
+        c = per_user.loc[u]
+        return [f"User {u}: {c.sum():,} ratings ({c['train']:,} train / {c['valid']:,} valid / "
+                f"{c['test']:,} test)"]
 
-    picker = widgets.Dropdown(options=options, value=options[0], description="user")
-    return widgets.interactive(show, user_id=picker)
+    start_ms = int(start.value // 10**6)
+    base = alt.Chart(data.ref).transform_filter("datum.u == user").transform_calculate(
+        time=f"toDate({start_ms} + datum.h * 3600000)",
+        block=f"[{', '.join(repr(s) for s in SPLITS)}][datum.s]")
+    colour = alt.Color("block:N", title="block of the time split",
+                       scale=alt.Scale(domain=list(SPLITS), range=[SPLIT_COLORS[s] for s in SPLITS]))
+    title = base.transform_aggregate(n="sum(n)", groupby=["s"]).transform_pivot(
+        "s", value="n", groupby=[]).transform_calculate(
+        t="'User ' + user + ': ' + format((datum['0'] || 0) + (datum['1'] || 0) + (datum['2'] || 0), ',')"
+          " + ' ratings (' + format(datum['0'] || 0, ',') + ' train / ' + format(datum['1'] || 0, ',')"
+          " + ' valid / ' + format(datum['2'] || 0, ',') + ' test)'")
+    chart = alt.layer(
+        base.mark_circle(opacity=0.7).encode(
+            x=alt.X("time:T", title="time (UTC; ratings binned by hour)", axis=alt.Axis(labelOverlap=True)),
+            y=alt.Y("r:Q", title="rating (stars)", scale=alt.Scale(domain=[0.5, 5.5]),
+                    axis=alt.Axis(values=[1, 2, 3, 4, 5])),
+            size=alt.Size("n:Q", title="ratings in that hour", scale=alt.Scale(range=[25, 400])),
+            color=colour,
+            tooltip=[alt.Tooltip("time:T", format="%d %b %Y %H:00"), alt.Tooltip("r:Q", title="stars"),
+                     alt.Tooltip("n:Q", title="ratings"), alt.Tooltip("block:N")]),
+        alt.Chart(alt.Data(values=[{"y": 3.5}])).mark_rule(strokeDash=[4, 3], color="#999999").encode(
+            y=alt.Y("y:Q")),
+        title.mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(-14), text="t:N"),
+    ).properties(width=480, height=230)
+    return widgets.browser_chart(chart, params=[picker], data=[data], checks=[
+        {"set": {"user": int(u)}, "texts": texts(int(u))} for u in (user, *checks)])
+
+
+def random_split_protocol(ml, *, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> CTRData:
+    """The CTR protocol with the rows shuffled before the 80/10/10 cut: the split many tutorials use.
+
+    Vocabularies, encoding and the item catalogue are built exactly as in
+    :func:`recbook.data.ctr_protocol`, from the (now random) training rows, so the two protocols
+    differ only in which rows land in which block.
+    """
+    frame = ctr_frame(ml)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    shuffled = frame.iloc[np.random.default_rng(int(seed)).permutation(len(frame))].reset_index(drop=True)
+    train, valid, test = chronological_split(shuffled, fractions)
+    schema = ctr_schema(train, items=ml.items)
+    parts = {name: encode_ctr(part, schema) for name, part in
+             (("train", train), ("valid", valid), ("test", test))}
+    frames = {"train": train.reset_index(drop=True), "valid": valid.reset_index(drop=True),
+              "test": test.reset_index(drop=True)}
+    return CTRData(schema, parts["train"], parts["valid"], parts["test"], frames,
+                   item_catalogue(ml.items, schema))
+
+
+def tie_statistics(ratings: pd.DataFrame) -> dict:
+    """How often ratings share a second, and how item ids relate to popularity.
+
+    Each user's ratings are put in the book's time order (:func:`recbook.data.time_order`: by
+    timestamp, ties in file order). Returns:
+
+    * ``same_second_share``: share of consecutive pairs in the users' sequences whose two ratings
+      have the same timestamp;
+    * ``users``, ``users_last_two_tied``: the number of users, and of users whose last two
+      ratings (the leave-last-out validation and test targets) share a second;
+    * ``spearman_id_popularity``: Spearman's rank correlation between an item's id and its number
+      of ratings (negative: low ids are the popular ones).
+    """
+    _ratings(ratings, ["user_id", "item_id", "timestamp"])
+    ordered = ratings.iloc[time_order(ratings)]
+    ordered = ordered.iloc[np.argsort(ordered["user_id"].to_numpy(), kind="stable")]
+    users = ordered["user_id"].to_numpy()
+    ts = ordered["timestamp"].to_numpy()
+    same_user = users[1:] == users[:-1]
+    same_second = (ts[1:] == ts[:-1]) & same_user
+    last = np.r_[users[1:] != users[:-1], True]              # the last rating of each user
+    second_last = np.r_[last[1:], False] & ~last
+    tied = ts[last] == ts[second_last]
+    counts = ratings["item_id"].value_counts()
+    ids = counts.index.to_series()
+    spearman = float(ids.rank().corr(counts.rank()))
+    return {"same_second_share": float(same_second.sum() / same_user.sum()),
+            "users": int(last.sum()), "users_last_two_tied": int(tied.sum()),
+            "spearman_id_popularity": spearman}

@@ -35,6 +35,21 @@ when the title has no year. That keeps the two sources identical.
 
 The cache tables are pickles: pickle can run code when loaded, so only point ``cache_dir`` at a
 directory you trust (your own cache is fine).
+
+When things go wrong:
+
+* A cache directory that cannot be written (read-only, or not a directory) does not stop a
+  download: the file goes to a temporary directory, and the data is returned uncached with a
+  ``RuntimeWarning``.
+* Offline, put ``ml-100k.zip`` (the official zip) or ``recbole-1.2.1-py3-none-any.whl`` in
+  ``<cache_dir>/ml-100k/``: the ``"cache"`` source checks its checksum and reads it. The error
+  raised when no source works says exactly where and which checksum.
+* Temporary files left by a process killed mid-download (names starting with ``.tmp-``) are
+  removed by the next call once they are an hour old; a ``pip download`` child dies with its
+  parent (on Linux) and is killed when the call is interrupted.
+* A host or package index that does not answer costs at most :data:`HTTP_TIMEOUT_S` per
+  connection, and ``pip download`` at most :data:`PIP_TIMEOUT_S`, with a line of progress every
+  :data:`WAIT_REPORT_S` seconds while it runs.
 """
 from __future__ import annotations
 
@@ -48,6 +63,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -82,7 +98,13 @@ SOURCES = ("cache", "official", "recbole")
 """Every source name that ``sources=`` accepts; also the default order."""
 
 HTTP_TIMEOUT_S = 10.0   # connect and per-read timeout; a dead host fails fast and we fall back
-PIP_TIMEOUT_S = 300.0   # the wheel is ~2 MB, but pip itself can be slow to start on a busy machine
+# pip gets 10 s per connection attempt and one retry, so an index that never answers fails in
+# about 25 s; the whole `pip download` (start-up, index page, a ~2 MB wheel) is cut off at 60 s.
+PIP_SOCKET_TIMEOUT_S = 10
+PIP_RETRIES = 1
+PIP_TIMEOUT_S = 60.0
+WAIT_REPORT_S = 10.0    # while pip runs, say every so often that we are still waiting
+STALE_TEMP_S = 3600.0   # a temporary file or folder untouched this long belongs to a dead process
 
 _ENTRY = "ml-100k"                       # sub-directory of the cache dir holding this data set
 _MANIFEST = "manifest.json"
@@ -91,6 +113,7 @@ _TABLES = ("ratings", "users", "items")
 _RAW_OFFICIAL = "ml-100k.zip"
 _RAW_RECBOLE = "recbole-1.2.1-py3-none-any.whl"
 _TMP_PREFIX = ".tmp-"                    # every temporary file or folder we create starts so
+_FALLBACK_PREFIX = "recbook-ml-100k-"    # work folders in the system's temporary directory
 _OFFICIAL_MEMBERS = ("ml-100k/u.data", "ml-100k/u.user", "ml-100k/u.item")
 _RECBOLE_DIR = "recbole/dataset_example/ml-100k/"
 _RECBOLE_MEMBERS = tuple(_RECBOLE_DIR + f"ml-100k.{ext}" for ext in ("inter", "user", "item"))
@@ -178,7 +201,11 @@ def load_movielens100k(
     url = OFFICIAL_URL if official_url is None else _check_url(official_url)
 
     entry = root / _ENTRY
-    fetchers: dict[str, tuple[str, Callable[[], dict[str, pd.DataFrame]]]] = {
+    # Every call, whatever the source: what a killed process left behind goes once it is old.
+    _sweep_stale_temps(entry)
+    _sweep_stale_temps(Path(tempfile.gettempdir()), prefix=_FALLBACK_PREFIX)
+    # Each source returns the tables and, when it could not cache them, a note saying why.
+    fetchers: dict[str, tuple[str, Callable[[], tuple[dict[str, pd.DataFrame], str | None]]]] = {
         "cache": (f"cache {entry}", lambda: _from_cache(entry)),
         "official": (f"official zip {url}", lambda: _from_official(entry, url, progress=progress)),
         "recbole": (f"recbole wheel {RECBOLE_WHEEL}", lambda: _from_recbole(entry, progress=progress)),
@@ -187,7 +214,7 @@ def load_movielens100k(
     for name in order:
         label, fetch = fetchers[name]
         try:
-            frames = fetch()
+            frames, uncached = fetch()
         except Exception as exc:  # noqa: BLE001 - any failure of one source means: try the next
             reason = str(exc) if isinstance(exc, _SourceFailed) else f"{type(exc).__name__}: {exc}"
             failures.append(f"{label}: {reason}")
@@ -195,9 +222,24 @@ def load_movielens100k(
                 print(f"MovieLens-100K: {label} failed ({reason}); trying the next source",
                       file=sys.stderr)
             continue
+        if uncached:
+            warnings.warn(uncached, RuntimeWarning, stacklevel=2)
         return MovieLens100K(**frames, source=name)
     raise DataUnavailableError(
-        "could not load MovieLens-100K from any source:\n" + "\n".join(f"  - {f}" for f in failures)
+        "could not load MovieLens-100K from any source:\n"
+        + "\n".join(f"  - {f}" for f in failures) + "\n" + _offline_remedy(entry)
+    )
+
+
+def _offline_remedy(entry: Path) -> str:
+    """The end of the error when no source works: how to bring the data in by hand."""
+    folder = f"{entry}{os.sep}"
+    return (
+        "Offline? Download one of these two files on a machine with internet access, copy it\n"
+        f"into {folder} under exactly this name, and load again (the 'cache' source checks it):\n"
+        f"    {_RAW_OFFICIAL} from {OFFICIAL_URL} (md5 {OFFICIAL_MD5})\n"
+        f"    {_RAW_RECBOLE} from `pip download --no-deps {RECBOLE_WHEEL}` "
+        f"(sha256 {RECBOLE_SHA256})"
     )
 
 
@@ -244,10 +286,11 @@ def _check_url(url) -> str:
 # Source 1: the cache
 # --------------------------------------------------------------------------------------------
 
-def _from_cache(entry: Path) -> dict[str, pd.DataFrame]:
-    """The tables of a complete cache entry, else a re-parse of a verified raw file kept there."""
+def _from_cache(entry: Path) -> tuple[dict[str, pd.DataFrame], str | None]:
+    """The tables of a complete cache entry, else a re-parse of a verified raw file kept there
+    (or put there by hand, on a machine without internet access)."""
     try:
-        return _read_tables(entry)
+        return _read_tables(entry), None
     except _SourceFailed as exc:
         why = str(exc)
     # The tables are missing or unreadable; a raw file we verified earlier is as good as the
@@ -258,12 +301,17 @@ def _from_cache(entry: Path) -> dict[str, pd.DataFrame]:
         path = entry / raw
         if path.is_file():
             try:
-                frames = ingest(path, entry)
+                with _workspace(entry) as (work, unwritable):
+                    frames = ingest(path, work)
             except Exception as exc:  # noqa: BLE001 - report it and try the network instead
                 why += f"; kept {raw} unusable ({type(exc).__name__}: {exc})"
                 continue
+            if unwritable:
+                return frames, (f"MovieLens-100K: read {path}, but the cache directory cannot be "
+                                f"written ({unwritable}), so the tables are parsed again on every "
+                                "call")
             _store(entry, frames, origin=origin, raw=None)
-            return frames
+            return frames, None
     raise _SourceFailed(why)
 
 
@@ -380,39 +428,121 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _sweep_stale_temps(entry: Path, older_than_s: float = 3600.0) -> None:
-    """Remove temporary files left by a process that was killed mid-download."""
+def _sweep_stale_temps(folder: Path, older_than_s: float | None = None, *,
+                       prefix: str = _TMP_PREFIX) -> None:
+    """Remove temporary files and folders left by a process that was killed mid-download.
+
+    Only those untouched for ``older_than_s`` (default :data:`STALE_TEMP_S`): "touched" is the
+    newest modification time of the entry and of everything inside it, so the files of a
+    download still running in another process (it writes every few seconds, and gives up after
+    at most :data:`PIP_TIMEOUT_S`) are never taken. Errors are ignored: a folder that cannot be
+    read or written simply keeps its leftovers.
+    """
+    limit = STALE_TEMP_S if older_than_s is None else older_than_s
     now = time.time()
-    for p in entry.glob(f"{_TMP_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > older_than_s:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    with contextlib.suppress(OSError):
+        for p in folder.glob(f"{prefix}*"):
+            with contextlib.suppress(OSError):
+                if now - _last_touched(p) > limit:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _prepare_entry(entry: Path) -> None:
+def _last_touched(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def _unwritable(entry: Path) -> str | None:
+    """Why temporary files cannot be created in ``entry`` (creating it if needed), or None."""
     try:
         entry.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=entry, prefix=f"{_TMP_PREFIX}probe-")
     except OSError as exc:
-        raise _SourceFailed(f"cannot create the cache directory {entry} ({exc})") from None
-    _sweep_stale_temps(entry)
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
+@contextlib.contextmanager
+def _workspace(entry: Path):
+    """Where a source may put its temporary files: yields ``(folder, unwritable)``.
+
+    ``folder`` is ``entry`` itself when it can be written (and the result is then cached there);
+    otherwise a new folder in the system's temporary directory, removed afterwards, and
+    ``unwritable`` says why ``entry`` could not be used.
+    """
+    unwritable = _unwritable(entry)
+    if unwritable is None:
+        yield entry, None
+        return
+    try:
+        work = Path(tempfile.mkdtemp(prefix=_FALLBACK_PREFIX))
+    except OSError as exc:
+        raise _SourceFailed(f"the cache directory {entry} cannot be written ({unwritable}), "
+                            f"nor a temporary directory ({exc})") from None
+    try:
+        yield work, unwritable
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _uncached_note(entry: Path, unwritable: str) -> str:
+    return (f"MovieLens-100K: the cache directory {entry} cannot be written ({unwritable}); the "
+            "data was downloaded into a temporary directory and is not cached, so the next call "
+            "downloads it again. Point RECBOOK_DATA (or cache_dir=) at a writable directory to "
+            "keep it")
+
+
+@contextlib.contextmanager
+def _still_waiting(what: str, limit_s: float, *, enabled: bool):
+    """Print a line to stderr every :data:`WAIT_REPORT_S` seconds until the block ends."""
+    if not enabled:
+        yield
+        return
+    done = threading.Event()
+    start = time.monotonic()
+
+    def report():
+        while not done.wait(WAIT_REPORT_S):
+            print(f"MovieLens-100K: still waiting for {what} ({time.monotonic() - start:.0f} s; "
+                  f"it gives up after {limit_s:.0f} s)", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=report, name="recbook-wait-report", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 # --------------------------------------------------------------------------------------------
 # Source 2: the official zip
 # --------------------------------------------------------------------------------------------
 
-def _from_official(entry: Path, url: str, *, progress: bool) -> dict[str, pd.DataFrame]:
-    _prepare_entry(entry)
-    fd, tmp = tempfile.mkstemp(dir=entry, prefix=f"{_TMP_PREFIX}{_RAW_OFFICIAL}.", suffix=".part")
-    os.close(fd)
-    try:
-        _download(url, Path(tmp), progress=progress)
-        frames = _ingest_official_zip(Path(tmp), entry)
-        _store(entry, frames, origin="official", raw=(Path(tmp), _RAW_OFFICIAL))
-        return frames
-    finally:  # a failed or partial download never stays behind
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+def _from_official(entry: Path, url: str, *, progress: bool
+                   ) -> tuple[dict[str, pd.DataFrame], str | None]:
+    with _workspace(entry) as (work, unwritable):
+        fd, tmp = tempfile.mkstemp(dir=work, prefix=f"{_TMP_PREFIX}{_RAW_OFFICIAL}.",
+                                   suffix=".part")
+        os.close(fd)
+        try:
+            _download(url, Path(tmp), progress=progress)
+            frames = _ingest_official_zip(Path(tmp), work)
+            if unwritable:
+                return frames, _uncached_note(entry, unwritable)
+            _store(entry, frames, origin="official", raw=(Path(tmp), _RAW_OFFICIAL))
+            return frames, None
+        finally:  # a failed or partial download never stays behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def _download(url: str, dest: Path, *, progress: bool) -> None:
@@ -510,28 +640,61 @@ def _parse_official(data, user, item) -> dict[str, pd.DataFrame]:
 # Source 3: the copy inside the recbole wheel
 # --------------------------------------------------------------------------------------------
 
-def _from_recbole(entry: Path, *, progress: bool) -> dict[str, pd.DataFrame]:
-    _prepare_entry(entry)
-    tmpdir = Path(tempfile.mkdtemp(dir=entry, prefix=f"{_TMP_PREFIX}recbole-"))
+def _from_recbole(entry: Path, *, progress: bool) -> tuple[dict[str, pd.DataFrame], str | None]:
+    with _workspace(entry) as (work, unwritable):
+        tmpdir = Path(tempfile.mkdtemp(dir=work, prefix=f"{_TMP_PREFIX}recbole-"))
+        try:
+            if progress:
+                print(f"MovieLens-100K: fetching the {RECBOLE_WHEEL} wheel with pip "
+                      f"(at most {PIP_TIMEOUT_S:.0f} s)", file=sys.stderr)
+            with _still_waiting(f"pip download {RECBOLE_WHEEL}", PIP_TIMEOUT_S, enabled=progress):
+                wheel = _download_recbole_wheel(tmpdir, timeout=PIP_TIMEOUT_S)
+            frames = _ingest_recbole_wheel(wheel, work)
+            if unwritable:
+                return frames, _uncached_note(entry, unwritable)
+            _store(entry, frames, origin="recbole", raw=(wheel, _RAW_RECBOLE))
+            return frames, None
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _die_with_parent_hook():
+    """A ``preexec_fn`` that makes the child die when its parent does (Linux), else None.
+
+    ``subprocess.run`` already kills the child when the call raises (a timeout, Ctrl-C); this
+    covers the parent being killed outright (``kill -9``, an out-of-memory kill, a kernel
+    restart in Jupyter), which would otherwise leave ``pip`` running on its own.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
     try:
-        if progress:
-            print(f"MovieLens-100K: fetching the {RECBOLE_WHEEL} wheel with pip", file=sys.stderr)
-        wheel = _download_recbole_wheel(tmpdir, timeout=PIP_TIMEOUT_S)
-        frames = _ingest_recbole_wheel(wheel, entry)
-        _store(entry, frames, origin="recbole", raw=(wheel, _RAW_RECBOLE))
-        return frames
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def hook():  # runs in the child between fork and exec: keep it minimal
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
 
 
 def _download_recbole_wheel(dest: Path, *, timeout: float) -> Path:
     """``pip download`` the wheel (no dependencies, no build) into ``dest``; return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--no-input", "--disable-pip-version-check", "--progress-bar=off",
+           f"--timeout={PIP_SOCKET_TIMEOUT_S}", f"--retries={PIP_RETRIES}",
            "-d", str(dest), RECBOLE_WHEEL]
     try:
+        # run() kills pip if this call is interrupted or times out; the hook if we are killed.
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent_hook())
     except subprocess.TimeoutExpired:
         raise _SourceFailed(f"pip download timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:

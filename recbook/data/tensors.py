@@ -58,11 +58,37 @@ class TensorData(Mapping):
         return f"TensorData(n={self._n}; {parts})"
 
     def subset(self, index) -> "TensorData":
-        """Rows selected by a boolean mask, an index array or a slice."""
+        """Rows selected by a boolean mask, an index array or a slice (at least one row)."""
         if isinstance(index, slice):
+            picked = range(self._n)[index]
+            if len(picked) == 0:
+                raise ValueError(f"index: the slice {index} selects no rows of {self._n}; expected at least one")
             return TensorData({k: v[index] for k, v in self._t.items()})
-        index = torch.as_tensor(index)
+        if not isinstance(index, torch.Tensor):
+            index = np.asarray(index)
+            if index.size == 0:
+                raise ValueError("index: selects no rows; expected at least one")
+            index = torch.as_tensor(index)
+        if index.dim() != 1:
+            raise ValueError(f"index: expected a 1-D mask or array of row numbers, got shape {tuple(index.shape)}")
+        if index.dtype == torch.bool:
+            if len(index) != self._n:
+                raise ValueError(f"index: boolean mask of length {len(index)}; expected {self._n}, one per row")
+        elif index.dtype.is_floating_point or index.dtype.is_complex:
+            raise ValueError(f"index: expected integer row numbers or a boolean mask, got dtype {index.dtype}")
+        elif len(index) and (int(index.min()) < -self._n or int(index.max()) >= self._n):
+            bad = int(index.min()) if int(index.min()) < -self._n else int(index.max())
+            raise ValueError(f"index: row {bad} is out of range for {self._n} rows")
+        if (index.sum() if index.dtype == torch.bool else len(index)) == 0:
+            raise ValueError("index: selects no rows; expected at least one")
         return TensorData({k: v[index] for k, v in self._t.items()})
+
+    def drop(self, *keys: str) -> "TensorData":
+        """The same rows without the tensors named in ``keys`` (names not present are ignored)."""
+        kept = {k: v for k, v in self._t.items() if k not in keys}
+        if not kept:
+            raise ValueError(f"keys: dropping {list(keys)} would leave no tensor")
+        return TensorData(kept)
 
     def to(self, device) -> "TensorData":
         return TensorData({k: v.to(device) for k, v in self._t.items()})

@@ -1,6 +1,10 @@
 """The book's models. Each takes a batch dict and returns logits ``[B]`` (no sigmoid)."""
+from .deepfm import DeepFM
+from .din import DIN, DINBase
 from .fm import FactorizationMachine
 from .lr import LogisticRegression
 from .poly2 import Poly2
+from .widedeep import WideDeep, ftrl_adagrad
 
-__all__ = ["FactorizationMachine", "LogisticRegression", "Poly2"]
+__all__ = ["DIN", "DINBase", "DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep",
+           "ftrl_adagrad"]

@@ -30,17 +30,20 @@ class FactorizationMachine(SchemaModule):
         init_std: standard deviation of the initial factors (see ``FieldEmbedding``).
         base_rate: optional positive rate of the training labels; the bias starts at its log-odds.
         validate: check each batch with :func:`recbook.layers.check_batch` (turn off to benchmark).
+        unknown_rate: ``{field: rate}``: train the unknown rows by replacing that share of the
+            field's codes by unknown during training (see :class:`recbook.layers.SchemaModule`).
 
     Shapes: ``forward(batch) -> [B]`` logits (no sigmoid).
     """
 
     def __init__(self, schema: Schema, dim: int = 16, *, init_std: float = 0.01,
-                 base_rate: float | None = None, validate: bool = True):
-        super().__init__(schema, validate=validate)
+                 base_rate: float | None = None, validate: bool = True,
+                 unknown_rate: dict | None = None):
+        super().__init__(schema, validate=validate, unknown_rate=unknown_rate)
         self.linear = FeatureLinear(schema, base_rate=base_rate, validate=False)
         self.embedding = FieldEmbedding(schema, dim, init_std=init_std, validate=False)
         self.interaction = FMInteraction()
 
     def forward(self, batch: Mapping) -> torch.Tensor:
-        self.check(batch)
+        batch = self.prepare(batch)
         return self.linear(batch) + self.interaction(self.embedding(batch))

@@ -32,13 +32,16 @@ class Poly2(SchemaModule):
         n_buckets: rows of the pair-weight table (default about one million: 4 MB of weights).
         base_rate: optional positive rate of the training labels; the bias starts at its log-odds.
         validate: check each batch with :func:`recbook.layers.check_batch` (turn off to benchmark).
+        unknown_rate: ``{field: rate}``: train the unknown rows by replacing that share of the
+            field's codes by unknown during training (see :class:`recbook.layers.SchemaModule`).
 
     Shapes: ``forward(batch) -> [B]`` logits (no sigmoid).
     """
 
     def __init__(self, schema: Schema, n_buckets: int = 1_000_003, *, base_rate: float | None = None,
-                 validate: bool = True):
-        super().__init__(schema, validate=validate)
+                 validate: bool = True,
+                 unknown_rate: dict | None = None):
+        super().__init__(schema, validate=validate, unknown_rate=unknown_rate)
         self.n_buckets = require_positive_int(n_buckets, name="n_buckets")
         self.linear = FeatureLinear(schema, base_rate=base_rate, validate=False)
         self.pair_weight = nn.Embedding(self.n_buckets, 1)
@@ -53,7 +56,7 @@ class Poly2(SchemaModule):
         return (g[:, self.pair_i] * self.schema.total_size + g[:, self.pair_j]) % self.n_buckets
 
     def forward(self, batch: Mapping) -> torch.Tensor:
-        self.check(batch)
+        batch = self.prepare(batch)
         logit = self.linear(batch)
         if self.pair_i.numel():
             logit = logit + self.pair_weight(self.pair_buckets(batch["x"])).sum(dim=(1, 2))

@@ -1,7 +1,7 @@
 """Build the book into _build/html with MathJax, require.js and the widget manager served locally.
 
 The published site loads these three from CDNs, which a test machine without internet access
-cannot reach. This script leaves ``_config.yml`` alone: it writes a copy with four overrides to
+cannot reach. This script leaves ``_config.yml`` alone: it writes a copy with five overrides to
 ``_build/browser/_config.yml`` and builds with ``jupyter-book build --config`` (and ``-W
 --keep-going``, like ``make book``). Notebook execution uses the same cache as ``make book``.
 
@@ -46,6 +46,8 @@ def browser_config(config: dict) -> dict:
             "data-jupyter-widgets-cdn": f"/_static/{PREFIX}/npm/",
         },
     }
+    # vega, vega-lite and vega-embed for the charts (_ext/recbook_site.py), in the CDN's layout.
+    sphinx_cfg["recbook_vega_base"] = f"{PREFIX}/npm"
     return config
 
 

@@ -10,7 +10,8 @@
 #   SKIP_BUILD=1 bash tests/browser/run.sh     # reuse _build/html from build.py
 #   bash tests/browser/run.sh -k demo          # extra arguments go to pytest
 #
-# Screenshots of each chapter's first screen land in _build/screenshots/.
+# Screenshots of each chapter's first screen land in _build/screenshots/, and every chart before
+# and after its controls moved in _build/screenshots/controls/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,10 +39,11 @@ if ((${#missing[@]})); then
 fi
 "$PYTHON" -c "import selenium" 2>/dev/null || "$PYTHON" -m pip install -q selenium
 
-bash tests/browser/vendor.sh
+PYTHON="$PYTHON" bash tests/browser/vendor.sh
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     "$PYTHON" tests/browser/build.py
 fi
 
-rm -rf _build/screenshots
+# Only this test's own screenshots: other folders under _build/screenshots/ are kept.
+rm -rf _build/screenshots/*.png _build/screenshots/controls
 RECBOOK_BROWSER_TEST=1 "$PYTHON" -m pytest tests/browser -p no:cacheprovider "$@"

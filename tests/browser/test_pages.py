@@ -1,6 +1,13 @@
 """Open every page of the built book in headless Chromium and check what a reader would see.
 
 A page fails on
+  * a page over the size budget (:data:`PAGE_BUDGET` bytes of HTML);
+  * a control that does nothing (``test_controls_change_their_figures``): every slider, dropdown
+    and checkbox of every chart (Altair / Vega-Lite) and every widget (ipywidgets) is moved, alone,
+    and the figure it belongs to must change; a control that belongs to no figure, a chart that
+    did not render, and a chart whose checks (``recbook.widgets.browser_chart(checks=...)``) do
+    not show the texts Python computed fail too. A kernel-only ``interact`` left on a page fails
+    here: on a static page its figure never changes. The logic is in tests/browser/controls.js;
   * a JavaScript error: an uncaught exception, a console error, or a resource that did not load;
   * LaTeX that MathJax did not typeset: a math element without rendered output, a MathJax error
     (``mjx-merror``), or raw TeX (``$$``, ``\\(``, ``\\begin{``, ``\\frac`` ...) in the page text;
@@ -10,7 +17,8 @@ A page fails on
   * a broken internal link: an ``<a href>``, ``<img src>``, ``<script src>`` or ``<link href>``
     inside the site that names a missing file, or a ``#fragment`` missing from its page.
 
-The first screen of every chapter (the pages under book/) is saved to _build/screenshots/.
+The first screen of every chapter (the pages under book/) is saved to _build/screenshots/, and
+every chart before and after all its controls moved to _build/screenshots/controls/.
 
 Needs _build/html built by tests/browser/build.py (MathJax, require.js and the widget manager
 served from _static/, no CDN); otherwise the module is skipped, with the reason. Run everything,
@@ -31,6 +39,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
+CONTROLS_JS = Path(__file__).with_name("controls.js")
+PAGE_BUDGET = 2_000_000  # bytes of HTML per page: charts carry their data, keep it small
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
 EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host ...
 
@@ -128,6 +138,13 @@ def test_internal_links(page):
             if fragment not in _parse(target.relative_to(HTML).as_posix()).ids:
                 broken.append(f"<{tag}> {url!r}: no id {fragment!r} in {target.relative_to(HTML)}")
     assert not broken, f"{page}: broken internal links:\n  " + "\n  ".join(broken)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_size(page):
+    size = (HTML / page).stat().st_size
+    assert size <= PAGE_BUDGET, (f"{page}: {size:,} bytes of HTML, over the budget of {PAGE_BUDGET:,}; "
+                                 "ship less data with the charts (recbook.widgets.CsvData)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,4 +290,61 @@ def test_page_renders(page, browser, site):
     problems += [f"widget view not rendered: {view}" for view in report.get("missingViews", [])]
     problems += [f"widget error: {err!r}" for err in report.get("widgetErrors", [])]
     problems += [f"broken image: {src}" for src in report.get("brokenImages", [])]
+    assert not problems, f"{page}:\n  " + "\n  ".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls: every one must change its figure
+# ---------------------------------------------------------------------------------------------
+def _call(browser, method: str, *args):
+    """Run ``window.recbookControls.<method>(*args)`` (a Promise) and return its result."""
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"window.recbookControls.{method}(...Array.from(arguments).slice(0, -1))"
+        ".then(done, (e) => done({scriptError: String(e && e.stack || e)}));", *args)
+    if isinstance(result, dict) and "scriptError" in result:
+        raise AssertionError(f"controls.js {method} failed: {result['scriptError']}")
+    return result
+
+
+def _shot_name(page: str) -> str:
+    return page[:-len(".html")].replace("/", "-")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_controls_change_their_figures(page, browser, site):
+    target = _redirect(page)
+    if target is not None:
+        pytest.skip(f"{page} only redirects to {target}, which is tested itself")
+    browser.get("about:blank")
+    browser.get(site + page)
+    browser.execute_script(CONTROLS_JS.read_text(encoding="utf-8"))
+    charts = _call(browser, "waitForCharts", 20_000)
+    problems = []
+    if charts["rendered"] < charts["expected"]:
+        errors = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.vega-embed .error, .cell_output .error'))"
+            ".map((e) => e.textContent.slice(0, 300))")
+        problems.append(f"{charts['expected'] - charts['rendered']} of {charts['expected']} charts did "
+                        f"not render: {errors}")
+    shots = SCREENSHOTS / "controls"
+    for i in range(charts["rendered"]):
+        element = browser.execute_script("return window.recbookCharts[arguments[0]].element", i)
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        shots.mkdir(parents=True, exist_ok=True)
+        element.screenshot(str(shots / f"{_shot_name(page)}-chart{i + 1}-before.png"))
+        moved = _call(browser, "exerciseChart", i)
+        if not moved["controls"]:
+            problems.append(f"chart {i + 1} has no control (a static chart belongs in matplotlib)")
+        problems += [f"chart {i + 1}: {p}" for p in moved["problems"]]
+        _call(browser, "moveAll", i)
+        element.screenshot(str(shots / f"{_shot_name(page)}-chart{i + 1}-after.png"))
+        _call(browser, "restoreAll", i)
+        checked = _call(browser, "checkChart", i)
+        problems += [f"chart {i + 1}: {p}" for p in checked["problems"]]
+    widgets = _call(browser, "exerciseWidgets")
+    problems += [f"widget: {p}" for p in widgets["problems"]]
+    problems += [f"a control that belongs to no chart or widget: {c}"
+                 for c in browser.execute_script("return window.recbookControls.strayControls()")]
+    problems += [f"JavaScript error while moving controls: {m}" for m in _severe(browser.get_log("browser"))]
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)

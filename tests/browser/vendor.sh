@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fetch the JavaScript that the built book loads from CDNs (MathJax 3, require.js and the Jupyter
-# widgets HTML manager) from the npm registry, for the offline browser test.
+# Fetch the JavaScript that the built book loads from CDNs (MathJax 3, require.js, the Jupyter
+# widgets HTML manager, and vega, vega-lite and vega-embed for the charts) from the npm registry,
+# for the offline browser test.
 #
 #   tests/browser/vendor.sh [DEST]      (default DEST: _build/vendor)
 #
@@ -11,11 +12,16 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DEST="${1:-$ROOT/_build/vendor}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 # Major versions only: the book's widgets are ipywidgets 8 (html-manager 1.x), MathJax 3.
 PACKAGES=(mathjax@3 requirejs@2 @jupyter-widgets/html-manager@1)
+# The chart scripts, exactly the versions the site loads (one list: _ext/recbook_site.py).
+read -r -a VEGA < <(cd "$ROOT/_ext" && "$PYTHON" -c \
+    'import recbook_site as s; print(" ".join(f"{k}@{v}" for k, v in s.vega_packages().items()))')
+PACKAGES+=("${VEGA[@]}")
 
 OUT="$DEST/static/recbook-vendor"
-if [[ -f "$OUT/VERSIONS" ]]; then
+if [[ -f "$OUT/VERSIONS" ]] && [[ "$(tail -n +4 "$OUT/VERSIONS" | tr '\n' ' ')" == "${VEGA[*]} " ]]; then
     echo "vendor.sh: already vendored in $OUT ($(tr '\n' ' ' < "$OUT/VERSIONS"))"
     exit 0
 fi
@@ -39,6 +45,9 @@ unpack() {  # unpack TARBALL-GLOB DIR: npm tarballs hold a single package/ folde
 unpack 'mathjax-*.tgz' mathjax
 unpack 'requirejs-*.tgz' requirejs
 unpack 'jupyter-widgets-html-manager-*.tgz' html-manager
+for spec in "${VEGA[@]}"; do
+    unpack "${spec%@*}-${spec#*@}.tgz" "${spec%@*}"
+done
 
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp"
@@ -49,7 +58,12 @@ cp "$work/requirejs/require.js" "$OUT.tmp/require.js"
 manager="$OUT.tmp/npm/@jupyter-widgets/html-manager/dist"
 mkdir -p "$manager"
 find "$work/html-manager/dist" -maxdepth 1 -type f ! -name '*.map' -exec cp {} "$manager/" \;
-for pkg in mathjax requirejs html-manager; do
+# Charts: npm/NAME@VERSION/build/*.min.js, the CDN's layout (recbook_vega_base points there).
+for spec in "${VEGA[@]}"; do
+    mkdir -p "$OUT.tmp/npm/$spec/build"
+    cp "$work/${spec%@*}/build/${spec%@*}.min.js" "$OUT.tmp/npm/$spec/build/"
+done
+for pkg in mathjax requirejs html-manager "${VEGA[@]%@*}"; do
     node -e 'const p = require(process.argv[1]); console.log(p.name + "@" + p.version)' \
         "$work/$pkg/package.json" >> "$OUT.tmp/VERSIONS"
 done

@@ -1,0 +1,32 @@
+"""Figures shared by every chapter (recbook.plots)."""
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from recbook import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_learning_curves_mark_the_restored_epoch_on_every_panel():
+    h = pd.DataFrame({"valid_auc": [0.6, 0.7, 0.65], "valid_logloss": [0.7, 0.69, 0.6]},
+                     index=pd.Index([1, 2, 3], name="epoch"))
+    fit = SimpleNamespace(history=h, best_epoch=2)
+    auc_ax, loss_ax = plots.plot_learning_curves({"M": fit})
+    for ax, col in ((auc_ax, "valid_auc"), (loss_ax, "valid_logloss")):
+        stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
+        assert len(stars) == 1 and stars[0].get_xdata()[0] == 2     # the restored epoch, not the min loss
+        assert stars[0].get_ydata()[0] == h.loc[2, col]
+    assert auc_ax.get_ylabel() == "validation AUC" and loss_ax.get_ylabel() == "validation logloss"
+    with pytest.raises(ValueError, match="fits"):
+        plots.plot_learning_curves({"M": SimpleNamespace(history=h, best_epoch=1)}, ["gauc"])
