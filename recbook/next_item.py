@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ._checks import require_positive_int
+from .metrics import rank_of_target
 
 __all__ = ["NextItemSplit", "evaluate_next_item", "next_item_metrics", "next_item_split", "pessimistic_ranks"]
 
@@ -79,7 +80,8 @@ def pessimistic_ranks(scores, targets) -> np.ndarray:
     """0-based rank of each target among all non-reserved item codes, ties counted against it.
 
     ``rank[u] = #{j >= 2, j != targets[u] : scores[u, j] >= scores[u, targets[u]]}``. Columns 0
-    and 1 (padding, unknown) are ignored whatever their scores.
+    and 1 (padding, unknown) are ignored whatever their scores. The checks name this function's
+    arguments; the ranking is :func:`recbook.metrics.rank_of_target`'s, the leaderboard's.
     """
     s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
     if s.dim() != 2 or s.shape[1] <= N_RESERVED:
@@ -91,11 +93,9 @@ def pessimistic_ranks(scores, targets) -> np.ndarray:
         bad = int(t.min()) if int(t.min()) < N_RESERVED else int(t.max())
         raise ValueError(f"targets: item code {bad} is out of range; expected codes in [{N_RESERVED}, {s.shape[1]})")
     s = s.detach().cpu()
-    items = s[:, N_RESERVED:]
-    if torch.isnan(items).any():
+    if torch.isnan(s[:, N_RESERVED:]).any():
         raise ValueError("scores: contains NaN; expected a number for every item")
-    target_score = s.gather(1, t[:, None])
-    return ((items >= target_score).sum(dim=1) - 1).numpy().astype(np.int64)
+    return rank_of_target(s.numpy(), t.numpy(), reserved=N_RESERVED)
 
 
 def next_item_metrics(ranks, ks: Sequence[int] = (10, 20), ndcg_ks: Sequence[int] = (10,)) -> dict:

@@ -197,3 +197,14 @@ def test_seen_share_counts_top_k_slots_spent_on_the_history():
     split = SimpleNamespace(histories=[np.array([2, 3]), np.array([6]), np.array([2])])
     out = chapter.seen_share(Fixed(), split, k=2)  # top 2 = items 2 and 3 for everyone
     assert out == {"mean share": pytest.approx((1.0 + 0.0 + 0.5) / 3), "users with none": pytest.approx(1 / 3)}
+
+
+def test_file_tie_rule_is_the_protocol_of_the_leaderboard():
+    from recbook.data import load_movielens100k, sequence_protocol
+
+    ml = load_movielens100k(progress=False)
+    a, b = chapter.leave_last_out_by_tie_rule(ml, "file"), sequence_protocol(ml)
+    assert np.array_equal(a.valid, b.valid) and np.array_equal(a.test, b.test) and a.n_items == b.n_items
+    assert all(np.array_equal(x, y) for x, y in zip(a.train, b.train))
+    c = chapter.leave_last_out_by_tie_rule(ml, "item_id")
+    assert 200 < int((c.test != a.test).sum()) < 415  # only users whose last two ratings share a second

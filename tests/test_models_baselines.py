@@ -84,3 +84,35 @@ def test_baselines_evaluate_through_the_common_function():
 def test_bad_input_names_the_field(make, field):
     with pytest.raises(ValueError, match=f"^{field}"):
         make()
+
+
+def _sequence_data(seqs, valid, test):
+    from recbook.data import SequenceData
+
+    return SequenceData(np.arange(len(seqs)), seqs, np.array(valid), np.array(test), N)
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_score_items_ranks_like_score_next_in_float32(split):
+    """The leaderboard ranks float32 scores: ItemKNN's ordinal scores must keep score_next's
+    float64 ranking, ties included (brute-force pessimistic ranks)."""
+    from recbook.metrics import rank_of_target
+
+    data = _sequence_data(SEQS, [8, 2, 3], [5, 6, 7])
+    model = ItemKNNLast.from_data(data, window=3, directed=False, decay=1.0)
+    exact = model.score_next(data.history(split)).numpy()
+    fast = model.score_items(data, split)
+    assert fast.dtype == torch.float32 and fast.shape == (3, N)
+    targets = data.targets(split)
+    brute = [int(sum(exact[u, j] >= exact[u, t] for j in range(2, N) if j != t)) for u, t in enumerate(targets)]
+    assert rank_of_target(fast.numpy(), targets).tolist() == brute
+    for u in range(3):  # the same order of every pair of items
+        a, b = exact[u, 2:], fast[u, 2:].numpy()
+        assert np.array_equal(np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :]))
+
+
+def test_most_popular_score_items_is_one_row_per_user():
+    data = _sequence_data(SEQS, [8, 2, 3], [5, 6, 7])
+    s = MostPopular.from_data(data).score_items(data, "test")
+    counts = np.bincount(np.concatenate(SEQS), minlength=N)
+    assert s.shape == (3, N) and torch.equal(s[:, 2:], torch.tensor(counts[2:], dtype=s.dtype).expand(3, -1))

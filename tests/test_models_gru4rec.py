@@ -145,6 +145,24 @@ def test_a_loss_step_lowers_the_loss_of_every_kind():
         assert value.item() < first
 
 
+def test_logq_correction_subtracts_the_batch_log_q_by_hand():
+    scores = torch.tensor([[2.0, 0.5, 1.0], [0.0, 1.5, -1.0]])
+    log_q = torch.tensor([1.0, 0.0, 2.0])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, batch):
+            return scores
+
+    batch = {"log_q": log_q}
+    # row 0: logits (2 - 0.5, 0.5 - 0, 1 - 1) = (1.5, 0.5, 0); row 1: (0 - 0.5, 1.5 - 0, -1 - 1)
+    z = [(1.5, 0.5, 0.0), (-0.5, 1.5, -2.0)]
+    by_hand = np.mean([-(r[i] - np.log(np.exp(np.array(r)).sum())) for i, r in enumerate(z)])
+    got = SessionLoss("cross-entropy", logq=0.5)(Fixed(), batch)
+    assert abs(got.item() - by_hand) < 1e-6
+    with pytest.raises(ValueError, match="^batch: missing key 'log_q'"):
+        SessionLoss("cross-entropy", logq=1.0)(Fixed(), {})
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_adagradm_dense_and_sparse_follow_the_formula(momentum):
     g1, g2 = torch.tensor([[1.0, -2.0], [0.0, 0.0], [0.5, 0.5]]), torch.tensor([[0.0, 0.0], [3.0, 1.0], [-1.0, 2.0]])
@@ -204,7 +222,6 @@ def test_sparse_gradients_train_like_dense_ones_without_momentum():
     (lambda: SessionLoss("softmax"), "kind"),
     (lambda: SessionLoss("bpr-max", bpreg=-1), "bpreg"),
     (lambda: SessionLoss("bpr-max", logq=1.0), "logq"),
-    (lambda: SessionLoss("cross-entropy", logq=1.0), "counts/alpha"),
     (lambda: AdagradM([torch.zeros(1, requires_grad=True)], lr=0), "lr"),
     (lambda: AdagradM([torch.zeros(1, requires_grad=True)], momentum=1.0), "momentum"),
 ])
@@ -234,3 +251,24 @@ def test_config_builds_the_network_it_describes():
     m = build_gru4rec(N_ITEMS, cfg)
     assert m.layers == (12, 10) and m.embedding_dim == 9 and m.dropout_embed == 0.3 and m.sparse_grad
     assert cfg.replace(loss="top1-max").loss == "top1-max" and cfg.loss == "bpr-max"
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_score_items_reads_each_whole_history_before_the_target(split):
+    from recbook.data import SequenceData
+
+    seqs = [s for s in sequences(4, n=6) if len(s)]
+    valid, test = np.arange(2, 2 + len(seqs)), np.arange(10, 10 + len(seqs))
+    data = SequenceData(np.arange(len(seqs)), seqs, valid, test, N_ITEMS)
+    m = model().eval()
+    got = m.score_items(data, split)
+    assert got.shape == (len(seqs), N_ITEMS)
+    for u, s in enumerate(seqs):
+        history = list(s) + ([int(valid[u])] if split == "test" else [])
+        h = m.zero_state(1)
+        with torch.no_grad():
+            for item in history:  # one user, one item at a time, from a zero state
+                out, h = m.step(torch.tensor([item]), h)
+            ref = out[0] @ m.item_vectors.T + m.item_bias[:, 0]
+        torch.testing.assert_close(got[u, 2:], ref[2:], rtol=1e-5, atol=1e-5)
+        assert torch.isinf(got[u, :2]).all()

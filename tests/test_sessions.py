@@ -145,6 +145,18 @@ def test_negatives_are_shared_and_drawn_per_step():
     assert all(torch.equal(a["negatives"], b["negatives"]) for a, b in zip(batches, again))
 
 
+def test_log_q_is_the_log_weight_each_candidate_was_drawn_with():
+    seqs = [np.array([2, 3, 3, 4, 2]), np.array([5, 2, 3])]  # counts: 2 -> 3, 3 -> 3, 4 -> 1, 5 -> 1
+    counts = {2: 3, 3: 3, 4: 1, 5: 1}
+    data = SessionParallelData(seqs, 7, n_negatives=5, alpha=0.5)
+    for b in data.batches(2, generator=torch.Generator().manual_seed(1)):
+        cands = b["target"].tolist() + b["negatives"].tolist()
+        expected = [np.log(counts[c]) for c in b["target"].tolist()]
+        expected += [0.5 * np.log(counts[c]) for c in b["negatives"].tolist()]
+        assert b["log_q"].shape == (len(cands),)
+        assert np.allclose(b["log_q"].numpy(), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_sampling_follows_popularity_to_the_alpha(alpha):
     counts = np.array([0, 0, 50, 10, 1, 0, 200, 3, 30])  # codes 0, 1 reserved; code 5 unseen

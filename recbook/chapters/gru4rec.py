@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import html
 from collections.abc import Mapping, Sequence
-from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,8 +40,8 @@ from ..plots import axes_or_new as _axes
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants", "item_catalogue",
-    "leave_last_out_by_tie_rule", "listing_checks", "listing_model", "next_item_dropdown",
+    "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants",
+    "leave_last_out_by_tie_rule", "listing_checks", "listing_model", "movie_titles", "next_item_dropdown",
     "next_item_payload", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
     "plot_variants", "prepared_sequences", "seen_share", "slot_table", "tie_rule_effect", "training_signals",
 ]
@@ -357,30 +356,24 @@ def plot_variants(results: pd.DataFrame, metrics: Sequence[str] = ("test_recall@
 # The tie rule
 # --------------------------------------------------------------------------------------------
 
-def leave_last_out_by_tie_rule(ml, ties: str = "file") -> SimpleNamespace:
-    """Leave-last-out sequences of item codes (raw id + 1), ratings ordered by timestamp and,
-    within a second, by the file's row order (``ties="file"``, the book's rule) or by item id
-    (``ties="item_id"``, the pitfall). Returns ``users``, ``train``, ``valid``, ``test``, ``n_items``.
+def leave_last_out_by_tie_rule(ml, ties: str = "file"):
+    """Leave-last-out sequences of item codes (:class:`recbook.data.SequenceData`), ratings ordered
+    by timestamp and, within a second, by the file's row order (``ties="file"``: the book's rule,
+    exactly :func:`recbook.data.sequence_protocol`'s sequences) or by item id (``ties="item_id"``:
+    the pitfall). Both come from :func:`recbook.data.leave_last_out`, which keeps the order of
+    the rows it is given within a second; for the pitfall it is given the rows sorted by item id
+    within each user's second.
     """
+    from ..data import item_field, leave_last_out
+
     if ties not in ("file", "item_id"):
         raise ValueError(f"ties: expected 'file' or 'item_id', got {ties!r}")
     require_columns(ml.ratings, ["user_id", "item_id", "timestamp"], name="ml.ratings")
     require_columns(ml.items, ["item_id"], name="ml.items")
-    items = np.sort(ml.items["item_id"].to_numpy())
-    r = ml.ratings.reset_index(drop=True)
-    code = np.searchsorted(items, r["item_id"].to_numpy()) + N_RESERVED
-    if not np.array_equal(items[code - N_RESERVED], r["item_id"].to_numpy()):
-        raise ValueError("ml.ratings: an item_id is missing from ml.items")
-    ts = r["timestamp"].to_numpy().astype("datetime64[s]").astype(np.int64)
-    tie = np.arange(len(r)) if ties == "file" else code
-    order = np.lexsort((tie, ts, r["user_id"].to_numpy()))
-    users, codes = r["user_id"].to_numpy()[order], code[order]
-    u, starts, counts = np.unique(users, return_index=True, return_counts=True)
-    if (counts < 3).any():
-        raise ValueError("ml.ratings: every user needs at least 3 ratings (train, validation, test)")
-    return SimpleNamespace(users=u, train=[codes[s:s + c - 2] for s, c in zip(starts, counts)],
-                           valid=codes[starts + counts - 2], test=codes[starts + counts - 1],
-                           n_items=len(items) + N_RESERVED)
+    ratings = ml.ratings
+    if ties == "item_id":
+        ratings = ratings.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    return leave_last_out(ratings, items=item_field(ml.items))
 
 
 def tie_rule_effect(model, ml) -> pd.DataFrame:
@@ -431,7 +424,7 @@ PREPARED_SEQUENCES = {
 """A handful of sequences (raw MovieLens item ids, oldest first) for the precomputed widget."""
 
 
-def item_catalogue(ml) -> pd.DataFrame:
+def movie_titles(ml) -> pd.DataFrame:
     """``item_id``, ``code`` (= position + 2 in the sorted catalogue) and ``title`` of every movie,
     indexed by code."""
     require_columns(ml.items, ["item_id", "title"], name="ml.items")
@@ -443,7 +436,7 @@ def item_catalogue(ml) -> pd.DataFrame:
 
 def prepared_sequences(ml, sequences: Mapping[str, Sequence[int]] | None = None) -> dict:
     """``{name: [item codes]}`` for :data:`PREPARED_SEQUENCES` (or ``sequences``, raw item ids)."""
-    cat = item_catalogue(ml)
+    cat = movie_titles(ml)
     code_of = dict(zip(cat["item_id"], cat["code"]))
     out = {}
     for name, ids in (sequences or PREPARED_SEQUENCES).items():
@@ -460,7 +453,7 @@ def next_item_table(model, ml, codes: Sequence[int], k: int = 10) -> pd.DataFram
     a probability only for a model trained with cross-entropy). Already-seen movies are listed
     too, as the evaluation ranks them."""
     k = require_positive_int(k, name="k")
-    cat = item_catalogue(ml)
+    cat = movie_titles(ml)
     scores = torch.as_tensor(model.score_next([np.asarray(codes, dtype=np.int64)]), dtype=torch.float64)[0]
     share = torch.softmax(scores, dim=0)
     top = torch.argsort(scores, descending=True, stable=True)[:k].numpy()  # ties: lower code first
@@ -474,7 +467,7 @@ def next_item_payload(model, ml, sequences: Mapping[str, Sequence[int]], k: int 
     ``{name: {"history": [titles], "top": [{"rank", "title", "item_id", "score", "share", "seen"}]}}``."""
     if not isinstance(sequences, Mapping) or not sequences:
         raise ValueError("sequences: expected a non-empty dict {name: [item codes]}")
-    cat = item_catalogue(ml)
+    cat = movie_titles(ml)
     out = {}
     for name, codes in sequences.items():
         table = next_item_table(model, ml, codes, k)

@@ -19,6 +19,10 @@ per step and ``n_batches(batch_size)`` counts them. Each batch holds
 * ``negatives`` int64 ``[S]``: extra negatives shared by the whole batch, drawn with replacement
   with probability proportional to ``count ** alpha`` (``count`` = the item's number of training
   events; items never seen in training are never drawn);
+* ``log_q`` float32 ``[b + S]``: for each candidate (the ``b`` targets, then the ``S``
+  negatives), the log of the weight with which it came into the batch: ``log count`` for a
+  target (the data itself draws targets in proportion to popularity), ``alpha * log count`` for
+  a sampled negative. The cross-entropy loss with the logQ correction subtracts it;
 * ``state``: a :class:`SlotState`, one per pass over the data, in which the model leaves the
   slots' hidden states for the next step.
 
@@ -226,6 +230,7 @@ class SessionParallelData:
         self.lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
         self._offsets = np.r_[0, np.cumsum(self.lengths)]
         self._codes = torch.from_numpy(np.concatenate(self.sequences))
+        self._log_counts = torch.from_numpy(np.log(np.maximum(self.counts, 1)).astype(np.float32))
         self.device = torch.device("cpu")
 
     def __len__(self) -> int:
@@ -271,9 +276,13 @@ class SessionParallelData:
         n_steps, s = sched.n_steps, self.n_negatives
         # All the pass's negatives in one draw: one row of S per step.
         negatives = self.sampler.sample(n_steps * s, generator).view(n_steps, s).to(self.device)
+        log_counts = self._log_counts.to(self.device)
+        log_q_targets = log_counts[targets]
+        log_q_negatives = self.alpha * log_counts[negatives]
         state = SlotState()
         bounds = sched.step_start.tolist()
         for t in range(n_steps):
             a, b = bounds[t], bounds[t + 1]
             yield {"item": items[a:b], "target": targets[a:b], "prev": prev[a:b],
-                   "negatives": negatives[t], "state": state}
+                   "negatives": negatives[t], "log_q": torch.cat([log_q_targets[a:b], log_q_negatives[t]]),
+                   "state": state}

@@ -58,9 +58,18 @@ class MostPopular:
     def from_sequences(cls, sequences, n_items: int) -> "MostPopular":
         return cls(item_counts(sequences, n_items))
 
+    @classmethod
+    def from_data(cls, data) -> "MostPopular":
+        """Counted from leave-last-out ``data``'s training sequences (:class:`recbook.data.SequenceData`)."""
+        return cls.from_sequences(data.train, data.n_items)
+
     def score_next(self, histories) -> torch.Tensor:
         seqs = check_item_sequences(histories, self.n_items, name="histories")
         return self._scores.expand(len(seqs), -1).clone()
+
+    def score_items(self, data, split: str) -> torch.Tensor:
+        """``[U, n_items]`` for the leaderboard's ``sequence`` protocol (the same row for every user)."""
+        return self.score_next(data.history(split))
 
     def __repr__(self) -> str:
         return f"MostPopular(n_items={self.n_items}, events={int(self.counts.sum())})"
@@ -91,6 +100,17 @@ def cooccurrence(sequences, n_items: int, *, window: int = 1, directed: bool = T
     return c
 
 
+def _dense_ranks(table: torch.Tensor) -> torch.Tensor:
+    """``[R, C]`` float32: each row's dense rank of its values (0 = the smallest; equal values,
+    equal rank); ``-inf`` stays ``-inf``."""
+    out = torch.empty(table.shape, dtype=torch.float32)
+    for r, row in enumerate(table.numpy()):
+        _, inverse = np.unique(row, return_inverse=True)
+        out[r] = torch.from_numpy(inverse.astype(np.float32))
+    out[torch.isinf(table) & (table < 0)] = float("-inf")
+    return out
+
+
 class ItemKNNLast:
     """Scores the next item by its co-occurrence with the history's last item.
 
@@ -118,6 +138,7 @@ class ItemKNNLast:
         # float64: the tie-break differences (~1e-9) would vanish in float32 next to scores ~1.
         self._table = torch.from_numpy(cooc / denom[None, :] + _popularity_tiebreak(self.counts)[None, :])
         self._table[:, :N_RESERVED] = float("-inf")
+        self._ordinal = None  # dense ranks of the table's rows, made by score_items when needed
 
     @classmethod
     def from_sequences(cls, sequences, n_items: int, *, window: int = 1, directed: bool = True,
@@ -126,6 +147,33 @@ class ItemKNNLast:
         model = cls(c, item_counts(sequences, n_items), normalize=normalize)
         model.settings = dict(window=window, directed=directed, decay=decay, normalize=normalize)
         return model
+
+    @classmethod
+    def from_data(cls, data, **settings) -> "ItemKNNLast":
+        """Counted from leave-last-out ``data``'s training sequences; ``settings`` as in
+        :meth:`from_sequences`."""
+        return cls.from_sequences(data.train, data.n_items, **settings)
+
+    def score_items(self, data, split: str) -> torch.Tensor:
+        """``[U, n_items]`` float32 for the leaderboard's ``sequence`` protocol: the row of each
+        user's last item before the ``split`` target, as **ordinal** scores.
+
+        The leaderboard ranks float32 scores, in which the tie-break (``< 1e-6``) vanishes next
+        to co-occurrence values of order 1 and equal co-occurrences would tie again. So each
+        row of scores is replaced by its dense rank (equal scores, equal rank; integers, exact
+        in float32): the same ranking as :meth:`score_next`, ties included.
+        """
+        seqs = check_item_sequences(data.history(split), self.n_items, name="histories")
+        if self._ordinal is None:
+            self._ordinal = _dense_ranks(self._table)
+        last = torch.tensor([int(s[-1]) if len(s) else 0 for s in seqs], dtype=torch.long)
+        scores = self._ordinal[last].clone()
+        empty = torch.tensor([len(s) == 0 for s in seqs])
+        if empty.any():
+            pop = _popularity_tiebreak(self.counts)
+            pop[:N_RESERVED] = -np.inf
+            scores[empty] = _dense_ranks(torch.from_numpy(pop)[None, :])[0]
+        return scores
 
     def score_next(self, histories) -> torch.Tensor:
         """``[U, n_items]`` float64 scores: row ``u`` is the co-occurrence row of ``histories[u][-1]``."""

@@ -38,8 +38,9 @@ from torch import nn
 from .._checks import require_fraction, require_positive_int
 from ..data.sessions import N_RESERVED, SessionParallelData, check_item_sequences
 from ..losses import bpr_max_loss, sampled_softmax_loss, top1_max_loss
+from ..optim import AdagradM
 
-__all__ = ["GRU4Rec", "GRU4RecConfig", "SessionLoss", "train_gru4rec"]
+__all__ = ["GRU4Rec", "GRU4RecConfig", "SessionLoss", "adagradm", "session_parallel", "train_gru4rec"]
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max")
 
@@ -227,6 +228,18 @@ class GRU4Rec(nn.Module):
         scores[:, :N_RESERVED] = float("-inf")
         return scores.cpu()
 
+    def score_items(self, data, split: str) -> torch.Tensor:
+        """``[U, n_items]`` scores for the leaderboard's ``sequence`` protocol: each user's whole
+        history before the ``split`` target (:meth:`recbook.data.SequenceData.history`), read from
+        a zero state."""
+        return self.score_next(data.history(split))
+
+    @classmethod
+    def from_data(cls, data, layers: Sequence[int] = (100,), **kwargs) -> "GRU4Rec":
+        """A network over ``data``'s item codes (``data.n_items`` columns); ``kwargs`` as in the
+        constructor."""
+        return cls(data.n_items, layers, **kwargs)
+
 
 class SessionLoss:
     """``loss_fn(model, batch)`` for :func:`recbook.train.fit`: a ranking loss on GRU4Rec's scores.
@@ -235,36 +248,34 @@ class SessionLoss:
         kind: ``"cross-entropy"`` (softmax over the candidates), ``"bpr-max"`` or ``"top1-max"``.
         bpreg: BPR-max's score regularisation weight.
         elu: BPR-max's final activation ``ELU(alpha=elu)`` (0 or None: the raw scores).
-        logq: cross-entropy only; weight of the logQ correction (0: none, 1: full). Needs
-            ``counts`` and ``alpha``: in-batch targets are drawn in proportion to ``counts``, the
-            extra negatives to ``counts ** alpha``.
+        logq: cross-entropy only; weight of the logQ correction (0: none, 1: full): the scores
+            minus ``logq * batch['log_q']``, the log of how often each candidate comes into a
+            batch (in-batch targets in proportion to their counts, the extra negatives to
+            ``counts ** alpha``; see :class:`recbook.data.sessions.SessionParallelData`).
     """
 
     def __init__(self, kind: str = "bpr-max", *, bpreg: float = 1.0, elu: float | None = 0.5,
-                 logq: float = 0.0, counts=None, alpha: float | None = None):
+                 logq: float = 0.0):
         if kind not in LOSSES:
             raise ValueError(f"kind: expected one of {LOSSES}, got {kind!r}")
         for name, v in (("bpreg", bpreg), ("logq", logq), ("elu", elu or 0.0)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+        if logq and kind != "cross-entropy":
+            raise ValueError("logq: the logQ correction applies to the cross-entropy loss only")
         self.kind, self.bpreg, self.elu, self.logq = kind, float(bpreg), float(elu or 0.0), float(logq)
-        self.log_counts = None
-        if self.logq:
-            if kind != "cross-entropy":
-                raise ValueError("logq: the logQ correction applies to the cross-entropy loss only")
-            if counts is None or alpha is None:
-                raise ValueError("counts/alpha: the logQ correction needs the item counts and the sampling alpha")
-            c = torch.as_tensor(np.asarray(counts), dtype=torch.float32)
-            self.log_counts = torch.log(c.clamp(min=1.0))
-            self.alpha = float(alpha)
+        # The leaderboard fingerprints a callable by its name: let the name carry the settings.
+        self.__qualname__ = repr(self)
 
     def __call__(self, model: GRU4Rec, batch: Mapping) -> torch.Tensor:
         scores = model(batch)
         if self.kind == "cross-entropy":
             log_q = None
-            if self.log_counts is not None:
-                lc = self.log_counts.to(scores.device)
-                log_q = self.logq * torch.cat([lc[batch["target"]], self.alpha * lc[batch["negatives"]]])
+            if self.logq:
+                if "log_q" not in batch:
+                    raise ValueError("batch: missing key 'log_q'; the logQ correction needs batches "
+                                     "from SessionParallelData")
+                log_q = self.logq * batch["log_q"].to(scores.device)
             return sampled_softmax_loss(scores, log_q)
         if self.kind == "bpr-max":
             return bpr_max_loss(scores, self.bpreg, self.elu)
@@ -272,6 +283,35 @@ class SessionLoss:
 
     def __repr__(self) -> str:
         return f"SessionLoss({self.kind!r}, bpreg={self.bpreg}, elu={self.elu}, logq={self.logq})"
+
+
+def _named(fn, name: str, settings: dict):
+    """Give ``fn`` a name that records ``settings`` (the leaderboard fingerprints a callable by
+    its name)."""
+    fn.settings = settings
+    fn.__name__ = fn.__qualname__ = f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in settings.items()) + ")"
+    return fn
+
+
+def session_parallel(n_negatives: int = 2048, alpha: float = 0.5, order: str = "shuffle"):
+    """``data -> SessionParallelData`` of ``data.train`` (a leaderboard entry's ``train_data``)."""
+    SessionParallelData([np.array([2, 3])], 4, n_negatives=n_negatives, alpha=alpha, order=order)  # checks
+
+    def make(data) -> SessionParallelData:
+        return SessionParallelData(list(data.train), data.n_items, n_negatives=n_negatives, alpha=alpha,
+                                   order=order)
+
+    return _named(make, "session_parallel", dict(n_negatives=n_negatives, alpha=alpha, order=order))
+
+
+def adagradm(lr: float = 0.05, momentum: float = 0.0):
+    """``model -> AdagradM`` over all its parameters (``fit(optimizer=...)``)."""
+    AdagradM([torch.zeros(1, requires_grad=True)], lr=lr, momentum=momentum)  # checks the settings
+
+    def make(model: nn.Module) -> torch.optim.Optimizer:
+        return AdagradM(model.parameters(), lr=lr, momentum=momentum)
+
+    return _named(make, "adagradm", dict(lr=lr, momentum=momentum))
 
 
 @dataclass(frozen=True)
@@ -319,7 +359,6 @@ def train_gru4rec(data, config: GRU4RecConfig = GRU4RecConfig(), *, seed: int = 
     Returns ``(model, fit_result)``; the model holds the weights of the best validation epoch.
     """
     from ..next_item import evaluate_next_item, next_item_split
-    from ..optim import AdagradM
     from ..train import fit, num_threads, seed_everything
 
     if not isinstance(config, GRU4RecConfig):
@@ -334,10 +373,9 @@ def train_gru4rec(data, config: GRU4RecConfig = GRU4RecConfig(), *, seed: int = 
         seed_everything(seed)
         # SessionParallelData has validated every code once; no need to check each batch again.
         model = build_gru4rec(n_items, config, validate=False)
-    loss = SessionLoss(config.loss, bpreg=config.bpreg, elu=config.elu, logq=config.logq,
-                       counts=train.counts, alpha=config.alpha)
+    loss = SessionLoss(config.loss, bpreg=config.bpreg, elu=config.elu, logq=config.logq)
     if config.optimizer == "adagradm":
-        optimizer = lambda m: AdagradM(m.parameters(), lr=config.lr, momentum=config.momentum)  # noqa: E731
+        optimizer = adagradm(lr=config.lr, momentum=config.momentum)
     else:
         optimizer = "adam"
     ks = sorted({10, 20, *([int(config.metric.split("@")[1])] if config.metric.split("@")[-1].isdigit() else [])})
