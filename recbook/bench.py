@@ -263,7 +263,7 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ftrl_adagrad
+    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ensemble_loss, ftrl_adagrad
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
     for e in (
@@ -280,6 +280,12 @@ def _register_builtin() -> None:
         Entry("WideDeep-FTRL", "ctr", WideDeep.from_data, {},
               dict(CTR_FIT, optimizer=ftrl_adagrad(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=0.005)),
               description="Wide & Deep: FTRL-Proximal with L1 (wide), AdaGrad (deep)"),
+        Entry("WideDeep-ensemble", "ctr", WideDeep.from_data, {"base_rate": "train"},
+              dict(CTR_FIT, weight_decay=1e-5, loss_fn=ensemble_loss),
+              description="Wide & Deep's parts trained as an ensemble: each on its own loss, logits added"),
+        Entry("WideDeep-nocross", "ctr", WideDeep.from_data, {"crosses": (), "base_rate": "train"},
+              dict(CTR_FIT, weight_decay=1e-5),
+              description="Wide & Deep without crosses: LR + MLP, the source notes' listing"),
         Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
               description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
     ):

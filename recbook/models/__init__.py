@@ -3,6 +3,6 @@ from .deepfm import DeepFM
 from .fm import FactorizationMachine
 from .lr import LogisticRegression
 from .poly2 import Poly2
-from .widedeep import WideDeep, ftrl_adagrad
+from .widedeep import WideDeep, ensemble_loss, ftrl_adagrad
 
-__all__ = ["DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep", "ftrl_adagrad"]
+__all__ = ["DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep", "ensemble_loss", "ftrl_adagrad"]
