@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import require_fraction, require_positive_int
@@ -497,3 +498,389 @@ class CrossLinear(SchemaModule):
 
     def extra_repr(self) -> str:
         return f"crosses={self.crosses.names}, pairs={self.crosses.total_size}, pooling={self.pooling!r}"
+
+
+# ============================================================================================
+# Behaviour sequences: Dice, target attention, mini-batch-aware L2 (DIN, Zhou et al. 2018)
+# ============================================================================================
+# Self-contained: the pieces below use only the imports at the top of the module. A behaviour
+# history is either padded, [B, L, D] with a bool mask [B, L] (True = a real item, False =
+# padding), or packed, [N, D]: only its N real items, in the row-major order of the mask.
+
+__all__ += [
+    "ActivationUnit", "Dice", "MaskedMLP", "MiniBatchAwareL2", "PReLU", "TargetAttention",
+    "masked_mean", "masked_softmax", "occurrence_counts",
+]
+
+
+def _require_mask(mask, shape, key: str = "mask") -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise ValueError(f"{key}: expected a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{key}: expected shape {tuple(shape)}, got {tuple(mask.shape)}")
+    return mask
+
+
+class PReLU(nn.Module):
+    """``max(s, 0) + alpha * min(s, 0)`` with one learned ``alpha`` per neuron of the **last** dim.
+
+    ``torch.nn.PReLU`` puts its channels on dim 1, which for a history ``[B, L, H]`` is the
+    position, not the neuron. Takes (and ignores) ``mask`` so it can stand where :class:`Dice` does.
+    """
+
+    def __init__(self, num_features: int, *, alpha_init: float = 0.25):
+        super().__init__()
+        self.num_features = require_positive_int(num_features, name="num_features")
+        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+
+    def forward(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # relu(s) + alpha * (s - relu(s)): measured about 1.5x faster here, forward + backward,
+        # than F.prelu on an [N, H] tensor (whose backward reduces the slopes slowly on one thread).
+        r = F.relu(s)
+        return r + self.alpha * (s - r)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}"
+
+
+class Dice(nn.Module):
+    """Dice, the data-adaptive activation of DIN (Zhou et al., KDD 2018, Sec. 4.3).
+
+    ``f(s) = p(s) * s + (1 - p(s)) * alpha * s`` with ``p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps))``.
+
+    PReLU switches from slope ``alpha`` to slope 1 at ``s = 0`` for every input distribution;
+    Dice switches smoothly around the neuron's own mean, with a width set by its spread.
+    ``E[s]`` and ``Var[s]`` are **per neuron** (one mean and one variance for each of the ``H``
+    neurons, over all rows of the batch, as in BatchNorm; not one statistic across the neurons of a
+    row). In training they are the batch's; in ``eval()`` they are running averages,
+    ``running = (1 - momentum) * running + momentum * batch`` (the variance unbiased, as
+    ``nn.BatchNorm1d`` keeps it), so a prediction does not depend on the other rows scored with it.
+
+    ``mask`` (bool, ``s.shape[:-1]``): only positions where it is True enter the statistics; the
+    padded positions of a history are transformed with the same statistics but never shift them.
+    A training batch with no True position uses (and keeps) the running statistics. (DIN's
+    :class:`ActivationUnit` needs no mask: it hands Dice only the real items, packed.)
+
+    Shapes: ``s`` ``[..., H]`` -> ``[..., H]``. ``alpha`` starts at 0 (as in the authors' code).
+    """
+
+    def __init__(self, num_features: int, *, eps: float = 1e-8, momentum: float = 0.1,
+                 alpha_init: float = 0.0):
+        super().__init__()
+        self.num_features = require_positive_int(num_features, name="num_features")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        self.eps = float(eps)
+        self.momentum = require_fraction(momentum, name="momentum", inclusive=True)
+        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+        self.register_buffer("running_mean", torch.zeros(self.num_features))
+        self.register_buffer("running_var", torch.ones(self.num_features))
+
+    def batch_statistics(self, s: torch.Tensor, mask: torch.Tensor | None = None):
+        """Per-neuron mean, biased variance and count over the (unmasked) rows of ``s``: ``[H], [H], n``."""
+        flat = s.reshape(-1, self.num_features)
+        if mask is None:
+            return flat.mean(0), flat.var(0, unbiased=False), flat.shape[0]
+        w = mask.reshape(-1, 1).to(s.dtype)
+        n = int(mask.sum())
+        count = max(n, 1)
+        mean = (flat * w).sum(0) / count
+        var = ((flat - mean).square() * w).sum(0) / count
+        return mean, var, n
+
+    def forward(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(s, torch.Tensor) or s.dim() < 2 or s.shape[-1] != self.num_features:
+            raise ValueError(f"s: expected a tensor [..., {self.num_features}], got shape "
+                             f"{tuple(getattr(s, 'shape', ()))}")
+        if mask is not None:
+            _require_mask(mask, s.shape[:-1])
+        flat = s.reshape(-1, self.num_features)
+        if mask is None and (not self.training or flat.shape[0] > 1):
+            # The standardisation (s - E[s]) / sqrt(Var[s] + eps) with these statistics and
+            # running averages is exactly what batch_norm computes, in one fused kernel.
+            z = F.batch_norm(flat, self.running_mean, self.running_var, None, None, self.training,
+                             self.momentum, self.eps).view(s.shape)
+        else:
+            mean, var = self.running_mean, self.running_var
+            if self.training:
+                b_mean, b_var, n = self.batch_statistics(s, mask)
+                if n > 0:
+                    mean, var = b_mean, b_var
+                    with torch.no_grad():
+                        unbiased = b_var * (n / (n - 1)) if n > 1 else b_var
+                        self.running_mean.lerp_(b_mean.detach(), self.momentum)
+                        self.running_var.lerp_(unbiased.detach(), self.momentum)
+            z = (s - mean) * torch.rsqrt(var + self.eps)
+        p = torch.sigmoid(z)
+        return s * torch.addcmul(self.alpha, p, 1 - self.alpha)  # p s + (1 - p) alpha s
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+_ACTIVATIONS = ("prelu", "dice", "relu", "sigmoid")
+
+
+def _activation(name: str, width: int) -> nn.Module:
+    if name == "prelu":
+        return PReLU(width)
+    if name == "dice":
+        return Dice(width)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {name!r}")
+
+
+class MaskedMLP(nn.Module):
+    """``Linear -> activation -> [Dropout]`` per hidden width, then ``Linear(out_dim)``, over the
+    last dim; the mask reaches every :class:`Dice` so padded positions stay out of its statistics.
+
+    ``activation``: ``"prelu"`` (:class:`PReLU`), ``"dice"`` (:class:`Dice`), ``"relu"`` or
+    ``"sigmoid"``. Shapes: ``x`` ``[..., in_dim]``, ``mask`` bool ``x.shape[:-1]`` or None ->
+    ``[..., out_dim]`` (``[..., hidden[-1]]`` when ``out_dim`` is None). Output bias starts at 0.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (200, 80), *, activation: str = "prelu",
+                 dropout: float = 0.0, out_dim: int | None = 1):
+        super().__init__()
+        d = require_positive_int(in_dim, name="in_dim")
+        hidden = tuple(hidden)
+        for i, h in enumerate(hidden):
+            require_positive_int(h, name=f"hidden[{i}]")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        self.linears = nn.ModuleList()
+        self.activations = nn.ModuleList()
+        for h in hidden:
+            self.linears.append(nn.Linear(d, h))
+            self.activations.append(_activation(activation, h))
+            d = h
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.out = None
+        if out_dim is not None:
+            self.out = nn.Linear(d, require_positive_int(out_dim, name="out_dim"))
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for linear, act in zip(self.linears, self.activations):
+            x = act(linear(x), mask) if isinstance(act, (Dice, PReLU)) else act(linear(x))
+            if self.dropout is not None:
+                x = self.dropout(x)
+        return x if self.out is None else self.out(x)
+
+
+class ActivationUnit(nn.Module):
+    """DIN's local activation unit: one score per history item for one candidate.
+
+    ``a(e_j, v_A) = MLP([e_j, v_A, e_j * v_A, e_j - v_A])`` for every item ``e_j`` of a row's
+    history and the row's candidate ``v_A``; the MLP (``Linear -> activation`` per width of
+    ``hidden``, then ``Linear(1)``) ends in a score, not a probability.
+
+    *The paper's "out product".* Fig. 2 of the paper feeds the unit ``e_j``, ``v_A`` and their
+    "out product". The full outer product ``e_j v_A^T`` has ``D^2`` entries, and a linear layer on
+    it is one bilinear form ``e_j^T W_h v_A`` per hidden unit ``h``. The authors' released code uses
+    the element-wise product ``e_j * v_A`` instead, which is the **diagonal** of the outer product:
+    the same bilinear forms restricted to a diagonal ``W_h``, with ``D`` inputs instead of ``D^2``.
+    That is what this unit does. The difference ``e_j - v_A`` (also from the authors' code) adds
+    nothing a linear layer on ``[e_j, v_A]`` could not express; it is a re-parametrisation that
+    hands the MLP "how far is this item from the candidate" directly.
+
+    *Packed histories.* The unit sees only the real history items of the whole batch, stacked:
+    ``keys`` ``[N, D]`` (``N`` = number of real items in the batch) with ``rows`` ``[N]`` saying
+    which row (and so which candidate) each belongs to. Padding never enters it, so no
+    :class:`Dice` statistic can see a padded position, and no work is spent on padding (a quarter
+    of the positions on this data). Everything is computed at once, with no loop over rows.
+
+    *The first layer* is one ``nn.Linear(4D, H)`` on the concatenation (:meth:`features`), and
+    that is what it computes; but splitting its weight into the blocks ``[W_e, W_v, W_p, W_d]``
+    that meet the four parts,
+
+        ``W [e, v, e*v, e-v] + b = e (W_e + W_d)^T + (e * v) W_p^T + (v (W_v - W_d)^T + b)``
+
+    the last term depends only on the candidate, so it is computed once per *row*; and when the
+    keys are rows of a table (``keys == table[index]``, DIN's item vectors), the first term is
+    computed once per *table row* and gathered. Only ``(e * v) W_p^T`` is computed per history
+    item: a third of the literal layer's multiply-adds (tested against the literal form).
+
+    Shapes: ``keys`` ``[N, D]``, ``query`` ``[B, D]``, ``rows`` int64 ``[N]`` in ``[0, B)``,
+    optionally ``table`` ``[V, D]`` and ``index`` ``[N]`` with ``keys == table[index]`` ->
+    scores ``[N]``.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (36,), *, activation: str = "prelu"):
+        super().__init__()
+        self.dim = require_positive_int(dim, name="dim")
+        hidden = tuple(hidden)
+        if not hidden:
+            raise ValueError("hidden: expected at least one hidden width for the activation unit")
+        for i, h in enumerate(hidden):
+            require_positive_int(h, name=f"hidden[{i}]")
+        self.first = nn.Linear(4 * self.dim, hidden[0])
+        self.first_activation = _activation(activation, hidden[0])
+        self.rest = MaskedMLP(hidden[0], hidden[1:], activation=activation, out_dim=1)
+
+    @staticmethod
+    def features(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``[e_j, v_A, e_j * v_A, e_j - v_A]`` for keys and queries of the same shape ``[..., D]``."""
+        return torch.cat([keys, query, keys * query, keys - query], dim=-1)
+
+    def first_layer(self, keys: torch.Tensor, query: torch.Tensor, rows: torch.Tensor, *,
+                    table: torch.Tensor | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``self.first(self.features(keys, query[rows]))`` without building the features: ``[N, H]``."""
+        w_e, w_v, w_p, w_d = self.first.weight.split(self.dim, dim=1)  # each [H, D]
+        per_row = F.linear(query, w_v - w_d, self.first.bias)  # [B, H]: once per candidate
+        if table is None:
+            per_key = F.linear(keys, w_e + w_d)  # [N, H]
+        else:
+            per_key = F.linear(table, w_e + w_d).index_select(0, index)  # once per table row
+        q = query.index_select(0, rows)  # [N, D]: each item's candidate
+        return torch.addmm(per_key + per_row.index_select(0, rows), keys * q, w_p.t())
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, rows: torch.Tensor, *,
+                table: torch.Tensor | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.first_activation(self.first_layer(keys, query, rows, table=table, index=index))
+        return self.rest(h).squeeze(-1)  # [N]: real items only
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the True positions of each row; 0 on padding, and an all-zero row when the row
+    has no True position. ``[B, L]`` -> ``[B, L]``."""
+    w = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+    return w * mask
+
+
+class TargetAttention(nn.Module):
+    """Pool a history into one vector *for a given candidate*: ``v_U(A) = sum_j w_j e_j``.
+
+    ``w_j = a(e_j, v_A)`` from the :class:`ActivationUnit`, over the real items of the row. By
+    default the weights are **not** normalised (paper, Sec. 4.2: the sum keeps the *intensity* of
+    the user's interest: a history with many items related to the candidate gives a larger vector
+    than one with a single related item, and softmax would erase that difference). With
+    ``softmax=True`` they are a softmax over the real items of ``score / sqrt(D)``, as in the
+    authors' released code.
+
+    Two entry points with the same result:
+
+    * ``forward(keys [B, L, D], query [B, D], mask [B, L])``: a padded history;
+    * :meth:`pool` ``(keys [N, D], query, mask)``: the same history *packed*, only its real items,
+      in the row-major order of ``mask`` (``keys_padded[mask]``). DIN gathers its history this way,
+      straight from the item table, and never builds the padded ``[B, L, D]`` tensor.
+
+    Both return ``(pooled [B, D], weights [B, L])``; weights are 0 on padding, and a row with an
+    empty history pools to a zero vector.
+    """
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (36,), *, activation: str = "prelu",
+                 softmax: bool = False):
+        super().__init__()
+        self.unit = ActivationUnit(dim, hidden, activation=activation)
+        self.softmax = bool(softmax)
+
+    def pool(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor, *,
+             table: torch.Tensor | None = None, index: torch.Tensor | None = None):
+        """``keys`` ``[N, D]``: the real items of ``mask`` ``[B, L]``, packed in row-major order.
+        When they are rows of a table, ``keys == table[index]``, passing ``table`` and ``index``
+        saves work (see :class:`ActivationUnit`); the result is the same."""
+        d = self.unit.dim
+        if not (isinstance(query, torch.Tensor) and query.dim() == 2 and query.shape[1] == d):
+            raise ValueError(f"query: expected a [B, {d}] tensor, got shape {tuple(getattr(query, 'shape', ()))}")
+        _require_mask(mask, (query.shape[0], mask.shape[-1] if isinstance(mask, torch.Tensor) else 0))
+        rows, cols = mask.nonzero(as_tuple=True)
+        if not (isinstance(keys, torch.Tensor) and tuple(keys.shape) == (len(rows), d)):
+            raise ValueError(f"keys: expected the {len(rows)} real items of mask packed as a [{len(rows)}, {d}] "
+                             f"tensor, got shape {tuple(getattr(keys, 'shape', ()))}")
+        scores = self.unit(keys, query, rows, table=table, index=index)  # [N]
+        dense = scores.new_zeros(mask.shape).index_put((rows, cols), scores)  # [B, L], 0 on padding
+        if self.softmax:
+            dense = masked_softmax(dense / math.sqrt(d), mask)
+            scores = dense[rows, cols]
+        pooled = keys.new_zeros(query.shape).index_add(0, rows, scores.unsqueeze(1) * keys)
+        return pooled, dense
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, mask: torch.Tensor):
+        if not (isinstance(keys, torch.Tensor) and keys.dim() == 3 and keys.shape[-1] == self.unit.dim):
+            raise ValueError(f"keys: expected a [B, L, {self.unit.dim}] tensor, got shape "
+                             f"{tuple(getattr(keys, 'shape', ()))}")
+        _require_mask(mask, keys.shape[:2])
+        return self.pool(keys[mask], query, mask)
+
+    def extra_repr(self) -> str:
+        return f"softmax={self.softmax}"
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the True positions of ``mask`` ``[B, L]`` -> ``[B, D]`` (a zero
+    vector for a row with none): the DIN base model's pooling. ``values`` is either padded
+    ``[B, L, D]`` or packed ``[N, D]`` (the real positions, in the row-major order of ``mask``)."""
+    count = mask.sum(1, keepdim=True).clamp(min=1)
+    if values.dim() == 3:
+        _require_mask(mask, values.shape[:2])
+        values = values[mask]
+    rows = mask.nonzero(as_tuple=True)[0]
+    if values.shape[0] != rows.shape[0]:
+        raise ValueError(f"values: has {values.shape[0]} packed rows; expected {rows.shape[0]}, one per "
+                         "True entry of mask")
+    return values.new_zeros(mask.shape[0], values.shape[1]).index_add(0, rows, values) / count
+
+
+class MiniBatchAwareL2(nn.Module):
+    """DIN's mini-batch aware regularisation (Zhou et al. 2018, Sec. 4.1, Eq. 4-5).
+
+    L2 on a whole embedding table at every step would touch every row, most of which the batch
+    never uses. The paper penalises only the rows present in the batch, each scaled by how rarely
+    it occurs: for batch ``B_m`` the penalty is ``(l2 / 2) * sum_j alpha_mj * ||w_j||^2 / n_j``,
+    where ``alpha_mj`` is 1 if row ``j`` occurs in the batch and ``n_j`` is the number of training
+    samples in which it occurs. Its gradient on ``w_j`` is exactly the paper's update term
+    ``l2 * alpha_mj / n_j * w_j``. Over an epoch a rare row is penalised about once, a frequent row
+    about ``n_batches / n_j`` times: rare ids, which overfit most, are shrunk most.
+
+    ``counts``: ``n_j`` for every row of the table (:func:`occurrence_counts`). Rows with
+    ``n_j = 0`` (never in training) and the rows listed in ``exclude`` (padding) are never
+    penalised. ``forward(weight, rows)`` -> the scalar penalty, ``rows`` = the table rows the batch
+    uses (any shape, repeats allowed).
+    """
+
+    def __init__(self, counts: torch.Tensor, l2: float, *, exclude: Sequence[int] = ()):
+        super().__init__()
+        if not (isinstance(l2, (int, float)) and l2 >= 0):
+            raise ValueError(f"l2: expected a non-negative number, got {l2!r}")
+        if not isinstance(counts, torch.Tensor) or counts.dim() != 1 or bool((counts < 0).any()):
+            raise ValueError("counts: expected a 1-D tensor of non-negative occurrence counts")
+        self.l2 = float(l2)
+        inv = torch.where(counts > 0, 1.0 / counts.clamp(min=1).double(), 0.0).float()
+        if len(exclude):
+            inv[torch.as_tensor(list(exclude), dtype=torch.long)] = 0.0
+        self.register_buffer("inv_counts", inv, persistent=False)
+
+    def forward(self, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if weight.shape[0] != self.inv_counts.shape[0]:
+            raise ValueError(f"weight: has {weight.shape[0]} rows; expected {self.inv_counts.shape[0]} "
+                             "like counts")
+        present = torch.zeros_like(self.inv_counts).index_fill_(0, rows.reshape(-1), 1.0)
+        return 0.5 * self.l2 * (present * self.inv_counts * weight.square().sum(1)).sum()
+
+    def extra_repr(self) -> str:
+        return f"l2={self.l2}, rows={self.inv_counts.shape[0]}"
+
+
+def occurrence_counts(rows: torch.Tensor, size: int, *, chunk: int = 4096) -> torch.Tensor:
+    """``n_j``: in how many samples row ``j`` occurs, counting a row once per sample.
+
+    ``rows`` int64 ``[N, K]``: the table rows sample ``i`` uses (repeats allowed) -> ``[size]``.
+    Vectorised per chunk of samples: sort each sample's rows and count the first of each run.
+    """
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.dtype != torch.long:
+        raise ValueError("rows: expected an int64 tensor [N, K]")
+    size = require_positive_int(size, name="size")
+    out = torch.zeros(size, dtype=torch.long)
+    for start in range(0, rows.shape[0], chunk):
+        s = rows[start:start + chunk].sort(dim=1).values
+        first = torch.ones_like(s, dtype=torch.bool)
+        first[:, 1:] = s[:, 1:] != s[:, :-1]
+        out += torch.bincount(s[first], minlength=size)
+    return out

@@ -1,8 +1,10 @@
 """The book's models. Each takes a batch dict and returns logits ``[B]`` (no sigmoid)."""
 from .deepfm import DeepFM
+from .din import DIN, DINBase
 from .fm import FactorizationMachine
 from .lr import LogisticRegression
 from .poly2 import Poly2
 from .widedeep import WideDeep, ensemble_loss, ftrl_adagrad
 
-__all__ = ["DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep", "ensemble_loss", "ftrl_adagrad"]
+__all__ = ["DIN", "DINBase", "DeepFM", "FactorizationMachine", "LogisticRegression", "Poly2", "WideDeep",
+           "ensemble_loss", "ftrl_adagrad"]

@@ -1,0 +1,184 @@
+"""Helpers of the DIN chapter: RelaImpr, results by user type, attention tables, figures, widget."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ipywidgets as ipw  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import log_loss, roc_auc_score  # noqa: E402
+from torch import nn  # noqa: E402
+
+from recbook.chapters import din as chapter  # noqa: E402
+from recbook.data import GENRES, YEAR_BUCKETS, Field, Schema, TensorData, item_catalogue, year_bucket  # noqa: E402
+from recbook.models import DIN  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+# ---------------------------------------------------------------- RelaImpr and user types
+
+def test_rela_impr_as_the_paper_defines_it():
+    assert chapter.rela_impr(0.72, 0.70) == pytest.approx(10.0)  # 0.22 / 0.20 - 1
+    assert chapter.rela_impr(0.92, 0.90) == pytest.approx(5.0)
+    assert chapter.rela_impr(0.70, 0.70) == 0.0
+    assert chapter.rela_impr(0.65, 0.70) == pytest.approx(-25.0)
+    with pytest.raises(ValueError, match="base_auc: is 0.5"):
+        chapter.rela_impr(0.7, 0.5)
+    with pytest.raises(ValueError, match="auc: expected an AUC in \\[0, 1\\]"):
+        chapter.rela_impr(1.2, 0.7)
+
+
+class Scores(nn.Module):
+    """A stand-in model whose logits are stored in the batch."""
+
+    def forward(self, batch):
+        return batch["score"]
+
+
+def scored_split(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    user = rng.integers(0, 40, n)
+    cold = user >= 25  # users 25.. have no training rows: user_id code 1 (unknown)
+    x = np.stack([np.where(cold, 1, user + 2), rng.integers(2, 9, n)], 1)
+    label = rng.integers(0, 2, n).astype(np.float32)
+    score = (label * np.where(cold, 0.3, 1.5) + rng.normal(size=n)).astype(np.float32)
+    mask = np.arange(5)[None, :] >= rng.integers(0, 6, n)[:, None]
+    return TensorData(x=x.astype(np.int64), label=label, user=user.astype(np.int64), score=score,
+                      hist_item=np.where(mask, 3, 0).astype(np.int64), hist_mask=mask), cold
+
+
+def test_user_types_and_results_split_by_them():
+    split, cold = scored_split()
+    kinds = chapter.user_types(split)
+    assert list(np.unique(kinds)) == ["cold", "known"]
+    assert np.array_equal(kinds == "cold", cold)
+    res = chapter.results_by_user_type({"m": Scores()}, split).set_index("users")
+    y, s = split["label"].numpy(), split["score"].numpy()
+    for group, sel in (("all", np.ones(len(y), bool)), ("known", ~cold), ("cold", cold)):
+        assert res.at[group, "rows"] == sel.sum()
+        assert res.at[group, "auc"] == pytest.approx(roc_auc_score(y[sel], s[sel]))
+        assert res.at[group, "logloss"] == pytest.approx(log_loss(y[sel], 1 / (1 + np.exp(-s[sel]))), rel=1e-4)
+        assert res.at[group, "mean history"] == pytest.approx(split["hist_mask"].numpy()[sel].sum(1).mean())
+    assert res.at["known", "auc"] > res.at["cold", "auc"] + 0.1  # as planted
+    assert res.at["cold", "distinct users"] == 15
+    with pytest.raises(ValueError, match="models: expected a non-empty dict"):
+        chapter.results_by_user_type({}, split)
+    with pytest.raises(ValueError, match="split: expected CTR rows"):
+        chapter.user_types({"x": split["x"]})
+
+
+# ---------------------------------------------------------------- attention tables
+
+def small_world():
+    """12 movies with titles, years and genres; a DIN over them; 6 rows with histories."""
+    ids = np.arange(1, 13)
+    items = pd.DataFrame({"item_id": ids, "title": [f"movie {i}" for i in ids],
+                          "release_year": [1950 + 4 * i for i in ids]})
+    for g in GENRES:
+        items[g] = False
+    items.loc[items["item_id"] <= 6, "Comedy"] = True
+    items.loc[items["item_id"] > 6, "Horror"] = True
+    items.loc[items["item_id"] % 4 == 0, "Drama"] = True
+    schema = Schema((
+        Field("user_id", (100, 200, 300), role="user"),
+        Field("item_id", tuple(range(1, 11)), role="item"),  # movies 11 and 12 are not in the vocabulary
+        Field("year_bucket", YEAR_BUCKETS, role="item"),
+        Field("genres", GENRES, multi=True, role="item"),
+    ))
+    catalogue = item_catalogue(items, schema)
+    torch.manual_seed(0)
+    model = DIN(schema, {"genres": catalogue.features["genres"]}, 4, hidden=(8,), attention_hidden=(6,),
+                init_std=0.5)
+    hist = np.array([[0, 0, 2, 3, 8], [3, 4, 5, 10, 12], [0, 0, 0, 0, 0],
+                     [0, 9, 2, 2, 7], [0, 0, 0, 4, 5], [2, 3, 4, 5, 6]])  # raw item ids, 0 = none
+    codes = np.where(hist > 0, schema["item_id"].encode(pd.Series(hist.ravel())).reshape(hist.shape), 0)
+    frame = pd.DataFrame({"user_id": [100, 100, 999, 200, 300, 100], "item_id": [5, 6, 7, 8, 9, 11]})
+    x = np.stack([schema["user_id"].encode(frame["user_id"]), schema["item_id"].encode(frame["item_id"]),
+                  np.full(6, 3)], 1)
+    split = TensorData(x=x, genres=np.zeros((6, 2), dtype=np.int64), label=np.ones(6, np.float32),
+                       user=frame["user_id"].to_numpy().copy(), hist_item=codes, hist_mask=hist > 0)
+    return model, split, frame, catalogue
+
+
+def test_attention_table_lists_the_history_with_the_models_weights():
+    model, split, frame, catalogue = small_world()
+    t = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[2, 9])
+    assert len(t) == 10 and set(t["candidate_id"]) == {2, 9}
+    one = t[t["candidate_id"] == 9]
+    assert one["position"].tolist() == [1, 2, 3, 4, 5]
+    assert one["title"].tolist() == ["movie 3", "movie 4", "movie 5", "movie 10", "<unknown item>"]
+    # Movie 12 is not in the item_id vocabulary: unknown, and its title cannot be recovered.
+    assert one["item_id"].tolist() == [3, 4, 5, 10, -1]
+    assert one["shared_genres"].tolist() == [0, 0, 0, 1, 0]  # movie 9: Horror; movie 10: Horror
+    assert t[t["candidate_id"] == 2]["shared_genres"].tolist() == [1, 1, 1, 0, 0]
+    assert one["candidate_genres"].iloc[0] == "Horror" and one["genres"].iloc[1] == "Comedy|Drama"
+    # The weights and the probability are the model's for that row with the candidate's fields.
+    year = year_bucket(pd.Series([1950 + 4 * 9]))
+    batch = {k: v[1:2].clone() for k, v in split.items()}
+    batch["x"][0, 1] = int(model.schema["item_id"].encode(pd.Series([9]))[0])
+    batch["x"][0, 2] = int(model.schema["year_bucket"].encode(year)[0])
+    batch["genres"] = torch.tensor([[GENRES.index("Horror") + 2, 0]])
+    model.eval()
+    np.testing.assert_allclose(one["weight"], model.attention_weights(batch)[0].numpy(), rtol=1e-5)
+    assert one["probability"].iloc[0] == pytest.approx(torch.sigmoid(model(batch)).item(), rel=1e-5)
+    # The two candidates get different weights over the same history.
+    assert not np.allclose(one["weight"], t[t["candidate_id"] == 2]["weight"])
+    # Default candidate: the row's own movie; an empty history gives no lines.
+    own = chapter.attention_table(model, split, frame, catalogue, [0, 2])
+    assert set(own["candidate_id"]) == {5} and own["row"].tolist() == [0, 0, 0]
+
+
+def test_attention_table_validates():
+    model, split, frame, catalogue = small_world()
+    with pytest.raises(ValueError, match="model: expected a recbook.models.DIN"):
+        chapter.attention_table(nn.Linear(2, 1), split, frame, catalogue, 0)
+    with pytest.raises(ValueError, match=r"rows: expected row positions in \[0, 6\)"):
+        chapter.attention_table(model, split, frame, catalogue, 6)
+    with pytest.raises(ValueError, match="candidates: expected item ids of the catalogue, got \\[99\\]"):
+        chapter.attention_table(model, split, frame, catalogue, 0, candidates=[99])
+    with pytest.raises(ValueError, match="frame: has 5 rows; expected 6"):
+        chapter.attention_table(model, split, frame.iloc[:5], catalogue, 0)
+    with pytest.raises(ValueError, match="user_id: 4 has no row"):
+        chapter.last_row_of_user(frame, 4)
+    assert chapter.last_row_of_user(frame, 100) == 5
+
+
+def test_genre_overlap_summary_by_hand():
+    t = pd.DataFrame({"row": 0, "candidate": "A", "shared_genres": [0, 1, 2, 0],
+                      "weight": [0.1, 0.5, 0.9, 0.3]})
+    s = chapter.genre_overlap_summary(t).iloc[0]
+    assert s["sharing a genre"] == 2 and s["items"] == 4
+    assert s["mean weight, sharing"] == pytest.approx(0.7)
+    assert s["mean weight, not sharing"] == pytest.approx(0.2)
+    assert s["spearman(shared genres, weight)"] == pytest.approx(pd.Series([1.5, 3, 4, 1.5]).corr(
+        pd.Series([1, 3, 4, 2])))
+
+
+def test_heatmap_widget_table_and_dropdown():
+    model, split, frame, catalogue = small_world()
+    t = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[2, 9])
+    ax = chapter.plot_attention_heatmap(t)
+    assert [lab.get_text() for lab in ax.get_yticklabels()] == ["movie 3", "movie 4", "movie 5", "movie 10",
+                                                                 "<unknown item>"]
+    assert ax.images[0].get_array().shape == (5, 2)
+    np.testing.assert_allclose(ax.images[0].get_array()[:, 1], t[t["candidate_id"] == 9]["weight"])
+    with pytest.raises(ValueError, match="row: table holds rows"):
+        chapter.plot_attention_heatmap(chapter.attention_table(model, split, frame, catalogue, [0, 1]))
+    w = chapter.widget_table(model, split, frame, catalogue, users=[100, 200], candidates=[2, 9])
+    assert set(w["user_id"]) == {100, 200} and set(w["candidate"]) == {"movie 2", "movie 9"}
+    assert len(w) == 2 * 5 + 2 * 4  # user 100's last row has 5 items, user 200's 4
+    assert w["weight"].round(3).equals(w["weight"])
+    box = chapter.attention_dropdown(w)
+    assert isinstance(box, ipw.VBox) and len(box.control.options) == 4
+    with pytest.raises(ValueError, match="users: expected a non-empty list"):
+        chapter.widget_table(model, split, frame, catalogue, users=[], candidates=[2])
