@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recbook.chapters import deepfm as deepfm_chapter
 from recbook.chapters import widedeep as chapter
 from recbook.data import CTRData, ctr_crosses, ctr_protocol, load_movielens100k
 from recbook.models import DeepFM, LogisticRegression, WideDeep
@@ -164,7 +165,7 @@ def test_deepfm_parts_add_up_to_the_logit(data):
         for p in model.parameters():
             p.normal_(0, 0.5)
     user, item = 259, 255
-    parts = chapter.deepfm_parts(model, data, user, item)["value"]
+    parts = deepfm_chapter.deepfm_parts(model, data, user, item)["value"]
     assert list(parts.index) == ["bias", "first order", "FM (pairs)", "deep (MLP)", "logit"]
     assert parts.iloc[:4].sum() == pytest.approx(parts["logit"], abs=1e-5)
     from recbook.chapters.fm import user_movie_batch
@@ -178,14 +179,14 @@ def test_deepfm_parts_add_up_to_the_logit(data):
 # --------------------------------------------------------------------------------------------
 
 def test_listing_broadcasts_into_b_by_b(data):
-    out = chapter.listing_broadcast(data, batch_size=64)
+    out = deepfm_chapter.listing_broadcast(data, batch_size=64)
     assert out["output shape"] == (64, 64) and out["label shape"] == (64,)
     assert out["diagonal equals fixed"] is True  # row i's own terms sit on the diagonal
     assert out["off-diagonal share"] == pytest.approx(63 / 64)
 
 
 def test_listing_saturates_and_loses_gradients_at_initialisation(data):
-    table = chapter.saturation_at_init(data, batch_size=2048)
+    table = deepfm_chapter.saturation_at_init(data, batch_size=2048)
     listing, ours = table.iloc[0], table.iloc[1]
     assert listing["std of initial logit"] > 5 and ours["std of initial logit"] < 0.1
     assert listing["saturated outputs"] > 0.1 and ours["saturated outputs"] == 0
@@ -197,7 +198,7 @@ def test_listing_saturates_and_loses_gradients_at_initialisation(data):
 
 
 def test_per_field_tables_are_slower(data):
-    table = chapter.time_per_field_tables(data, n_batches=8, repeats=3)
+    table = deepfm_chapter.time_per_field_tables(data, n_batches=8, repeats=3)
     assert table.loc["one table per field (listing)", "parameter tensors"] == 14 + 6
     assert table.loc["one shared table (recbook)", "parameter tensors"] == 3 + 6
     assert table.loc["one table per field (listing)", "slowdown"] > 1.0
@@ -219,13 +220,13 @@ def test_one_hot_and_the_listing_wide_part_is_lr(data):
 
 def test_chapter_helpers_validate(data):
     with pytest.raises(ValueError, match="data: expected a recbook.data.CTRData"):
-        chapter.listing_broadcast(object())
+        deepfm_chapter.listing_broadcast(object())
     with pytest.raises(ValueError, match="batch_size"):
-        chapter.saturation_at_init(data, batch_size=0)
+        deepfm_chapter.saturation_at_init(data, batch_size=0)
     with pytest.raises(ValueError, match="model: expected a recbook.models.DeepFM"):
-        chapter.deepfm_parts(WideDeep(data.schema), data, 259, 255)
+        deepfm_chapter.deepfm_parts(WideDeep(data.schema), data, 259, 255)
     with pytest.raises(ValueError, match="user_id: 99999 does not occur"):
-        chapter.deepfm_parts(DeepFM(data.schema), data, 99999, 255)
+        deepfm_chapter.deepfm_parts(DeepFM(data.schema), data, 99999, 255)
 
 
 def test_with_and_without_crosses_trains_both(small):
