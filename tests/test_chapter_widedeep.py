@@ -400,3 +400,40 @@ def test_architecture_diagram_names_the_crosses():
     assert "MLP 256 → 128 → 1" in texts
     with pytest.raises(ValueError, match="fields: expected at least two"):
         chapter.plot_widedeep_architecture(fields=("user_id",))
+
+
+# --------------------------------------------------------------------------------------------
+# The cross weights, explored in the browser
+# --------------------------------------------------------------------------------------------
+
+def test_genre_cross_weights_read_the_model_s_rows(data, trained_like):
+    frame = chapter.genre_cross_weights(trained_like, data.train)
+    crosses = trained_like.cross.crosses
+    assert len(frame) == sum(len(crosses[c].pairs) for c in chapter.EXPLORED_CROSSES)
+    row_of = {lab: i for i, lab in enumerate(crosses.labels())}
+    weight = trained_like.cross.weight.detach().numpy()
+    for _, r in frame.sample(40, random_state=0).iterrows():
+        assert r["weight"] == pytest.approx(weight[row_of[f"{r['group']} × genres={r['genre']}"]])
+    train = data.frames["train"][["occupation", "genres"]].explode("genres")
+    n = train.groupby(["occupation", "genres"]).size()
+    occ = frame[frame["cross"] == "occupation × genres"]
+    assert list(occ["train rows"]) == [n[(g.split("=", 1)[1], genre)] for g, genre in zip(occ["group"], occ["genre"])]
+    with pytest.raises(ValueError, match="crosses: 'gender × item_id' is not a '<field> × genres' cross"):
+        chapter.genre_cross_weights(trained_like, data.train, ["gender × item_id"])
+
+
+def test_cross_weight_chart_checks_the_extreme_weights(data, trained_like):
+    chart = chapter.cross_weight_chart(trained_like, data.train, value="gender=F",
+                                       checks=["occupation=writer", "age_bucket=25-34", "occupation=doctor"])
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    assert len(checks) == 2
+    frame = chapter.genre_cross_weights(trained_like, data.train)
+    groups = list(dict.fromkeys(frame["group"]))
+    for check in checks:
+        rows = frame[frame["group"] == groups[check["set"]["group"]]]
+        hi, lo = rows.loc[rows["weight"].idxmax()], rows.loc[rows["weight"].idxmin()]
+        signed = lambda w: ("+" if w >= 0 else "\N{MINUS SIGN}") + f"{abs(w):.3f}"  # noqa: E731
+        assert check["texts"] == [f"largest: {hi['genre']} ({signed(hi['weight'])})",
+                                  f"smallest: {lo['genre']} ({signed(lo['weight'])})"]
+    with pytest.raises(ValueError, match="value: 'gender=X' is not among the crossed values"):
+        chapter.cross_weight_chart(trained_like, data.train, value="gender=X")

@@ -9,7 +9,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   term by readable term, and how well the training rows cover each cross.
 * :func:`cross_weight_table` / :func:`top_cross_weights`: the wide part's learned cross weights
   with readable names ("occupation=programmer × genres=Sci-Fi") and how many training rows
-  support each one: what the wide part memorised.
+  support each one: what the wide part memorised; :func:`genre_cross_weights` and
+  :func:`cross_weight_chart`: the demographic × genre weights, explored **in the browser**.
 * :func:`unseen_by_cross` and :func:`unseen_pair_rows`: AUC of the whole model and of its two
   parts on rows whose cross pairs were all seen in training and on rows with a pair never seen
   (per cross), and those rows, readable.
@@ -56,7 +57,8 @@ from ..train import num_threads
 from ..plots import axes_or_new as _axes
 
 __all__ = [
-    "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage", "cross_weight_table",
+    "EXPLORED_CROSSES", "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage",
+    "cross_weight_chart", "cross_weight_table", "genre_cross_weights",
     "dense_wide_input", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot", "plot_widedeep_architecture",
     "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
     "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
@@ -541,7 +543,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
             x=alt.value(0), y=alt.value(8), text="t:N"),
         header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
             x=alt.value(0), y=alt.value(28), text="about:N"),
-    ).properties(width=400, height=36)
+    ).properties(width=520, height=36)
     chart = alt.vconcat(head, bars, spacing=10)
 
     n_checks = require_positive_int(n_checks, name="n_checks")
@@ -826,3 +828,99 @@ def listing_wide_is_lr(data, *, batch_size: int = 1024, seed: int = 0) -> dict:
     return {"max |difference|": float((wide - ref).abs().max()), "dense input": tuple(dense.shape),
             "nonzero share": float((dense != 0).float().mean()),
             "lookup rows": len(schema.single) + float((batch["genres"] != PAD).sum(1).float().mean())}
+
+
+# --------------------------------------------------------------------------------------------
+# The cross weights, explored in the browser
+# --------------------------------------------------------------------------------------------
+
+EXPLORED_CROSSES = ("gender × genres", "age_bucket × genres", "occupation × genres")
+"""The crosses :func:`cross_weight_chart` offers by default: the demographic × genre ones."""
+
+
+def genre_cross_weights(model: WideDeep, train: Mapping, crosses: Sequence[str] = EXPLORED_CROSSES) -> pd.DataFrame:
+    """The weights of the ``field × genres`` crosses ``crosses`` as one row per (value, genre):
+    columns ``group`` ("occupation=programmer"), ``genre``, ``weight``, ``train rows`` and
+    ``positive rate`` (see :func:`cross_weight_table`)."""
+    table = cross_weight_table(model, train)
+    crosses = [str(c) for c in crosses]
+    known = sorted(set(table["cross"]))
+    for c in crosses:
+        if c not in known or not c.endswith(" × genres"):
+            raise ValueError(f"crosses: {c!r} is not a '<field> × genres' cross of the model; its crosses are {known}")
+    sub = table[table["cross"].isin(crosses)].copy()
+    parts = sub["pair"].str.split(" × genres=", n=1, regex=False)
+    sub["group"], sub["genre"] = parts.str[0], parts.str[1]
+    return sub[["cross", "group", "genre", "weight", "train rows", "positive rate"]].reset_index(drop=True)
+
+
+def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupation=programmer",
+                       crosses: Sequence[str] = EXPLORED_CROSSES, checks: Sequence[str] = (),
+                       n_checks: int = 2, decimals: int = 4):
+    """The learned weight of every genre crossed with one user value, chosen in a dropdown.
+
+    The page carries the cross weights of ``crosses`` (:func:`genre_cross_weights`, rounded to
+    ``decimals``) with their training rows and positive rates; the browser filters the chosen
+    value's pairs, sorts them by weight and draws them, and writes the largest and the smallest
+    weight in the header. ``checks``: candidate values (``"gender=F"``); the first ``n_checks`` of
+    ``[value, *checks]`` whose extreme weights sit away from a rounding boundary become browser
+    checks of the header, with the weights read from the model.
+    """
+    from .fm import d3_signed
+
+    frame = genre_cross_weights(model, train, crosses)
+    groups = list(dict.fromkeys(frame["group"]))
+    if value not in groups:
+        raise ValueError(f"value: {value!r} is not among the crossed values {groups}")
+    scale = 10 ** require_positive_int(decimals, name="decimals")
+    codes = {g: i for i, g in enumerate(groups)}
+    shipped = pd.DataFrame({"g": frame["group"].map(codes), "genre": frame["genre"],
+                            "w": np.rint(frame["weight"].to_numpy() * scale).astype(np.int64),
+                            "n": frame["train rows"].astype(np.int64),
+                            "r": np.rint(frame["positive rate"].to_numpy() * 100).astype(np.int64)})
+    weights = widgets.CsvData(shipped, name="wd_cross_weights")
+    group_param = widgets.dropdown("group", list(range(len(groups))), codes[value], labels=groups,
+                                   label="user value")
+    base = (alt.Chart(weights.ref).transform_filter("datum.g == group")
+            .transform_calculate(weight=f"datum.w / {scale}",
+                                 note="datum.n + ' rows, ' + datum.r + '% liked'"))
+    y = alt.Y("genre:N", sort=alt.EncodingSortField("weight", order="descending"), title=None,
+              axis=alt.Axis(labelFontSize=11))
+    bars = base.mark_bar().encode(
+        x=alt.X("weight:Q", title="cross weight (added to the logit)"), y=y,
+        color=alt.condition("datum.weight > 0", alt.value("#DD8452"), alt.value("#4C72B0")))
+    notes = base.mark_text(align="left", dx=4, fontSize=10, color="#555555").encode(
+        x=alt.value(252), y=y, text="note:N")
+    body = alt.layer(bars, notes).properties(width=250, height={"step": 15})
+    extremes = (base.transform_window(hi="rank()", sort=[alt.SortField("weight", order="descending")])
+                .transform_window(lo="rank()", sort=[alt.SortField("weight", order="ascending")])
+                .transform_filter("datum.hi == 1 || datum.lo == 1")
+                .transform_calculate(t="(datum.hi == 1 ? 'largest: ' : 'smallest: ') + datum.genre + ' ('"
+                                       " + format(datum.weight, '+.3f') + ')'",
+                                     line="datum.hi == 1 ? 0 : 1"))
+    head = extremes.mark_text(align="left", fontSize=12).encode(
+        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=400, height=34)
+    chart = alt.vconcat(head, body, spacing=6)
+
+    def texts(group: str) -> list[str] | None:
+        rows = frame[frame["group"] == group]
+        out = []
+        for w, g in ((rows["weight"].max(), rows.loc[rows["weight"].idxmax(), "genre"]),
+                     (rows["weight"].min(), rows.loc[rows["weight"].idxmin(), "genre"])):
+            if (rows["weight"] == w).sum() > 1 or abs(w * 1000 - np.floor(w * 1000) - 0.5) < 0.1:
+                return None  # a tie, or too close to a rounding boundary of 3 decimals
+            out.append(("largest: " if not out else "smallest: ") + f"{g} ({d3_signed(w, 3)})")
+        return out
+
+    n_checks = require_positive_int(n_checks, name="n_checks")
+    checks_ = []
+    for g in [value, *checks]:
+        if g not in codes:
+            raise ValueError(f"checks: {g!r} is not among the crossed values")
+        t = texts(g)
+        if t is not None and len(checks_) < n_checks:
+            checks_.append({"set": {"group": codes[g]}, "texts": t})
+    if len(checks_) < n_checks:
+        raise ValueError(f"checks: only {len(checks_)} values have extreme weights away from a rounding "
+                         f"boundary (n_checks = {n_checks}); give more candidates")
+    return widgets.browser_chart(chart, params=[group_param], data=[weights], checks=checks_)
