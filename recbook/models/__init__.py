@@ -6,7 +6,7 @@ from .lr import LogisticRegression
 from .poly2 import Poly2
 from .popularity import Popularity
 from .twotower import TwoTower, two_tower_examples, two_tower_loss
-from .widedeep import WideDeep, ftrl_adagrad
+from .widedeep import WideDeep, ensemble_loss, ftrl_adagrad
 
 __all__ = ["DIN", "DINBase", "DeepFM", "FactorizationMachine", "LogisticRegression", "Popularity", "Poly2",
-           "TwoTower", "WideDeep", "ftrl_adagrad", "two_tower_examples", "two_tower_loss"]
+           "TwoTower", "WideDeep", "ensemble_loss", "ftrl_adagrad", "two_tower_examples", "two_tower_loss"]
