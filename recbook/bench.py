@@ -267,7 +267,7 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import (DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, Popularity, TwoTower,
+    from .models import (DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, TwoTower,
                          WideDeep, ensemble_loss, ftrl_adagrad, two_tower_examples, two_tower_loss)
     from .models.baselines import ItemKNNLast, MostPopular
     from .models.gru4rec import GRU4Rec, SessionLoss, adagradm, session_parallel
@@ -310,7 +310,7 @@ def _register_builtin() -> None:
         Entry("DIN-softmax", "ctr", DIN.from_data, {"dim": 16, "softmax": True, "attention_hidden": (16,)},
               dict(CTR_FIT), train_data=ctr_rows_with_history,
               description="DIN with softmax-normalised weights and activation unit 16 (best on validation)"),
-        Entry("Pop-retrieval", "retrieval", Popularity.from_data, {}, None,
+        Entry("Pop-retrieval", "retrieval", MostPopular.from_data, {}, None,
               description="most popular unseen items (training sequences' counts)"),
         Entry("TwoTower", "retrieval", TwoTower.from_data, dict(TWO_TOWER), dict(TWO_TOWER_FIT),
               train_data=two_tower_examples,
