@@ -505,12 +505,15 @@ def ann_chart(table: pd.DataFrame, *, target: float = 0.99):
     base = alt.Chart(data.ref).transform_filter("datum.n == n")
     approx = base.transform_filter("datum.method == 'ivf' || datum.method == 'hnsw'")
     lines = approx.mark_line(point=True).encode(
-        x=alt.X("query_s:Q", scale=alt.Scale(type="log"), title="CPU seconds for 1,000 queries (one thread)"),
+        x=alt.X("query_s:Q", scale=alt.Scale(type="log"), title="CPU seconds for 1,000 queries (one thread)",
+                axis=alt.Axis(values=[0.01, 0.1, 1, 10, 100], format="~g")),
         y=alt.Y("recall:Q", scale=alt.Scale(domain=[0.5, 1]), title="recall@100 against exact search"),
         color=alt.Color("method:N", title="index"), order="query_s:Q",
         tooltip=["method:N", "param:N", "recall:Q", "query_s:Q", "speedup:Q"])
-    exact = base.transform_filter("datum.method == 'exact'").mark_rule(color="gray", strokeDash=[4, 3]).encode(
-        x="query_s:Q")
+    exact_rows = base.transform_filter("datum.method == 'exact'")
+    exact = exact_rows.mark_rule(color="gray", strokeDash=[4, 3]).encode(x="query_s:Q") + \
+        exact_rows.mark_text(align="right", dx=-4, dy=-6, color="gray", fontSize=12).encode(
+            x="query_s:Q", y=alt.value(12), text=alt.value("exact search"))
     best = (approx.transform_filter(f"datum.recall >= {target}")
             .transform_aggregate(speedup="max(speedup)", groupby=["method"])
             .transform_calculate(label=f"datum.method + ': ' + format(datum.speedup, '.0f') + '× faster than exact at recall ≥ {target}'")
