@@ -192,6 +192,9 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int
         if missing or not candidates:
             raise ValueError(f"candidates: expected item ids of the catalogue, got {missing or candidates}")
     info = catalogue.frame
+    titles = ["<unknown item>" if pd.isna(t) else str(t) for t in info["title"]]
+    genres_of = [tuple(g) if isinstance(g, (tuple, list)) else () for g in info["genres"]]
+    items = [-1 if pd.isna(i) else int(i) for i in info["item_id"]]
     out = []
     was_training = model.training
     model.eval()
@@ -205,18 +208,16 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int
             w = model.attention_weights(batch).numpy()  # [C, L]
             mask = batch["hist_mask"][0].numpy()
             hist = batch["hist_item"][0].numpy()[mask]
+            user_id = int(frame["user_id"].iloc[r])
             for ci, (c, cc) in enumerate(zip(cands, cand_codes)):
-                cg = tuple(info.at[cc, "genres"])
+                cg = set(genres_of[cc])
                 for p, (code, weight) in enumerate(zip(hist, w[ci][mask]), start=1):
-                    g = tuple(info.at[code, "genres"])
-                    title = info.at[code, "title"]
-                    item = info.at[code, "item_id"]
-                    out.append({"row": int(r), "user_id": int(frame["user_id"].iloc[r]), "candidate_id": c,
-                                "candidate": str(info.at[cc, "title"]), "candidate_genres": "|".join(cg),
+                    g = genres_of[code]
+                    out.append({"row": int(r), "user_id": user_id, "candidate_id": c,
+                                "candidate": titles[cc], "candidate_genres": "|".join(genres_of[cc]),
                                 "probability": float(prob[ci]), "position": p,
-                                "item_id": -1 if pd.isna(item) else int(item),
-                                "title": "<unknown item>" if pd.isna(title) else str(title),
-                                "genres": "|".join(g), "shared_genres": len(set(g) & set(cg)),
+                                "item_id": items[code], "title": titles[code],
+                                "genres": "|".join(g), "shared_genres": len(set(g) & cg),
                                 "weight": float(weight)})
     finally:
         model.train(was_training)
@@ -262,19 +263,19 @@ def plot_attention_heatmap(table: pd.DataFrame, *, row: int | None = None, ax: A
     shared = t.pivot_table(index="position", columns="candidate", values="shared_genres", sort=True)[cands]
     titles = t.drop_duplicates("position").set_index("position").loc[w.index, "title"]
     titles = [s if len(s) <= max_title else s[: max_title - 1] + "…" for s in titles]
-    ax = _axes(ax, figsize=(2.0 + 1.6 * len(cands), 0.8 + 0.22 * len(w)))
+    ax = _axes(ax, figsize=(2.6 + 1.8 * len(cands), 1.0 + 0.26 * len(w)))
     lim = float(np.abs(w.to_numpy()).max()) or 1.0
     vmin = -lim if (w.to_numpy() < 0).any() else 0.0
     im = ax.imshow(w.to_numpy(), aspect="auto", cmap="RdBu_r" if vmin < 0 else "Reds", vmin=vmin, vmax=lim)
-    ax.set_yticks(range(len(w)), titles, fontsize=7)
+    ax.set_yticks(range(len(w)), titles, fontsize=9)
     probs = t.drop_duplicates("candidate").set_index("candidate")["probability"]
-    ax.set_xticks(range(len(cands)), [f"{c}\np = {probs[c]:.2f}" for c in cands], fontsize=8)
+    ax.set_xticks(range(len(cands)), [f"{c}\np = {probs[c]:.2f}" for c in cands], fontsize=9)
     ax.xaxis.tick_top()
     if annotate:
         for i in range(len(w)):
             for j in range(len(cands)):
                 mark = " •" if shared.iat[i, j] > 0 else ""
-                ax.text(j, i, f"{w.iat[i, j]:.2f}{mark}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, f"{w.iat[i, j]:.2f}{mark}", ha="center", va="center", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="attention weight", shrink=0.6)
     ax.set_ylabel("history, oldest first (• shares a genre with the candidate)")
     return ax
@@ -536,7 +537,7 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
                                                                               text="t:N"),
         header.mark_text(align="left", fontSize=12, color="#555555").encode(x=alt.value(0), y=alt.value(32),
                                                                             text="s:N"),
-    ).properties(width=560, height=40)
+    ).properties(width=380, height=40)
     colour = alt.Color("colour:N", title=None, scale=alt.Scale(
         domain=["shares a genre with the candidate", "shares no genre"], range=["#C44E52", "#8C8C8C"]))
     y = alt.Y("label:N", sort=alt.EncodingSortField("pos", order="ascending"), title="history, oldest first",
