@@ -242,3 +242,13 @@ def test_dice_values_and_chart_by_hand():
                                   f"PReLU \N{MINUS SIGN}0.50"]
     with pytest.raises(ValueError, match="var: expected a positive number"):
         chapter.dice_values([1.0], mean=0.0, var=0.0, alpha=0.25)
+
+
+def test_architecture_diagram_draws_one_unit_per_history_item():
+    ax = chapter.plot_din_architecture(3, attention_hidden=16, hidden=(64, 32))
+    texts = [t.get_text() for t in ax.texts]
+    assert sum(t.startswith("$a(e_") for t in texts) == 3
+    assert "$a(e_L, v_A)$" in texts and "MLP\n64-32" in texts
+    assert any("16 units" in t for t in texts)
+    with pytest.raises(ValueError, match="n_items: expected at least 2"):
+        chapter.plot_din_architecture(1)

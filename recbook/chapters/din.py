@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .._checks import require_columns, require_positive_int
 from ..data import GENRES
@@ -34,7 +35,7 @@ from ..train import predict
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "USER_TYPES", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
+    "USER_TYPES", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
 ]
 
@@ -643,3 +644,67 @@ def dice_chart(*, mean: float = 0.0, std: float = 1.0, alpha: float = 0.25, at: 
         checks_.append({"set": {"mean": c["mean"], "std": c["std"], "alpha": c["alpha"]},
                         "texts": _dice_texts(at, c["mean"], c["std"], c["alpha"])})
     return widgets.browser_chart(chart, params=[m, sd, a], checks=checks_)
+
+
+# --------------------------------------------------------------------------------------------
+# The architecture
+# --------------------------------------------------------------------------------------------
+
+def plot_din_architecture(n_items: int = 4, *, attention_hidden: int = 36, hidden: Sequence[int] = (200, 80),
+                          ax: Axes | None = None) -> Axes:
+    """DIN as the book builds it: each history item and the candidate go through the activation
+    unit, the weights pool the history for the candidate, and the MLP reads the user's fields,
+    the pooled history and the candidate. A note says what the base model does instead."""
+    n_items = require_positive_int(n_items, name="n_items")
+    if n_items < 2:
+        raise ValueError(f"n_items: expected at least 2 history items to draw, got {n_items}")
+    attention_hidden = require_positive_int(attention_hidden, name="attention_hidden")
+    hidden = [require_positive_int(h, name="hidden") for h in hidden]
+    ax = _axes(ax, figsize=(7.2, 4.6))
+    ax.set_xlim(0, 110)
+    ax.set_ylim(-6, 62)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9.5, weight="normal"):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
+                                    edgecolor="0.35", lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
+
+    def arrow(x0, y0, x1, y1, colour="0.3", style="-"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=11,
+                                     color=colour, lw=1, linestyle=style))
+
+    top, bottom = 50.0, 22.0
+    step = (top - bottom) / (n_items - 1)
+    ys = [top - i * step for i in range(n_items)]
+    h = min(5.0, step * 0.7)
+    ax.text(9.5, 60, "history (oldest first)", ha="center", fontsize=10, fontweight="bold")
+    ax.text(35, 60, "activation unit", ha="center", fontsize=10, fontweight="bold")
+    ax.text(35, 57.5, "MLP on $[e_j, v_A, e_j \\odot v_A, e_j - v_A]$\n"
+            f"{attention_hidden} units → one score per item", ha="center", va="top", fontsize=8, color="0.35")
+    for i, y in enumerate(ys):
+        j = "L" if i == n_items - 1 else str(i + 1)
+        box(2, y - h / 2, 15, h, f"$e_{j}$", "#EAEAF2", 10)
+        box(28, y - h / 2, 14, h, f"$a(e_{j}, v_A)$", "#FBE3CF", 9.5)
+        arrow(17.6, y, 27.4, y)
+        arrow(42.6, y, 53.4, 38 + (y - 38) * 0.25)
+    ax.text(9.5, bottom - h / 2 - 1.2, "⋮ padding: masked out", ha="center", va="top", fontsize=8, color="0.35")
+    # The candidate feeds every unit (dashed) and the MLP.
+    box(2, 5, 15, 6, "candidate $v_A$", "#D5EDE4", 9.5)
+    for y in ys:
+        arrow(17.6, 9, 30, y - h / 2 - 0.6, colour="#2E8B57", style=(0, (3, 2)))
+    box(2, -5, 15, 6, "user fields", "#EAEAF2", 9.5)
+    box(54, 33, 16, 10, "$v_U(A) =$\n$\\sum_j a_j e_j$", "#DCE6F2", 10)
+    ax.text(62, 31, "raw weights:\nno softmax", ha="center", va="top", fontsize=8, color="0.35")
+    # The MLP reads the user fields, the pooled history and the candidate.
+    box(78, 18, 9, 24, "concat", "#EAEAF2", 9.5)
+    arrow(70.6, 38, 77.4, 34)
+    arrow(17.6, 8, 77.4, 24, colour="#2E8B57")
+    arrow(17.6, -2, 77.4, 20)
+    box(91, 24, 9, 12, "MLP\n" + "-".join(str(x) for x in hidden), "#DCE6F2", 9)
+    arrow(87.6, 30, 90.4, 30)
+    box(103, 26, 6, 8, "$\\hat y$", "#D5EDE4", 11, "bold")
+    arrow(100.6, 30, 102.4, 30)
+    ax.text(55, -5.5, "base model: $v_U$ = mean of the $e_j$, the same for every candidate (no activation unit)",
+            ha="center", va="bottom", fontsize=8.5, color="0.25", style="italic")
+    return ax
