@@ -209,9 +209,10 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
     ``checks`` (see :func:`recbook.widgets.browser_chart`) typically require the title text
     ``"best: MODEL (SOURCE) VALUE"`` for a protocol and metric, computed in Python.
     """
-    require_columns(long, ["source", "model", "protocol", "metric", "mean", "sd", "cpu_s_per_epoch",
-                           "better"], name="long")
-    data = long[["source", "model", "protocol", "metric", "mean", "sd", "cpu_s_per_epoch", "better"]].copy()
+    require_columns(long, ["source", "model", "protocol", "metric", "mean", "sd", "seeds",
+                           "cpu_s_per_epoch", "better"], name="long")
+    data = long[["source", "model", "protocol", "metric", "mean", "sd", "seeds", "cpu_s_per_epoch",
+                 "better"]].copy()
     data["cpu_s_per_epoch"] = data["cpu_s_per_epoch"].fillna(-1.0)
     data.insert(0, "view", view_name(data["protocol"], data["metric"]))
     data = data.drop(columns=["protocol", "metric"])
@@ -236,10 +237,11 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
             ("rank", "#", 24, "datum.rank"),
             ("model", "model", 170, "datum.model"),
             ("source", "source", 120, "datum.source"),
-            ("value", "mean ± sd", 130, "format(datum.mean, '.4f') + ' ± ' + format(datum.sd, '.4f')"),
+            ("value", "mean ± sd over seeds", 150, "format(datum.mean, '.4f') + (datum.seeds > 1 ? "
+                                                 "' ± ' + format(datum.sd, '.4f') : ' (1 seed)')"),
             ("cpu", "CPU s/epoch", 90, "datum.cpu_s_per_epoch < 0 ? '–' : format(datum.cpu_s_per_epoch, '.2f')")):
         cols.append(base.transform_calculate(cell=expr).mark_text(align="left")
-                    .encode(text="cell:N", y=row).properties(title=header, width=width))
+                    .encode(text="cell:N", y=row, x=alt.value(0)).properties(title=header, width=width))
     ranking = alt.hconcat(*cols, spacing=4)
     scatter = (base.transform_filter("datum.cpu_s_per_epoch > 0")
                .mark_point(filled=True, size=70)
