@@ -268,7 +268,7 @@ def _describe(entry: Entry) -> str:
 
 def _register_builtin() -> None:
     from .models import (DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, Popularity, TwoTower,
-                         WideDeep, ftrl_adagrad, two_tower_examples, two_tower_loss)
+                         WideDeep, ensemble_loss, ftrl_adagrad, two_tower_examples, two_tower_loss)
     from .models.baselines import ItemKNNLast, MostPopular
     from .models.gru4rec import GRU4Rec, SessionLoss, adagradm, session_parallel
 
@@ -291,6 +291,12 @@ def _register_builtin() -> None:
         Entry("WideDeep-FTRL", "ctr", WideDeep.from_data, {},
               dict(CTR_FIT, optimizer=ftrl_adagrad(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=0.005)),
               description="Wide & Deep: FTRL-Proximal with L1 (wide), AdaGrad (deep)"),
+        Entry("WideDeep-ensemble", "ctr", WideDeep.from_data, {"base_rate": "train"},
+              dict(CTR_FIT, weight_decay=1e-5, loss_fn=ensemble_loss),
+              description="Wide & Deep's parts trained as an ensemble: each on its own loss, logits added"),
+        Entry("WideDeep-nocross", "ctr", WideDeep.from_data, {"crosses": (), "base_rate": "train"},
+              dict(CTR_FIT, weight_decay=1e-5),
+              description="Wide & Deep without crosses: LR + MLP, the source notes' listing"),
         Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
               description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
         # DIN reads the last 50 items of the user before each row (with their genres).

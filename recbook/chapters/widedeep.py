@@ -1,61 +1,68 @@
-"""Helpers of the Wide & Deep and DeepFM chapters: measured analyses, and the source notes' listings.
+"""Helpers of the Wide & Deep chapter: the cross-product transformation, what the wide part
+memorised, what the deep part adds, what FTRL-Proximal's L1 does, the source notes' listing, and a
+chart that scales the two parts and ranks the movies in the browser.
 
-The chapters call these helpers; they hold the code, the chapters explain it.
+The chapter calls these helpers; they hold the code, the chapter explains it.
 
-Wide & Deep:
-
+* :func:`plot_widedeep_architecture`: the model as a diagram.
+* :func:`wide_terms` and :func:`cross_coverage`: the cross-product transformation on one row,
+  term by readable term, and how well the training rows cover each cross.
 * :func:`cross_weight_table` / :func:`top_cross_weights`: the wide part's learned cross weights
   with readable names ("occupation=programmer × genres=Sci-Fi") and how many training rows
-  support each one: what the wide part memorised.
-* :class:`ModelPart` and :func:`joint_vs_ensemble`: the same architecture trained jointly (one
-  logit, one loss) or as an ensemble of a wide and a deep model trained separately.
-* :func:`wide_sparsity` and :func:`optimizer_split`: the paper's FTRL-Proximal (L1) + AdaGrad
-  against one Adam: share of wide weights exactly zero, AUC, time.
-* :func:`with_and_without_crosses`: the same model with and without its cross features.
-* :func:`unseen_pair_auc`: test AUC of the wide part alone and of the whole model on rows whose
-  cross pairs were all seen in training, and on rows with a pair never seen.
+  support each one: what the wide part memorised; :func:`genre_cross_weights` and
+  :func:`cross_weight_chart`: the demographic × genre weights, explored **in the browser**.
+* :func:`unseen_by_cross` and :func:`unseen_pair_rows`: AUC of the whole model and of its two
+  parts on rows whose cross pairs were all seen in training and on rows with a pair never seen
+  (per cross), and those rows, readable.
+* :func:`wide_sparsity` and :func:`zero_share_by_support`: which wide weights FTRL-Proximal with L1
+  (:func:`recbook.models.ftrl_adagrad`) leaves exactly zero.
+* :func:`catalogue_parts`, :func:`top_movies`, :func:`ranking_overlap` and :func:`scaling_chart`:
+  the wide and deep logits of every movie for one user, and a chart that scales the two parts and
+  ranks the movies **in the browser**.
 
-DeepFM:
+Joint training against an ensemble and the optimiser split are compared over seeds by the
+leaderboard (``WideDeep``, ``WideDeep-ensemble``, ``WideDeep-FTRL``, ``WideDeep-nocross`` in
+:mod:`recbook.bench`); the chapter reads those results.
 
-* :func:`deepfm_parts`: one user–movie pair's logit split into its first-order, FM and deep parts.
+The source notes' Wide & Deep (``deep-recommendation-models.zh.md``, section 2), as written:
+:class:`ListingWideAndDeep`, and
 
-The source notes' listings (``deep-recommendation-models.zh.md``, sections 1 and 2), run as
-written: :class:`ListingDeepFM`, :class:`ListingWideAndDeep`, and
-
-* :func:`listing_broadcast`: the ``[B] + [B, 1]`` broadcast into ``[B, B]``;
-* :func:`saturation_at_init`: ``sigmoid`` inside the model, ``BCELoss`` and ``N(0, 1)``
-  embeddings: share of saturated outputs and of zero gradients at initialisation;
-* :func:`time_per_field_tables`: the measured cost of one ``nn.Embedding`` per field;
-* :func:`listing_wide_is_lr` and :func:`one_hot`: the listing's wide part without cross
-  features is logistic regression, so the listing is LR + MLP.
-
-(The FM chapter already shows the broadcast and the sigmoid/``BCELoss`` problem on a miniature
-and on single logits; these helpers measure them on the full listings.)
+* :func:`listing_wide_is_lr` and :func:`one_hot`: its wide part without cross features is
+  logistic regression, so the listing is LR + MLP;
+* :func:`dense_wide_input`, :func:`listing_wide_with_crosses` and :func:`time_wide_dense_vs_sparse`:
+  the same ``nn.Linear`` with the crosses in its input computes the book's wide part, over a dense
+  input that is almost all zeros; what that costs, measured.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+import altair as alt
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
-from .._checks import require_positive_int
+from .. import widgets
+from .._checks import require_columns, require_positive_int
 from ..data.features import PAD, Schema
 from ..layers import check_batch
 from ..metrics import auc as _auc
-from ..models import DeepFM, LogisticRegression, WideDeep, ftrl_adagrad
-from ..train import evaluate_ctr, fit, num_threads, predict, seed_everything
-from .fm import user_movie_batch
+from ..models import LogisticRegression, WideDeep
+from ..train import num_threads
+from ..plots import axes_or_new as _axes
 
 __all__ = [
-    "ListingDeepFM", "ListingDeepFMShapesFixed", "ListingWideAndDeep", "ModelPart", "cross_weight_table",
-    "deepfm_parts", "joint_vs_ensemble", "listing_broadcast", "listing_wide_is_lr", "one_hot",
-    "optimizer_split", "saturation_at_init", "time_per_field_tables", "top_cross_weights",
-    "unseen_pair_auc", "wide_sparsity", "with_and_without_crosses",
+    "EXPLORED_CROSSES", "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage",
+    "cross_weight_chart", "cross_weight_table", "genre_cross_weights",
+    "dense_wide_input", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot", "plot_widedeep_architecture",
+    "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
+    "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
+    "zero_share_by_support",
 ]
 
 
@@ -151,166 +158,80 @@ def top_cross_weights(model: WideDeep, train: Mapping | None = None, n: int = 10
     return pd.concat([top, bottom.iloc[::-1]]).reset_index(drop=True)
 
 
-def unseen_pair_auc(model: WideDeep, split: Mapping) -> pd.DataFrame:
-    """AUC of the whole model and of its wide and deep parts alone, on the rows of ``split`` whose
-    cross pairs were all seen in training and on the rows with at least one unknown pair.
+def _unseen_masks(model: WideDeep, batch: Mapping) -> dict:
+    """``{cross name: bool [B]}``: rows whose pair of that cross is unknown (never seen in training)."""
+    crosses = model.cross.crosses
+    codes = crosses.codes(batch)
+    single = [c for c in crosses.crosses if not c.multi]
+    out = {}
+    for c in crosses.crosses:
+        if c.multi:
+            out[c.name] = (codes[c.name] == 1).any(1).numpy()
+        else:
+            out[c.name] = (codes["x"][:, single.index(c)] == 1).numpy()
+    return out
 
-    On the second group the wide part's crosses contribute nothing (an unknown pair's weight is
-    0): whatever the model gets right there comes from the per-feature weights and the deep part.
-    """
+
+def unseen_by_cross(model: WideDeep, split: Mapping, *, min_rows: int = 50) -> pd.DataFrame:
+    """AUC of the whole model and of its two parts alone on the rows of ``split`` whose pairs were
+    all seen in training, and, for each cross, on the rows whose pair of that cross was not (its
+    weight is 0 there, so the wide part knows nothing about that pair). Columns ``rows``, ``AUC,
+    whole model``, ``AUC, wide part``, ``AUC, deep part``; NaN for groups under ``min_rows`` rows
+    or with one label only."""
     model = _require(model, WideDeep)
     if model.cross is None:
         raise ValueError("model: has no cross features (built with crosses=None)")
     batch = {k: v.cpu() for k, v in split.items()}
     check_batch(model.schema, batch)
-    ex, rows, _ = _cross_rows_used(model, batch)
-    ws = model.cross.crosses.weight_schema
-    local = rows - torch.as_tensor(np.repeat(ws.offsets, ws.sizes))[rows]
-    n = batch["x"].shape[0]
-    unseen = torch.zeros(n, dtype=torch.bool)
-    unseen[ex[local == 1]] = True
+    masks = _unseen_masks(model, batch)
     was = model.training
     model.eval()
     with torch.no_grad():
-        scores = {"whole model": model(batch), "wide part": model.wide(batch), "deep part": model.deep(batch)}
+        wide, deep = model.wide(batch).numpy(), model.deep(batch).numpy()
     model.train(was)
     y = batch["label"].numpy()
+    groups = {"all pairs seen": ~np.any(list(masks.values()), axis=0)}
+    groups.update({f"{name}: pair unseen": m for name, m in masks.items()})
     out = {}
-    for name, mask in (("all pairs seen", ~unseen), ("some pair unseen", unseen)):
-        m = mask.numpy()
+    for name, m in groups.items():
+        ok = m.sum() >= min_rows and 0 < y[m].sum() < m.sum()
         row = {"rows": int(m.sum())}
-        for k, s in scores.items():
-            row[f"AUC, {k}"] = _auc(y[m], s.numpy()[m]) if 0 < y[m].sum() < m.sum() else float("nan")
+        for part, s in (("whole model", wide + deep), ("wide part", wide), ("deep part", deep)):
+            row[f"AUC, {part}"] = _auc(y[m], s[m]) if ok else float("nan")
         out[name] = row
     return pd.DataFrame(out).T
 
 
-# --------------------------------------------------------------------------------------------
-# Joint training vs an ensemble
-# --------------------------------------------------------------------------------------------
-
-class ModelPart(nn.Module):
-    """One part of a :class:`~recbook.models.WideDeep` as a model of its own: ``forward`` returns
-    ``model.wide(batch)`` or ``model.deep(batch)``. Training it with :func:`recbook.train.fit`
-    trains that part only (the other part's parameters get no gradient)."""
-
-    def __init__(self, model: WideDeep, part: str):
-        super().__init__()
-        self.model = _require(model, WideDeep)
-        if part not in ("wide", "deep"):
-            raise ValueError(f"part: expected 'wide' or 'deep', got {part!r}")
-        self.part = part
-
-    def forward(self, batch: Mapping) -> torch.Tensor:
-        return self.model.wide(batch) if self.part == "wide" else self.model.deep(batch)
-
-    def parameters(self, recurse: bool = True):
-        # Only this part's parameters, so an optimiser built from them leaves the other alone.
-        own = self.model.wide_parameters() if self.part == "wide" else self.model.deep_parameters()
-        return iter(own)
-
-
-def _fit_row(model, data, seed, fit_kwargs, evaluate_model=None):
-    res = fit(model, data.train, data.valid, seed=seed, progress=False, **fit_kwargs)
-    target = evaluate_model or model
-    h = res.history
-    return {"valid AUC": evaluate_ctr(target, data.valid)["auc"], **{
-        f"test {k}": v for k, v in evaluate_ctr(target, data.test).items() if k in ("auc", "logloss", "gauc")},
-        "epochs": len(h), "CPU s/epoch": float(h["cpu_seconds"].mean())}
-
-
-def joint_vs_ensemble(data, *, seed: int = 0, crosses=None, fit_kwargs: Mapping | None = None,
-                      **model_kwargs) -> pd.DataFrame:
-    """Wide & Deep trained jointly, against the same two parts trained separately and added.
-
-    * ``joint``: one :class:`~recbook.models.WideDeep`, one loss on ``wide + deep``.
-    * ``wide alone`` / ``deep alone``: a second model with the same initial weights; its wide
-      part is trained alone (early stopping on its own validation AUC), then its deep part alone.
-    * ``ensemble (sum of logits)``: that second model as it is, ``wide + deep`` of the separately
-      trained parts; ``ensemble (stacked on validation)``: ``a * wide + b * deep + c`` with
-      ``a, b, c`` fitted by logistic regression on the validation split.
-
-    Args:
-        data: a :class:`recbook.data.CTRData`.
-        seed: seeds the initial weights (the same for both models) and training.
-        crosses: a :class:`recbook.data.Crosses`; default: :func:`recbook.data.ctr_crosses`.
-        fit_kwargs: settings for :func:`recbook.train.fit`; default the leaderboard's CTR settings.
-        model_kwargs: further arguments of :class:`~recbook.models.WideDeep`.
-
-    Returns one row per model: validation AUC, test AUC / logloss / GAUC, epochs, CPU s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
-
-    data = _require_data(data)
-    fit_kwargs = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
-    rows = {}
-    seed_everything(seed)
-    joint = WideDeep(data.schema, crosses, **model_kwargs)
-    state = {k: v.clone() for k, v in joint.state_dict().items()}
-    rows["joint"] = _fit_row(joint, data, seed, fit_kwargs)
-    separate = WideDeep(data.schema, crosses, **model_kwargs)
-    separate.load_state_dict(state)
-    rows["wide alone"] = _fit_row(ModelPart(separate, "wide"), data, seed, fit_kwargs)
-    rows["deep alone"] = _fit_row(ModelPart(separate, "deep"), data, seed, fit_kwargs)
-    summed = {"valid AUC": evaluate_ctr(separate, data.valid)["auc"],
-              **{f"test {k}": v for k, v in evaluate_ctr(separate, data.test).items() if k in ("auc", "logloss", "gauc")}}
-    rows["ensemble (sum of logits)"] = summed
-    rows["ensemble (stacked on validation)"] = _stacked(separate, data)
-    cols = ["valid AUC", "test auc", "test logloss", "test gauc", "epochs", "CPU s/epoch"]
-    return pd.DataFrame(rows).T.reindex(columns=cols).rename(columns={
-        "test auc": "test AUC", "test logloss": "test logloss", "test gauc": "test GAUC"})
-
-
-def _parts_matrix(model: WideDeep, split) -> torch.Tensor:
-    wide = predict(ModelPart(model, "wide"), split)
-    deep = predict(ModelPart(model, "deep"), split)
-    return torch.stack([wide, deep], 1).double()
-
-
-def _stacked(model: WideDeep, data) -> dict:
-    """Fit ``a * wide + b * deep + c`` on validation by Newton's method; evaluate on both splits."""
-    from ..metrics import ctr_report
-
-    xv = torch.cat([_parts_matrix(model, data.valid), torch.ones(len(data.valid), 1, dtype=torch.float64)], 1)
-    yv = data.valid["label"].double()
-    w = torch.zeros(3, dtype=torch.float64)
-    for _ in range(25):  # logistic regression in 3 unknowns: Newton converges in a few steps
-        p = torch.sigmoid(xv @ w)
-        grad = xv.T @ (p - yv)
-        hess = (xv * (p * (1 - p))[:, None]).T @ xv + 1e-9 * torch.eye(3, dtype=torch.float64)
-        w = w - torch.linalg.solve(hess, grad)
-    out = {"valid AUC": _auc(yv.numpy(), (xv @ w).numpy())}
-    xt = torch.cat([_parts_matrix(model, data.test), torch.ones(len(data.test), 1, dtype=torch.float64)], 1)
-    rep = ctr_report(data.test["label"].numpy(), (xt @ w).numpy(), data.test["user"].numpy())
-    out.update({f"test {k}": v for k, v in rep.items() if k in ("auc", "logloss", "gauc")})
-    return out
-
-
-def with_and_without_crosses(data, *, seed: int = 0, crosses=None, fit_kwargs: Mapping | None = None,
-                             **model_kwargs) -> pd.DataFrame:
-    """Wide & Deep with its cross features against the same model without them, which is the
-    source listing's model: logistic regression plus an MLP (see :func:`listing_wide_is_lr`).
-
-    Same seed, same initial deep part, same training (default: the leaderboard's CTR settings).
-    Returns one row per model: validation AUC, test AUC / logloss / GAUC, epochs, CPU s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
-
-    data = _require_data(data)
-    fit_kwargs = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
-    rows = {}
-    for name, c in (("LR + MLP (no crosses)", None), ("Wide & Deep (crosses)", crosses)):
-        seed_everything(seed)
-        rows[name] = _fit_row(WideDeep(data.schema, c, **model_kwargs), data, seed, fit_kwargs)
-    return pd.DataFrame(rows).T.rename(columns={"test auc": "test AUC", "test gauc": "test GAUC"})
+def unseen_pair_rows(model: WideDeep, data, cross: str, split: str = "test", *,
+                     titles: Mapping | None = None) -> pd.DataFrame:
+    """The rows of ``data``'s ``split`` whose pair of ``cross`` was never seen in training, readable:
+    the user's fields, the movie (title when ``titles`` is given) and how many training rows it has,
+    the label, and the wide and deep logits the model gives them; most-rated movies first."""
+    model = _require(model, WideDeep)
+    if model.cross is None:
+        raise ValueError("model: has no cross features (built with crosses=None)")
+    names = model.cross.crosses.names
+    if cross not in names:
+        raise ValueError(f"cross: {cross!r} is not among {names}")
+    batch = {k: v.cpu() for k, v in getattr(data, split).items()}
+    mask = _unseen_masks(model, batch)[cross]
+    frame = data.frames[split].reset_index(drop=True)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        wide, deep = model.wide(batch).numpy(), model.deep(batch).numpy()
+    model.train(was)
+    counts = data.frames["train"]["item_id"].value_counts()
+    out = frame.loc[mask, ["user_id", "gender", "age_bucket", "occupation", "item_id"]].copy()
+    out["movie"] = out["item_id"].map(titles) if titles is not None else out["item_id"].astype(str)
+    out["movie's training rows"] = out["item_id"].map(counts).fillna(0).astype(int)
+    out["label"] = batch["label"].numpy()[mask].astype(int)
+    out["wide logit"], out["deep logit"] = wide[mask], deep[mask]
+    return out.sort_values(["movie's training rows", "item_id"], ascending=[False, True]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
-# The optimiser split
+# FTRL-Proximal: which wide weights stay exactly zero
 # --------------------------------------------------------------------------------------------
 
 def wide_sparsity(model: WideDeep, train: Mapping | None = None) -> dict:
@@ -343,141 +264,493 @@ def wide_sparsity(model: WideDeep, train: Mapping | None = None) -> dict:
             "all wide weights": share(torch.cat([zf, zc]))}
 
 
-def optimizer_split(data, *, seed: int = 0, ftrl: Mapping | None = None, crosses=None,
-                    fit_kwargs: Mapping | None = None, **model_kwargs) -> pd.DataFrame:
-    """The same Wide & Deep trained with one Adam and with FTRL-Proximal (wide) + AdaGrad (deep).
+SUPPORT_BINS = (1, 2, 4, 8, 16, 64, 256)
+"""Lower edges of the bins of training rows per cross pair in :func:`zero_share_by_support`."""
 
-    Args:
-        data: a :class:`recbook.data.CTRData`.
-        seed: initial weights and training.
-        ftrl: arguments of :func:`recbook.models.ftrl_adagrad` (default: its defaults).
-        crosses: default :func:`recbook.data.ctr_crosses`.
-        fit_kwargs: default the leaderboard's CTR settings (Adam, learning rate 1e-3).
 
-    Returns one row per optimiser: validation AUC, test AUC / logloss / GAUC, share of the wide
-    weights (of values and pairs that occur in training) that are exactly zero, epochs, CPU
-    s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
+def zero_share_by_support(model: WideDeep, train: Mapping, bins: Sequence[int] = SUPPORT_BINS) -> pd.DataFrame:
+    """Share of cross weights exactly zero, by how many training rows carry the pair.
 
-    data = _require_data(data)
-    base = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
+    One row per bin ``[bins[i], bins[i + 1])`` (the last bin open-ended): ``pairs`` and ``zero
+    share``. Under FTRL-Proximal with L1 a weight stays zero while its accumulated gradient is below
+    the L1 strength, which takes evidence: the rarely seen pairs stay zero the longest."""
+    table = cross_weight_table(model, train)
+    edges = [int(b) for b in bins]
+    if not edges or edges[0] < 1 or sorted(set(edges)) != edges:
+        raise ValueError(f"bins: expected increasing positive integers, got {bins!r}")
     rows = {}
-    for name, opt in (("Adam", None), ("FTRL (wide) + AdaGrad (deep)", ftrl_adagrad(**dict(ftrl or {})))):
-        seed_everything(seed)
-        model = WideDeep(data.schema, crosses, **model_kwargs)
-        kwargs = dict(base, optimizer=opt) if opt is not None else base
-        row = _fit_row(model, data, seed, kwargs)
-        sp = wide_sparsity(model, data.train)
-        row.update({f"zero {k}": v for k, v in sp.items()})
-        rows[name] = row
-    return pd.DataFrame(rows).T.rename(columns={"test auc": "test AUC", "test gauc": "test GAUC"})
+    for lo, hi in zip(edges, [*edges[1:], None]):
+        sel = (table["train rows"] >= lo) & ((table["train rows"] < hi) if hi else True)
+        name = f"{lo}" if hi == lo + 1 else (f"{lo}–{hi - 1}" if hi else f"{lo} or more")
+        rows[name] = {"pairs": int(sel.sum()),
+                      "zero share": float((table.loc[sel, "weight"] == 0).mean()) if sel.any() else float("nan")}
+    out = pd.DataFrame(rows).T
+    out.index.name = "training rows per pair"
+    return out
 
 
 # --------------------------------------------------------------------------------------------
-# DeepFM: three parts of one logit
+# The cross-product transformation, one row at a time
 # --------------------------------------------------------------------------------------------
 
-def deepfm_parts(model: DeepFM, data, user_id: int, item_id: int) -> pd.DataFrame:
-    """The logit of a :class:`~recbook.models.DeepFM` for one user and movie, split into its parts.
+def _item_label(label: str, titles: Mapping | None) -> str:
+    """``"gender=F × item_id=50"`` -> ``"gender=F × Star Wars (1977)"`` when ``titles`` knows 50."""
+    if titles is None or "item_id=" not in label:
+        return label
+    head, _, raw = label.rpartition("item_id=")
+    try:
+        return head + str(titles[int(raw)])
+    except (KeyError, ValueError, IndexError):
+        return label
 
-    Rows: ``bias``, ``first order`` (the per-feature weights), ``FM (pairs)`` (the pairwise term),
-    ``deep (MLP)``, and ``logit`` (their sum, the model's output); column ``value``. The batch is
-    built by :func:`recbook.chapters.fm.user_movie_batch`, so the pair need not have been rated.
+
+def wide_terms(model: WideDeep, batch: Mapping, row: int = 0, *, titles: Mapping | None = None) -> pd.DataFrame:
+    """Every term of the wide part's logit for one row of ``batch``, by readable name.
+
+    One row per term: the bias, one first-order weight per active feature value (``x = 1/k`` for
+    each of a movie's ``k`` genres), and one weight per active **cross pair**, the cross-product
+    transformation (a pair of a cross with genres enters with ``x = 1/k``, as the model pools it;
+    a pair never seen in training is ``<unk>``, weight 0). Columns ``kind`` ("bias", "feature",
+    "cross"), ``term``, ``x``, ``weight``, ``contribution`` (``x × weight``); the contributions add
+    up to ``model.wide(batch)[row]``. The pair codes come from the crosses' readable lookup
+    (:meth:`recbook.data.Crosses.codes`), not from the model's fused one. ``titles`` (``{item_id:
+    title}``) names the movies.
     """
-    model = _require(model, DeepFM)
-    batch = user_movie_batch(data, user_id, item_id)
+    model = _require(model, WideDeep)
+    check_batch(model.schema, batch)
+    n = batch["x"].shape[0]
+    if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < n:
+        raise ValueError(f"row: expected an integer in [0, {n}), got {row!r}")
+    one = {k: v[int(row): int(row) + 1].cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    schema = model.schema
+    feat = model.linear.weights.table.weight.detach().cpu().double()[:, 0]
+    terms = [("bias", "bias", 1.0, float(model.linear.bias.detach()))]
+    for i, f in enumerate(schema.single):
+        code = int(one["x"][0, i])
+        terms.append(("feature", f"{f.name}={f.decode(code)}", 1.0, float(feat[schema.offset_of(f.name) + code])))
+    for f in schema.multi:
+        members = [int(c) for c in one[f.name][0] if int(c) != PAD]
+        for c in members:
+            terms.append(("feature", f"{f.name}={f.decode(c)}", 1.0 / len(members),
+                          float(feat[schema.offset_of(f.name) + c])))
+    if model.cross is not None:
+        crosses = model.cross.crosses
+        codes = crosses.codes(one)
+        ws = crosses.weight_schema
+        weight = model.cross.weight.detach().cpu().double()
+        single = [c for c in crosses.crosses if not c.multi]
+        for j, c in enumerate(single):
+            r = ws.offset_of(c.name) + int(codes["x"][0, j])
+            terms.append(("cross", _item_label(crosses.label(r), titles), 1.0, float(weight[r])))
+        for c in crosses.crosses:
+            if not c.multi:
+                continue
+            member_codes = [int(p) for p, m in zip(codes[c.name][0], one[c.b][0]) if int(m) != PAD]
+            k = len(member_codes)
+            x = 1.0 / k if model.cross.pooling == "mean" else 1.0
+            for p in member_codes:
+                r = ws.offset_of(c.name) + p
+                label = crosses.label(r)
+                if p == 1:  # unknown pair: say which pair it was
+                    label = f"<unk> ({c.name})"
+                terms.append(("cross", _item_label(label, titles), x, float(weight[r])))
+    out = pd.DataFrame(terms, columns=["kind", "term", "x", "weight"])
+    out["contribution"] = out["x"] * out["weight"]
+    return out
+
+
+def cross_coverage(crosses, train: Mapping, test: Mapping) -> pd.DataFrame:
+    """How well the training rows cover each cross: one row per cross with ``pairs`` (known pairs,
+    its vocabulary), ``median train rows per pair``, and ``test pairs seen in training`` (share of
+    the test block's pairs, one per row or per (row, genre), that are in the vocabulary; the
+    others are unknown and get no weight)."""
+    from ..data.crosses import Crosses
+
+    if not isinstance(crosses, Crosses):
+        raise ValueError(f"crosses: expected a recbook.data.Crosses, got {type(crosses).__name__}")
+    out = {}
+    tr, te = crosses.codes(train), crosses.codes(test)
+    single = [c for c in crosses.crosses if not c.multi]
+    for c in crosses.crosses:
+        if c.multi:
+            a, b = tr[c.name], te[c.name]
+        else:
+            j = single.index(c)
+            a, b = tr["x"][:, j], te["x"][:, j]
+        a, b = a[a != PAD].numpy(), b[b != PAD].numpy()
+        counts = np.bincount(a, minlength=c.size)[2:]
+        out[c.name] = {"pairs": len(c.pairs), "median train rows per pair": float(np.median(counts[counts > 0])),
+                       "test pairs seen in training": float((b >= 2).mean())}
+    return pd.DataFrame(out).T
+
+
+# --------------------------------------------------------------------------------------------
+# Turning the parts up and down: one user's top ten
+# --------------------------------------------------------------------------------------------
+
+def user_codes(data, user_id: int) -> dict:
+    """``{field: code}`` of the user fields (role ``"user"``) of ``user_id`` under ``data.schema``,
+    as the protocol encodes them (a user absent from training has the unknown user id)."""
+    schema = data.schema
+    frames = getattr(data, "frames", None)
+    if not isinstance(frames, Mapping) or not frames:
+        raise ValueError(f"data: expected a recbook.data.CTRData with .frames, got {type(data).__name__}")
+    user_fields = [f.name for f in schema.select("user")]
+    for s in ("train", "valid", "test"):
+        rows = frames.get(s)
+        if rows is not None and (rows["user_id"] == user_id).any():
+            one = rows.loc[rows["user_id"] == user_id].iloc[:1]
+            return {f: int(schema[f].encode(one[f])[0]) for f in user_fields}
+    raise ValueError(f"user_id: {user_id!r} does not occur in data.frames")
+
+
+def catalogue_parts(model: WideDeep, data, user_id: int) -> pd.DataFrame:
+    """The wide and the deep logit of every movie of the catalogue for ``user_id``.
+
+    One row per item code (2, 3, ...), columns ``item_id`` (raw id), ``wide`` and ``deep``
+    (the two parts the model adds), computed by the model in one batch
+    (:meth:`recbook.data.ItemCatalogue.ctr_batch`)."""
+    model = _require(model, WideDeep)
+    catalogue = data.catalogue
+    batch = catalogue.ctr_batch(data.schema, user_codes(data, user_id))
     was = model.training
     model.eval()
     with torch.no_grad():
-        parts = model.parts(batch)
-        logit = model(batch)
+        wide, deep = model.wide(batch), model.deep(batch)
     model.train(was)
-    bias = float(model.linear.bias.detach())
-    values = {"bias": bias, "first order": float(parts["linear"][0]) - bias, "FM (pairs)": float(parts["fm"][0]),
-              "deep (MLP)": float(parts["deep"][0]), "logit": float(logit[0])}
-    return pd.DataFrame({"value": values})
+    codes = np.arange(2, catalogue.n_codes)
+    item_ids = catalogue.frame["item_id"].iloc[2:].to_numpy(dtype=np.int64)
+    return pd.DataFrame({"item_id": item_ids, "wide": wide.double().numpy(), "deep": deep.double().numpy()},
+                        index=pd.Index(codes, name="code"))
 
 
-# --------------------------------------------------------------------------------------------
-# The source notes' listings, as written
-# --------------------------------------------------------------------------------------------
+def top_movies(parts: pd.DataFrame, wide_scale: float = 1.0, deep_scale: float = 1.0, k: int = 10) -> pd.DataFrame:
+    """The ``k`` best movies of ``wide_scale × wide + deep_scale × deep`` (``parts`` from
+    :func:`catalogue_parts`), best first; ties go to the smaller item code. Columns ``item_id``,
+    ``score``, ``wide``, ``deep``, index ``rank`` 1 to ``k``."""
+    require_columns(parts, ["item_id", "wide", "deep"], name="parts")
+    k = require_positive_int(k, name="k")
+    score = wide_scale * parts["wide"].to_numpy() + deep_scale * parts["deep"].to_numpy()
+    order = np.lexsort((parts.index.to_numpy(), -score))[:k]
+    out = parts.iloc[order][["item_id", "wide", "deep"]].assign(score=score[order])
+    return out.set_index(pd.RangeIndex(1, len(out) + 1, name="rank"))[["item_id", "score", "wide", "deep"]]
 
-class ListingDeepFM(nn.Module):
-    """The DeepFM of the source notes (section 1), as written (only comments translated).
 
-    ``x`` is ``[B, F]`` with one local index per field. Problems the chapter measures: the
-    output is ``[B, B]`` (``linear_part`` is ``[B]``, the other parts ``[B, 1]``), ``sigmoid``
-    inside ``forward`` (a loss on probabilities), ``nn.Embedding``'s ``N(0, 1)`` initialisation,
-    and one table per field looked up in a Python loop.
+SCALES = tuple(np.round(np.arange(0, 2.001, 0.25), 2).tolist())
+"""The values the chart's two sliders can take (0 to 2 in steps of 0.25)."""
+
+
+def short_title(title, limit: int = 36) -> str:
+    """A movie title cut to ``limit`` characters (with "…"), as the chart's labels show it."""
+    title = str(title)
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def _rank_texts(top: pd.DataFrame, titles: Mapping) -> list[str]:
+    return [f"{r}. {short_title(titles[int(i)])}" for r, i in zip(top.index, top["item_id"])]
+
+
+def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles: Mapping, k: int = 10,
+                  checks: Sequence[tuple[int, float, float]] = (), n_checks: int = 3, decimals: int = 4):
+    """One user's top ``k`` movies under ``score = a × wide + b × deep``, computed in the browser.
+
+    ``parts`` maps each user the chart offers to :func:`catalogue_parts` (the trained model's wide
+    and deep logit of every movie for that user); ``data`` (a :class:`recbook.data.CTRData`) says
+    who the users are. A dropdown picks the user; two sliders set ``a`` and ``b``
+    (:data:`SCALES`). The page carries, for each user, the two logits (rounded to ``decimals``) of every movie
+    that is in the top ``k`` for at least one setting of the sliders (computed here on the rounded
+    numbers, so it holds exactly what any setting can show; both at 0 is the one setting with no
+    ranking). The browser adds, ranks and draws the two scaled parts of each movie of the top ``k``.
+    ``checks``: candidate ``(user, a, b)``; the first ``n_checks`` whose top ``k + 1`` scores are
+    at least ``4 × 10^-decimals`` apart become browser checks of the ``k`` titles in order, ranked
+    by the PyTorch model.
     """
+    k = require_positive_int(k, name="k")
+    if not isinstance(parts, Mapping) or not parts:
+        raise ValueError("parts: expected {user: catalogue_parts(model, data, user)} for at least one user")
+    for u, frame in parts.items():
+        require_columns(frame, ["item_id", "wide", "deep"], name=f"parts[{u}]")
+    users = [int(u) for u in parts]
+    if user not in users:
+        raise ValueError(f"user: {user!r} is not among the users of parts {users}")
+    scale = 10 ** require_positive_int(decimals, name="decimals")
+    frames, rows, models_top = data.frames, [], {int(u): p for u, p in parts.items()}
+    train_users = set(frames["train"]["user_id"])
+    described = {}
+    everyone = pd.concat([frames[s] for s in ("train", "valid", "test")], ignore_index=True)
+    for u in users:
+        parts_u = models_top[u]
+        w = np.rint(parts_u["wide"].to_numpy() * scale) / scale
+        d = np.rint(parts_u["deep"].to_numpy() * scale) / scale
+        keep = set()
+        for a in SCALES:
+            for b in SCALES:
+                if a == 0 and b == 0:
+                    continue
+                score = a * w + b * d
+                keep.update(np.lexsort((parts_u.index.to_numpy(), -score))[:k].tolist())
+        keep = sorted(keep)
+        rows.append(pd.DataFrame({"user": u, "movie": parts_u["item_id"].to_numpy()[keep],
+                                  "w": np.rint(w[keep] * scale).astype(np.int64),
+                                  "d": np.rint(d[keep] * scale).astype(np.int64)}))
+        one = everyone.loc[everyone["user_id"] == u].iloc[0]
+        described[u] = (f"user {u} ({'seen in training' if u in train_users else 'new: user_id unknown'}): "
+                        f"{one['gender']}, age {one['age_bucket']}, {one['occupation']}")
+    cand = pd.concat(rows, ignore_index=True)
+    movies = sorted(set(cand["movie"]))
+    title_data = widgets.CsvData(pd.DataFrame({"movie": movies, "title": [short_title(titles[m]) for m in movies]}),
+                                 name="wd_titles")
+    cand_data = widgets.CsvData(cand, name="wd_candidates")
+    user_param = widgets.dropdown("user", users, user, label="user",
+                                  labels=[f"{u} · {'seen' if u in train_users else 'new'}" for u in users])
+    user_text = widgets.CsvData(pd.DataFrame({"user": users, "about": [described[u] for u in users]}),
+                                name="wd_users")
+    wide_param = widgets.slider("wide", SCALES[0], SCALES[-1], 0.25, 1.0, label="wide part ×")
+    deep_param = widgets.slider("deep", SCALES[0], SCALES[-1], 0.25, 1.0, label="deep part ×")
 
-    def __init__(self, feature_sizes, embed_dim=8):
-        super(ListingDeepFM, self).__init__()
+    base = (
+        alt.Chart(cand_data.ref)
+        .transform_filter("datum.user == user && (wide != 0 || deep != 0)")
+        .transform_calculate(sw=f"wide * datum.w / {scale}", sd=f"deep * datum.d / {scale}")
+        .transform_calculate(score="datum.sw + datum.sd", both=f"(datum.w + datum.d) / {scale}")
+        .transform_window(rank="row_number()", sort=[alt.SortField("score", order="descending"),
+                                                      alt.SortField("movie", order="ascending")])
+        .transform_window(rank11="row_number()", sort=[alt.SortField("both", order="descending"),
+                                                        alt.SortField("movie", order="ascending")])
+        .transform_filter(f"datum.rank <= {k}")
+        .transform_lookup(lookup="movie", from_=alt.LookupData(title_data.ref, "movie", ["title"]))
+        .transform_calculate(note="datum.rank11 == datum.rank ? '' : datum.rank11 <= " + str(k)
+                                  + " ? '  · was #' + datum.rank11 : '  · new'")
+        .transform_calculate(label="datum.rank + '. ' + datum.title + datum.note")
+    )
+    y = alt.Y("label:N", sort=alt.EncodingSortField("rank", op="min"), title=None,
+              axis=alt.Axis(labelLimit=270, minExtent=270, labelFontSize=11))
+    parts_layer = base.transform_fold(["sw", "sd"], as_=["part", "value"]).transform_calculate(
+        part="datum.part == 'sw' ? 'wide part × a' : 'deep part × b'")
+    colour = alt.Color("part:N", title=None, scale=alt.Scale(domain=["wide part × a", "deep part × b"],
+                                                             range=["#DD8452", "#4C72B0"]))
+    bars = alt.layer(
+        parts_layer.mark_bar().encode(
+            x=alt.X("value:Q", title="contribution to the score (logit)"), y=y,
+            yOffset=alt.YOffset("part:N", sort=["wide part × a", "deep part × b"]), color=colour),
+        base.mark_tick(color="black", thickness=2).encode(x=alt.X("score:Q"), y=y),
+    ).properties(width=250, height={"step": 12})
+    header_data = alt.Chart(user_text.ref).transform_filter("datum.user == user").transform_calculate(
+        t="'score = ' + format(wide, '.2f') + ' × wide + ' + format(deep, '.2f') + ' × deep'"
+          " + (wide == 0 && deep == 0 ? ': both parts off, every movie scores 0' : '')")
+    head = alt.layer(
+        header_data.mark_text(align="left", fontSize=14, fontWeight="bold").encode(
+            x=alt.value(0), y=alt.value(8), text="t:N"),
+        header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
+            x=alt.value(0), y=alt.value(28), text="about:N"),
+    ).properties(width=520, height=36)
+    chart = alt.vconcat(head, bars, spacing=10)
 
-        # FM part: embeddings
-        self.embeddings = nn.ModuleList([
-            nn.Embedding(size, embed_dim) for size in feature_sizes
-        ])
-
-        # Deep part: DNN
-        self.dnn = nn.Sequential(
-            nn.Linear(len(feature_sizes) * embed_dim, 128),
-            nn.ReLU(),
-            nn.Dropout(0.5),
-            nn.Linear(128, 64),
-            nn.ReLU(),
-            nn.Dropout(0.5),
-            nn.Linear(64, 1)
-        )
-
-        # FM first-order weights
-        self.linear = nn.ModuleList([
-            nn.Embedding(size, 1) for size in feature_sizes
-        ])
-
-    def forward(self, x):
-        # FM first-order part
-        linear_part = sum([emb(x[:, i]).squeeze(1)
-                           for i, emb in enumerate(self.linear)])
-
-        # FM second-order part
-        embeddings = [emb(x[:, i]) for i, emb in enumerate(self.embeddings)]
-        embeddings = torch.stack(embeddings, dim=1)
-
-        square_of_sum = torch.sum(embeddings, dim=1) ** 2
-        sum_of_square = torch.sum(embeddings ** 2, dim=1)
-        fm_part = 0.5 * torch.sum(square_of_sum - sum_of_square, dim=1, keepdim=True)
-
-        # Deep part
-        deep_input = embeddings.view(x.size(0), -1)
-        deep_part = self.dnn(deep_input)
-
-        # Combine
-        output = linear_part + fm_part + deep_part
-        return torch.sigmoid(output)
+    n_checks = require_positive_int(n_checks, name="n_checks")
+    checks_ = []
+    for u, a, b in [(user, 1.0, 1.0), *checks]:
+        if u not in models_top:
+            raise ValueError(f"checks: user {u!r} is not among users")
+        if a not in SCALES or b not in SCALES or (a == 0 and b == 0):
+            raise ValueError(f"checks: scales ({a}, {b}) must be values of {SCALES}, not both 0")
+        top = top_movies(models_top[u], a, b, k + 1)
+        gaps = -np.diff(top["score"].to_numpy())
+        if gaps.min() < 4 * (a + b) / scale or len(checks_) >= n_checks:
+            continue
+        checks_.append({"set": {"user": u, "wide": float(a), "deep": float(b)},
+                        "texts": _rank_texts(top.iloc[:k], titles)})
+    if len(checks_) < n_checks:
+        raise ValueError(f"checks: only {len(checks_)} settings have top-{k} scores far enough apart to "
+                         f"check (n_checks = {n_checks}); give more candidates")
+    return widgets.browser_chart(chart, params=[user_param, wide_param, deep_param],
+                                 data=[cand_data, title_data, user_text], checks=checks_)
 
 
-class ListingDeepFMShapesFixed(ListingDeepFM):
-    """:class:`ListingDeepFM` with the broadcast fixed and nothing else: every part ``[B, 1]``,
-    output ``[B]``. ``logits=True`` also drops the final ``sigmoid``."""
+def ranking_overlap(parts: Mapping[int, pd.DataFrame], k: int = 10) -> pd.DataFrame:
+    """For each user of ``parts`` (``{user: catalogue_parts(...)}``), how many of the top ``k``
+    movies two settings of the parts share: wide alone (1, 0) with deep alone (0, 1), and each of
+    them with the whole model (1, 1)."""
+    if not isinstance(parts, Mapping) or not parts:
+        raise ValueError("parts: expected {user: catalogue_parts(model, data, user)} for at least one user")
+    rows = {}
+    for u, frame in parts.items():
+        tops = {s: set(top_movies(frame, *s, k=k)["item_id"]) for s in ((1, 0), (0, 1), (1, 1))}
+        rows[int(u)] = {"wide ∩ deep": len(tops[(1, 0)] & tops[(0, 1)]),
+                        "wide ∩ both": len(tops[(1, 0)] & tops[(1, 1)]),
+                        "deep ∩ both": len(tops[(0, 1)] & tops[(1, 1)])}
+    return pd.DataFrame(rows).T.rename_axis("user")
 
-    def __init__(self, feature_sizes, embed_dim=8, *, logits: bool = False):
-        super().__init__(feature_sizes, embed_dim)
-        self.logits = bool(logits)
 
-    def forward(self, x):
-        linear_part = sum([emb(x[:, i]) for i, emb in enumerate(self.linear)])  # [B, 1]: no squeeze
-        embeddings = torch.stack([emb(x[:, i]) for i, emb in enumerate(self.embeddings)], dim=1)
-        square_of_sum = torch.sum(embeddings, dim=1) ** 2
-        sum_of_square = torch.sum(embeddings ** 2, dim=1)
-        fm_part = 0.5 * torch.sum(square_of_sum - sum_of_square, dim=1, keepdim=True)
-        deep_part = self.dnn(embeddings.view(x.size(0), -1))
-        output = (linear_part + fm_part + deep_part).squeeze(1)
-        return output if self.logits else torch.sigmoid(output)
+# --------------------------------------------------------------------------------------------
+# The listing's dense wide part, with the crosses
+# --------------------------------------------------------------------------------------------
 
+def dense_wide_input(model: WideDeep, batch: Mapping) -> torch.Tensor:
+    """The dense input a wide ``nn.Linear`` (the listing's) needs to compute ``model``'s wide part:
+    :func:`one_hot` of the fields followed by one column per cross pair (``x = 1/k`` for each of a
+    movie's ``k`` genre pairs with mean pooling), ``[B, schema.total_size + crosses.total_size]``."""
+    model = _require(model, WideDeep)
+    fields = one_hot(batch, model.schema)
+    if model.cross is None:
+        return fields
+    crosses = model.cross.crosses
+    codes = crosses.codes(batch)
+    ws = crosses.weight_schema
+    out = torch.zeros(fields.shape[0], crosses.total_size)
+    single = [c for c in crosses.crosses if not c.multi]
+    for j, c in enumerate(single):
+        out.scatter_(1, (codes["x"][:, j] + ws.offset_of(c.name))[:, None], 1.0)
+    for c in crosses.crosses:
+        if c.multi:
+            mask = (batch[c.b] != PAD).float()
+            x = mask / mask.sum(1, keepdim=True).clamp(min=1) if model.cross.pooling == "mean" else mask
+            out.scatter_add_(1, codes[c.name] + ws.offset_of(c.name), x)
+    # Padding rows of the crosses (code 0) have weight 0 and no say; drop nothing, as the listing would not.
+    return torch.cat([fields, out], dim=1)
+
+
+def listing_wide_with_crosses(model: WideDeep, batch: Mapping) -> dict:
+    """The listing's wide part (``nn.Linear(wide_dim, 1)`` on a dense input) with ``model``'s wide
+    weights copied in and the crosses in its input (:func:`dense_wide_input`), against the model's
+    own wide part on ``batch``: ``max |difference|``, ``dense input`` shape and ``nonzero share``."""
+    model = _require(model, WideDeep)
+    dense = dense_wide_input(model, batch)
+    linear = nn.Linear(dense.shape[1], 1)
+    with torch.no_grad():
+        linear.weight.copy_(_wide_vector(model)[None])
+        linear.bias.copy_(model.linear.bias.detach().reshape(1))
+        was = model.training
+        model.eval()
+        ref = model.wide(batch)
+        model.train(was)
+        out = linear(dense).squeeze(1)
+    return {"max |difference|": float((out - ref).abs().max()), "dense input": tuple(dense.shape),
+            "nonzero share": float((dense != 0).float().mean())}
+
+
+def _wide_vector(model: WideDeep) -> torch.Tensor:
+    feat = model.linear.weights.table.weight.detach()[:, 0]
+    return feat if model.cross is None else torch.cat([feat, model.cross.weight.detach()])
+
+
+def time_wide_dense_vs_sparse(model: WideDeep, data, *, n_batches: int = 10, batch_size: int = 1024,
+                              repeats: int = 5, threads: int = 1) -> pd.DataFrame:
+    """CPU time of the wide part's forward and backward on ``n_batches`` training batches: the
+    listing's dense ``nn.Linear`` over :func:`dense_wide_input` (built beforehand, not timed)
+    against ``model``'s lookups (:class:`~recbook.layers.FeatureLinear` and
+    :class:`~recbook.layers.CrossLinear`, which read one row per active feature and pair).
+
+    Returns one row per layout: ``inputs per row`` (columns of the dense input; rows read by the
+    lookups), ``ms per batch`` (best of ``repeats``), ``MB of input per batch`` (float32), and
+    ``slowdown`` against the lookups."""
+    model = _require(model, WideDeep)
+    data = _require_data(data)
+    n_batches = require_positive_int(n_batches, name="n_batches")
+    batches = [b for _, b in zip(range(n_batches), data.train.batches(batch_size, shuffle=False))]
+    dense = [dense_wide_input(model, b) for b in batches]
+    linear = nn.Linear(dense[0].shape[1], 1)
+    sparse = copy.deepcopy(model)
+    sparse.validate = False
+
+    def run_dense():
+        for x in dense:
+            linear(x).sum().backward()
+
+    def run_sparse():
+        for b in batches:
+            sparse._wide(b).sum().backward()
+
+    rows = {}
+    with num_threads(threads):
+        for name, fn in (("dense nn.Linear on one-hot (listing)", run_dense), ("lookups (recbook)", run_sparse)):
+            fn()  # warm-up
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.process_time()
+                fn()
+                best = min(best, (time.process_time() - t0) / n_batches)
+            rows[name] = {"ms per batch": best * 1e3}
+    ex, rows_used, _ = _cross_rows_used(model, batches[0]) if model.cross is not None else (None, torch.zeros(0), None)
+    lookups = len(model.schema.single) + float((batches[0]["genres"] != PAD).sum(1).float().mean()) \
+        + rows_used.numel() / batches[0]["x"].shape[0]
+    rows["dense nn.Linear on one-hot (listing)"]["inputs per row"] = dense[0].shape[1]
+    rows["lookups (recbook)"]["inputs per row"] = lookups
+    rows["dense nn.Linear on one-hot (listing)"]["MB of input per batch"] = dense[0].numel() * 4 / 2 ** 20
+    rows["lookups (recbook)"]["MB of input per batch"] = sum(
+        v.numel() * v.element_size() for v in batches[0].values()) / 2 ** 20
+    out = pd.DataFrame(rows).T[["inputs per row", "MB of input per batch", "ms per batch"]]
+    out["slowdown"] = out["ms per batch"] / out.loc["lookups (recbook)", "ms per batch"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Diagram
+# --------------------------------------------------------------------------------------------
+
+def plot_widedeep_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_bucket", "gender",
+                                                        "occupation", "zip1", "year_bucket", "genres"),
+                               crosses: Sequence[str] = ("gender × genres", "age_bucket × genres",
+                                                         "occupation × genres", "user_id × genres",
+                                                         "gender × item_id"),
+                               dim: int = 16, hidden: Sequence[int] = (256, 128), *,
+                               ax: Axes | None = None) -> Axes:
+    """Wide & Deep as the book builds it: the fields feed a wide part (one weight per value and one
+    per cross pair, looked up) and a deep part (embeddings, concatenated, through an MLP); the two
+    logits add up to one, trained with one loss."""
+    fields = [str(f) for f in fields]
+    crosses = [str(c) for c in crosses]
+    if len(fields) < 2:
+        raise ValueError(f"fields: expected at least two field names, got {fields}")
+    dim = require_positive_int(dim, name="dim")
+    hidden = [require_positive_int(h, name="hidden") for h in hidden]
+    ax = _axes(ax, figsize=(7.2, 4.4))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 56)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9.0, weight="normal"):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
+                                    edgecolor="0.35", lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
+
+    def arrow(x0, y0, x1, y1, colour="0.3"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color=colour, lw=1))
+
+    n = len(fields)
+    step = 44 / n
+    ys = [49 - step * (i + 0.5) for i in range(n)]
+    ax.text(8, 53.5, "fields", ha="center", fontsize=10, fontweight="bold")
+    for f, y in zip(fields, ys):
+        box(1.5, y - step * 0.32, 13, step * 0.64, f, "#EAEAF2", 8.5)
+    wide_colour, deep_colour = "#F6DCC8", "#DCE6F2"
+    # Wide part (top): per-value weights and cross pairs.
+    ax.text(37, 53.5, "wide part: memorisation", ha="center", fontsize=10, fontweight="bold", color="#8C4A17")
+    box(22, 43.5, 30, 6, "one weight per value\nw₀ + Σᵢ wᵢ", wide_colour, 8.5)
+    box(22, 29, 30, 11.5, "cross-product features\n" + "\n".join(crosses), wide_colour, 7.5)
+    arrow(15.3, 40, 21.5, 46)
+    arrow(15.3, 36, 21.5, 34)
+    # Deep part (bottom): embeddings and MLP.
+    ax.text(37, 2.2, "deep part: generalisation", ha="center", fontsize=10, fontweight="bold", color="#2F4B7C")
+    box(22, 16, 30, 8, f"embeddings, {dim} per field\nconcatenated: {n} × {dim} = {n * dim}", deep_colour, 8.5)
+    box(22, 5.5, 30, 6.5, "MLP " + " → ".join(str(h) for h in [*hidden, 1]) + " (ReLU)", deep_colour, 8.5)
+    arrow(15.3, 20, 21.5, 20)
+    arrow(37, 15.3, 37, 12.7)
+    # Sum and logit.
+    box(63, 38, 14, 6, "wide logit", wide_colour, 9)
+    box(63, 8, 14, 6, "deep logit", deep_colour, 9)
+    arrow(52.7, 46, 62.5, 42)
+    arrow(52.7, 35, 62.5, 40)
+    arrow(52.7, 9, 62.5, 11)
+    box(84, 22.5, 12, 8, "logit ŷ\n= wide + deep", "#D5EDE4", 9, "bold")
+    arrow(77.7, 40, 86, 31.3)
+    arrow(77.7, 12, 86, 21.7)
+    ax.text(90, 19, "one loss:\nboth parts\ntrained jointly", ha="center", va="top", fontsize=8, color="0.35")
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# The source notes' Wide & Deep listing, as written
+# --------------------------------------------------------------------------------------------
 
 class ListingWideAndDeep(nn.Module):
     """The Wide & Deep of the source notes (section 2), as written (only comments translated).
@@ -509,128 +782,6 @@ class ListingWideAndDeep(nn.Module):
         deep_out = self.deep(deep_input)
         output = wide_out + deep_out
         return torch.sigmoid(output)
-
-
-def _single_schema(schema: Schema) -> Schema:
-    single = schema.single
-    if not single:
-        raise ValueError("schema: has no single-valued fields; the listings read x[:, i] per field")
-    return Schema(tuple(single))
-
-
-def listing_broadcast(data, batch_size: int = 1024, seed: int = 0) -> dict:
-    """Run :class:`ListingDeepFM` as written on one batch of ``data.train`` (single-valued fields).
-
-    Returns ``output shape``, ``label shape``, ``off-diagonal share`` (the share of the output's
-    entries that mix the first-order part of one row with the other parts of another row: all
-    but the diagonal) and ``diagonal equals fixed``: whether the diagonal of the ``[B, B]`` output
-    is exactly the output of the same weights with the shapes fixed.
-    """
-    data = _require_data(data)
-    batch_size = require_positive_int(batch_size, name="batch_size")
-    torch.manual_seed(seed)
-    sizes = [f.size for f in data.schema.single]
-    listing = ListingDeepFM(sizes).eval()  # eval: dropout off, so both forwards are comparable
-    fixed = ListingDeepFMShapesFixed(sizes).eval()
-    fixed.load_state_dict(listing.state_dict())
-    x = data.train["x"][:batch_size]
-    with torch.no_grad():
-        out = listing(x)
-        ref = fixed(x)
-    b = x.shape[0]
-    return {"output shape": tuple(out.shape), "label shape": tuple(data.train["label"][:batch_size].shape),
-            "off-diagonal share": 1 - 1 / b if out.dim() == 2 else 0.0,
-            "diagonal equals fixed": bool(torch.equal(out.diagonal(), ref)) if out.dim() == 2 else False}
-
-
-def saturation_at_init(data, *, batch_size: int = 1024, seed: int = 0, threshold: float = 1e-6) -> pd.DataFrame:
-    """Outputs and gradients at initialisation: the listing's DeepFM (shapes fixed, ``sigmoid``
-    inside, ``BCELoss``, ``N(0, 1)`` embeddings) against :class:`~recbook.models.DeepFM` (logits,
-    ``binary_cross_entropy_with_logits``, embeddings ``N(0, 0.01^2)``), on the single-valued fields.
-
-    Columns, one row per model, over the first ``batch_size`` training rows:
-
-    * ``std of initial logit``;
-    * ``saturated outputs``: share of rows with ``p < threshold`` or ``p > 1 - threshold``;
-    * ``p exactly 0 or 1``: share of rows where float32 rounds the probability to 0 or 1;
-    * ``zero gradient``: share of rows whose loss has an exactly zero gradient with respect to
-      the model's output logit (the row teaches the model nothing);
-    * ``wrong and zero gradient``: rows that are confidently wrong (``|p - y| > 0.5``) and
-      still get no gradient;
-    * ``initial loss``.
-    """
-    data = _require_data(data)
-    batch_size = require_positive_int(batch_size, name="batch_size")
-    single = _single_schema(data.schema)
-    x = data.train["x"][:batch_size]
-    y = data.train["label"][:batch_size]
-    rows = {}
-    torch.manual_seed(seed)
-    listing = ListingDeepFMShapesFixed([f.size for f in single.fields], logits=True).eval()
-    torch.manual_seed(seed)
-    ours = DeepFM(single, dim=8, hidden=(128, 64)).eval()
-    for name, logit_fn, loss_fn in (
-        ("source listing: sigmoid + BCELoss, N(0, 1)", lambda: listing(x),
-         lambda z: nn.BCELoss(reduction="sum")(torch.sigmoid(z), y)),
-        ("recbook DeepFM: logits + BCE with logits", lambda: ours({"x": x}),
-         lambda z: F.binary_cross_entropy_with_logits(z, y, reduction="sum")),
-    ):
-        z = logit_fn().detach().requires_grad_()
-        loss = loss_fn(z)
-        (g,) = torch.autograd.grad(loss, z)
-        p = torch.sigmoid(z.detach())
-        wrong = (p - y).abs() > 0.5
-        rows[name] = {"std of initial logit": float(z.detach().std()),
-                      "saturated outputs": float(((p < threshold) | (p > 1 - threshold)).float().mean()),
-                      "p exactly 0 or 1": float(((p == 0) | (p == 1)).float().mean()),
-                      "zero gradient": float((g == 0).float().mean()),
-                      "wrong and zero gradient": float(((g == 0) & wrong).float().mean()),
-                      "initial loss": float(loss.detach()) / len(y)}
-    return pd.DataFrame(rows).T
-
-
-def time_per_field_tables(data, *, n_batches: int = 30, batch_size: int = 1024, repeats: int = 3,
-                          threads: int = 1, seed: int = 0) -> pd.DataFrame:
-    """Measured CPU time of one training step (forward, backward, Adam) of the same DeepFM with
-    one ``nn.Embedding`` per field in a Python loop (the listing, shapes fixed, logits) and with
-    one shared table (:class:`~recbook.models.DeepFM`, same sizes: dim 8, MLP 128-64,
-    dropout 0.5), on the single-valued fields.
-
-    Returns one row per layout: ``parameter tensors``, ``ms per step`` (best of ``repeats`` runs
-    of ``n_batches`` steps), and ``slowdown`` relative to the shared table.
-    """
-    data = _require_data(data)
-    n_batches = require_positive_int(n_batches, name="n_batches")
-    single = _single_schema(data.schema)
-    torch.manual_seed(seed)
-    models = {"one table per field (listing)": ListingDeepFMShapesFixed([f.size for f in single.fields], logits=True),
-              "one shared table (recbook)": DeepFM(single, dim=8, hidden=(128, 64), dropout=0.5)}
-    g = torch.Generator().manual_seed(seed)
-    batches = [b for _, b in zip(range(n_batches), data.train.batches(batch_size, shuffle=True, generator=g))]
-    rows = {}
-    with num_threads(threads):
-        for name, model in models.items():
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            listing = isinstance(model, ListingDeepFM)
-
-            def step(b):
-                z = model(b["x"]) if listing else model({"x": b["x"]})
-                loss = F.binary_cross_entropy_with_logits(z, b["label"])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
-            step(batches[0])  # warm-up
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.process_time()
-                for b in batches:
-                    step(b)
-                best = min(best, (time.process_time() - t0) / len(batches))
-            rows[name] = {"parameter tensors": sum(1 for _ in model.parameters()), "ms per step": best * 1e3}
-    out = pd.DataFrame(rows).T
-    out["slowdown"] = out["ms per step"] / out.loc["one shared table (recbook)", "ms per step"]
-    return out
 
 
 def one_hot(batch: Mapping, schema: Schema) -> torch.Tensor:
@@ -677,3 +828,99 @@ def listing_wide_is_lr(data, *, batch_size: int = 1024, seed: int = 0) -> dict:
     return {"max |difference|": float((wide - ref).abs().max()), "dense input": tuple(dense.shape),
             "nonzero share": float((dense != 0).float().mean()),
             "lookup rows": len(schema.single) + float((batch["genres"] != PAD).sum(1).float().mean())}
+
+
+# --------------------------------------------------------------------------------------------
+# The cross weights, explored in the browser
+# --------------------------------------------------------------------------------------------
+
+EXPLORED_CROSSES = ("gender × genres", "age_bucket × genres", "occupation × genres")
+"""The crosses :func:`cross_weight_chart` offers by default: the demographic × genre ones."""
+
+
+def genre_cross_weights(model: WideDeep, train: Mapping, crosses: Sequence[str] = EXPLORED_CROSSES) -> pd.DataFrame:
+    """The weights of the ``field × genres`` crosses ``crosses`` as one row per (value, genre):
+    columns ``group`` ("occupation=programmer"), ``genre``, ``weight``, ``train rows`` and
+    ``positive rate`` (see :func:`cross_weight_table`)."""
+    table = cross_weight_table(model, train)
+    crosses = [str(c) for c in crosses]
+    known = sorted(set(table["cross"]))
+    for c in crosses:
+        if c not in known or not c.endswith(" × genres"):
+            raise ValueError(f"crosses: {c!r} is not a '<field> × genres' cross of the model; its crosses are {known}")
+    sub = table[table["cross"].isin(crosses)].copy()
+    parts = sub["pair"].str.split(" × genres=", n=1, regex=False)
+    sub["group"], sub["genre"] = parts.str[0], parts.str[1]
+    return sub[["cross", "group", "genre", "weight", "train rows", "positive rate"]].reset_index(drop=True)
+
+
+def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupation=programmer",
+                       crosses: Sequence[str] = EXPLORED_CROSSES, checks: Sequence[str] = (),
+                       n_checks: int = 2, decimals: int = 4):
+    """The learned weight of every genre crossed with one user value, chosen in a dropdown.
+
+    The page carries the cross weights of ``crosses`` (:func:`genre_cross_weights`, rounded to
+    ``decimals``) with their training rows and positive rates; the browser filters the chosen
+    value's pairs, sorts them by weight and draws them, and writes the largest and the smallest
+    weight in the header. ``checks``: candidate values (``"gender=F"``); the first ``n_checks`` of
+    ``[value, *checks]`` whose extreme weights sit away from a rounding boundary become browser
+    checks of the header, with the weights read from the model.
+    """
+    from .fm import d3_signed
+
+    frame = genre_cross_weights(model, train, crosses)
+    groups = list(dict.fromkeys(frame["group"]))
+    if value not in groups:
+        raise ValueError(f"value: {value!r} is not among the crossed values {groups}")
+    scale = 10 ** require_positive_int(decimals, name="decimals")
+    codes = {g: i for i, g in enumerate(groups)}
+    shipped = pd.DataFrame({"g": frame["group"].map(codes), "genre": frame["genre"],
+                            "w": np.rint(frame["weight"].to_numpy() * scale).astype(np.int64),
+                            "n": frame["train rows"].astype(np.int64),
+                            "r": np.rint(frame["positive rate"].to_numpy() * 100).astype(np.int64)})
+    weights = widgets.CsvData(shipped, name="wd_cross_weights")
+    group_param = widgets.dropdown("group", list(range(len(groups))), codes[value], labels=groups,
+                                   label="user value")
+    base = (alt.Chart(weights.ref).transform_filter("datum.g == group")
+            .transform_calculate(weight=f"datum.w / {scale}",
+                                 note="datum.n + ' rows, ' + datum.r + '% liked'"))
+    y = alt.Y("genre:N", sort=alt.EncodingSortField("weight", order="descending"), title=None,
+              axis=alt.Axis(labelFontSize=11))
+    bars = base.mark_bar().encode(
+        x=alt.X("weight:Q", title="cross weight (added to the logit)"), y=y,
+        color=alt.condition("datum.weight > 0", alt.value("#DD8452"), alt.value("#4C72B0")))
+    notes = base.mark_text(align="left", dx=4, fontSize=10, color="#555555").encode(
+        x=alt.value(252), y=y, text="note:N")
+    body = alt.layer(bars, notes).properties(width=250, height={"step": 15})
+    extremes = (base.transform_window(hi="rank()", sort=[alt.SortField("weight", order="descending")])
+                .transform_window(lo="rank()", sort=[alt.SortField("weight", order="ascending")])
+                .transform_filter("datum.hi == 1 || datum.lo == 1")
+                .transform_calculate(t="(datum.hi == 1 ? 'largest: ' : 'smallest: ') + datum.genre + ' ('"
+                                       " + format(datum.weight, '+.3f') + ')'",
+                                     line="datum.hi == 1 ? 0 : 1"))
+    head = extremes.mark_text(align="left", fontSize=12).encode(
+        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=400, height=34)
+    chart = alt.vconcat(head, body, spacing=6)
+
+    def texts(group: str) -> list[str] | None:
+        rows = frame[frame["group"] == group]
+        out = []
+        for w, g in ((rows["weight"].max(), rows.loc[rows["weight"].idxmax(), "genre"]),
+                     (rows["weight"].min(), rows.loc[rows["weight"].idxmin(), "genre"])):
+            if (rows["weight"] == w).sum() > 1 or abs(w * 1000 - np.floor(w * 1000) - 0.5) < 0.1:
+                return None  # a tie, or too close to a rounding boundary of 3 decimals
+            out.append(("largest: " if not out else "smallest: ") + f"{g} ({d3_signed(w, 3)})")
+        return out
+
+    n_checks = require_positive_int(n_checks, name="n_checks")
+    checks_ = []
+    for g in [value, *checks]:
+        if g not in codes:
+            raise ValueError(f"checks: {g!r} is not among the crossed values")
+        t = texts(g)
+        if t is not None and len(checks_) < n_checks:
+            checks_.append({"set": {"group": codes[g]}, "texts": t})
+    if len(checks_) < n_checks:
+        raise ValueError(f"checks: only {len(checks_)} values have extreme weights away from a rounding "
+                         f"boundary (n_checks = {n_checks}); give more candidates")
+    return widgets.browser_chart(chart, params=[group_param], data=[weights], checks=checks_)

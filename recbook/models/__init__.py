@@ -9,8 +9,8 @@ from .lr import LogisticRegression
 from .poly2 import Poly2
 from .popularity import Popularity
 from .twotower import TwoTower, two_tower_examples, two_tower_loss
-from .widedeep import WideDeep, ftrl_adagrad
+from .widedeep import WideDeep, ensemble_loss, ftrl_adagrad
 
 __all__ = ["DIN", "DINBase", "DeepFM", "FactorizationMachine", "GRU4Rec", "GRU4RecConfig", "ItemKNNLast",
            "LogisticRegression", "MostPopular", "Popularity", "Poly2", "SessionLoss", "TwoTower", "WideDeep",
-           "ftrl_adagrad", "train_gru4rec", "two_tower_examples", "two_tower_loss"]
+           "ensemble_loss", "ftrl_adagrad", "train_gru4rec", "two_tower_examples", "two_tower_loss"]

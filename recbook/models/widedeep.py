@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..data.crosses import CROSSES, Crosses, ctr_crosses
 from ..data.features import Schema
@@ -103,6 +104,24 @@ class WideDeep(SchemaModule):
     def deep_parameters(self) -> list[torch.nn.Parameter]:
         """Embeddings and MLP."""
         return list(self.embedding.parameters()) + list(self.mlp.parameters())
+
+
+def ensemble_loss(model: WideDeep, batch: Mapping) -> torch.Tensor:
+    """The loss of Wide & Deep's two parts trained as an **ensemble**, as ``fit(loss_fn=...)`` takes it.
+
+    ``BCE(wide(x), y) + BCE(deep(x), y)``: each part is fitted to the labels on its own, and the
+    gradient of either loss never reaches the other part (their parameters are disjoint), so one
+    ``fit`` trains two separate models side by side, with one shuffling and one early stopping
+    (on the validation AUC of ``wide + deep``, the ensemble's prediction). Joint training, the
+    default loss on ``wide + deep``, instead lets each part fit what the other gets wrong
+    (Cheng et al., section 3.3). Both parts see the same (possibly unknown-replaced) codes.
+    """
+    if not isinstance(model, WideDeep):
+        raise ValueError(f"model: expected a recbook.models.WideDeep, got {type(model).__name__}")
+    batch = model.prepare(batch)
+    y = batch["label"]
+    return (F.binary_cross_entropy_with_logits(model._wide(batch), y)
+            + F.binary_cross_entropy_with_logits(model._deep(batch), y))
 
 
 def ftrl_adagrad(alpha: float = 0.05, beta: float = 0.01, l1: float = 0.001, l2: float = 0.0,
