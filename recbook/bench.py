@@ -288,6 +288,15 @@ def _register_builtin() -> None:
               description="Wide & Deep without crosses: LR + MLP, the source notes' listing"),
         Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
               description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
+        # DeepFM's configurations tried on validation: each changes one setting of "DeepFM".
+        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, {}, dict(CTR_FIT),
+              description="DeepFM with the bias starting at 0 instead of the training log-odds"),
+        Entry("DeepFM-wd", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+              description="DeepFM with weight decay 1e-5"),
+        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {"base_rate": "train", **unknown}, dict(CTR_FIT),
+              description="DeepFM whose unknown-user row is trained (10% of user ids replaced)"),
+        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {"base_rate": "train", "batchnorm": True}, dict(CTR_FIT),
+              description="DeepFM with batch normalisation in the MLP"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e

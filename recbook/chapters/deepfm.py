@@ -55,7 +55,7 @@ from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 
 __all__ = [
     "DeepFMTables", "ListingDeepFM", "decode36", "encode36", "ListingDeepFMShapesFixed", "deepfm_parts", "deepfm_tables", "fm_part",
-    "listing_broadcast", "paired_table", "pair_weight_matrix", "parts_chart", "plot_deepfm_architecture",
+    "listing_broadcast", "paired_table", "part_summary", "pair_weight_matrix", "parts_chart", "plot_deepfm_architecture",
     "plot_pair_weights", "results_table", "saturation_at_init", "shared_gradients", "tables_parts",
     "time_per_field_tables",
 ]
@@ -111,6 +111,34 @@ def deepfm_parts(model: DeepFM, data, user_id: int, item_id: int) -> pd.DataFram
     values = {"bias": bias, "first order": float(parts["linear"][0]) - bias, "FM (pairs)": float(parts["fm"][0]),
               "deep (MLP)": float(parts["deep"][0]), "logit": float(logit[0])}
     return pd.DataFrame({"value": values})
+
+
+def part_summary(model: DeepFM, split: Mapping) -> pd.DataFrame:
+    """What each part of a :class:`~recbook.models.DeepFM` contributes on a block of rows.
+
+    One row per part: ``first order`` (with the bias), ``FM (pairs)``, ``deep (MLP)``, and
+    ``logit`` (their sum). Columns: ``std over rows`` (how much the part moves from row to row; a
+    constant shifts every score alike and ranks nothing), ``AUC alone`` (the part used as the
+    score by itself) and ``AUC without it`` (the logit minus that part; for ``logit``: the
+    model's AUC).
+    """
+    from ..metrics import auc
+
+    model = _require(model, DeepFM)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        p = model.parts(dict(split))
+    model.train(was)
+    parts = {"first order": p["linear"], "FM (pairs)": p["fm"], "deep (MLP)": p["deep"]}
+    logit = (p["linear"] + p["fm"] + p["deep"]).double().numpy()
+    y = split["label"].numpy()
+    rows = {}
+    for name, t in parts.items():
+        v = t.double().numpy()
+        rows[name] = {"std over rows": float(v.std()), "AUC alone": auc(y, v), "AUC without it": auc(y, logit - v)}
+    rows["logit"] = {"std over rows": float(logit.std()), "AUC alone": auc(y, logit), "AUC without it": auc(y, logit)}
+    return pd.DataFrame(rows).T
 
 
 # --------------------------------------------------------------------------------------------
