@@ -437,8 +437,10 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     n_checks = require_positive_int(n_checks, name="n_checks")
     checks_ = []
     for u, m in [(user, movie), *checks]:
+        if len(checks_) == n_checks:
+            break
         texts = _part_texts(model, data, tables, u, m)
-        if texts is not None and len(checks_) < n_checks:
+        if texts is not None:
             checks_.append({"set": {"user": int(u), "movie": int(m)}, "texts": texts})
     if len(checks_) < n_checks:
         raise ValueError(f"checks: only {len(checks_)} of the pairs can be checked at 2 decimals "
