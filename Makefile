@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.recbook-installed
 # Extra pytest arguments, e.g. PYTEST_ARGS="-x -k fm".
 PYTEST_ARGS ?=
 
-.PHONY: venv test unit notebooks time-notebooks book bench bench-quick data clean
+.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP) data
 
 bench-quick: $(STAMP) data
 	$(BIN)/python -m recbook.bench --quick $(BENCH_ARGS)
+
+# The established libraries on the book's split, each in its own environment (benchmarks/libraries/).
+bench-libraries: $(STAMP) data
+	RECBOOK_PYTHON=$(BIN)/python bash benchmarks/libraries/run.sh
 
 clean:
 	rm -rf _build .pytest_cache

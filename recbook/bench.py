@@ -263,7 +263,7 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import DeepFM, FactorizationMachine, LogisticRegression, WideDeep, ensemble_loss, ftrl_adagrad
+    from .models import DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, WideDeep, ensemble_loss, ftrl_adagrad
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
     for e in (
@@ -288,15 +288,17 @@ def _register_builtin() -> None:
               description="Wide & Deep without crosses: LR + MLP, the source notes' listing"),
         Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
               description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
-        # DeepFM's configurations tried on validation: each changes one setting of "DeepFM".
-        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, {}, dict(CTR_FIT),
-              description="DeepFM with the bias starting at 0 instead of the training log-odds"),
-        Entry("DeepFM-wd", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
-              description="DeepFM with weight decay 1e-5"),
-        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {"base_rate": "train", **unknown}, dict(CTR_FIT),
-              description="DeepFM whose unknown-user row is trained (10% of user ids replaced)"),
-        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {"base_rate": "train", "batchnorm": True}, dict(CTR_FIT),
-              description="DeepFM with batch normalisation in the MLP"),
+        # DIN reads the last 50 items of the user before each row (with their genres).
+        Entry("DIN-base", "ctr", DINBase.from_data, {"dim": 16}, dict(CTR_FIT),
+              train_data=ctr_rows_with_history,
+              description="DIN's base model: mean of the history, MLP 200-80 with PReLU"),
+        Entry("DIN", "ctr", DIN.from_data, {"dim": 16}, dict(CTR_FIT), train_data=ctr_rows_with_history,
+              description="DIN as in the paper: target attention, raw weights, activation unit 36, PReLU"),
+        Entry("DIN-Dice", "ctr", DIN.from_data, {"dim": 16, "activation": "dice"}, dict(CTR_FIT),
+              train_data=ctr_rows_with_history, description="DIN with Dice instead of PReLU"),
+        Entry("DIN-softmax", "ctr", DIN.from_data, {"dim": 16, "softmax": True, "attention_hidden": (16,)},
+              dict(CTR_FIT), train_data=ctr_rows_with_history,
+              description="DIN with softmax-normalised weights and activation unit 16 (best on validation)"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e
@@ -308,6 +310,9 @@ def _register_builtin() -> None:
 
 def _qualname(obj) -> str:
     module = getattr(obj, "__module__", None) or type(obj).__module__
+    if module == "__main__":  # ``python -m recbook.bench``: name the module, not the way it was run
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None and spec.name else module
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     return f"{module}.{name}"
 

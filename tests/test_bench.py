@@ -239,3 +239,26 @@ def test_read_results_reads_the_book_s_leaderboard_file(tmp_path, monkeypatch):
     for bad in ("../x.csv", "bench.txt", 3):
         with pytest.raises(ValueError, match="name"):
             bench.read_results(bad)
+
+
+def test_fingerprint_is_the_same_when_bench_runs_as_main(monkeypatch):
+    """``python -m recbook.bench`` runs the module as ``__main__``: functions defined in it (such as
+    ``ctr_rows_with_history``) must still be named ``recbook.bench.*`` in the fingerprint, or rows
+    written by the command would not match the settings the tests read."""
+    import sys
+    import types
+
+    from recbook import bench
+
+    entry = bench.REGISTRY["DIN"]
+    expected = bench.fingerprint(entry)
+    fake_main = types.ModuleType("__main__")
+    fake_main.__spec__ = types.SimpleNamespace(name="recbook.bench")
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    as_main = bench.Entry(entry.name, entry.protocol, entry.factory, entry.params, entry.fit,
+                          train_data=types.FunctionType(bench.ctr_rows_with_history.__code__,
+                                                        {"__name__": "__main__"}, "ctr_rows_with_history"),
+                          description=entry.description)
+    as_main.train_data.__qualname__ = "ctr_rows_with_history"
+    assert as_main.train_data.__module__ == "__main__"
+    assert bench.fingerprint(as_main) == expected

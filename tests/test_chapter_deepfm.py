@@ -287,3 +287,27 @@ def test_architecture_and_validation(data):
         chapter.saturation_at_init(data, batch_size=0)
     with pytest.raises(ValueError, match="model: expected"):
         chapter.part_summary(WideDeep(data.schema), data.test)
+
+
+# --------------------------------------------------------------------------------------------
+# The configurations tried on validation
+# --------------------------------------------------------------------------------------------
+
+def test_committed_configurations_match_their_entries():
+    from recbook import bench
+
+    rows = bench.read_results(chapter.CONFIGS_FILE)
+    entries = chapter.config_entries()
+    names = {e.name for e in entries}
+    assert set(rows["model"]) == names and not names & set(bench.REGISTRY)   # evidence, not leaderboard
+    assert not rows.duplicated(["model", "protocol", "seed"]).any() and not rows["quick"].astype(bool).any()
+    for e in entries:
+        mine = rows[rows["model"] == e.name]
+        assert set(mine["seed"]) == {0, 1, 2}, e.name
+        assert set(mine["fingerprint"]) == {bench.fingerprint(e)}, f"{e.name}: re-run chapter.run_configs()"
+    # each changes exactly one setting of the leaderboard's entry
+    base = bench.REGISTRY["DeepFM"]
+    for e in entries:
+        changed = {k for k in {*e.params, *base.params} if e.params.get(k) != base.params.get(k)}
+        changed |= {k for k in {*e.fit, *base.fit} if e.fit.get(k) != base.fit.get(k)}
+        assert len(changed) == 1, (e.name, changed)

@@ -1,9 +1,9 @@
 """The book's three evaluation protocols on MovieLens-100K.
 
 1. **CTR rows** (every click-through-rate chapter and the leaderboard): label = rating >= 4; all
-   ratings sorted by (timestamp, user, item); the first 80% train, the next 10% validation, the last
-   10% test. Fields: user_id, item_id, age bucket, gender, occupation, first character of the zip
-   code, release-year bucket and the multi-valued genres.
+   ratings in time order (ties: the file's row order, :func:`time_order`); the first 80% train,
+   the next 10% validation, the last 10% test. Fields: user_id, item_id, age bucket, gender,
+   occupation, first character of the zip code, release-year bucket and the multi-valued genres.
 2. **Behaviour histories** (DIN): for each CTR row, the last ``L`` items the same user rated
    *strictly earlier*, right-aligned (most recent last), left-padded with 0, with a mask.
 3. **Leave-last-out sequences** (GRU4Rec, two-tower retrieval): each user's ratings in time order;

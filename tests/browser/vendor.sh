@@ -16,8 +16,13 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 # Major versions only: the book's widgets are ipywidgets 8 (html-manager 1.x), MathJax 3.
 PACKAGES=(mathjax@3 requirejs@2 @jupyter-widgets/html-manager@1)
 # The chart scripts, exactly the versions the site loads (one list: _ext/recbook_site.py).
-read -r -a VEGA < <(cd "$ROOT/_ext" && "$PYTHON" -c \
+# PYTHON may be relative to the repository root (run.sh passes .venv/bin/python): run it from there.
+read -r -a VEGA < <(cd "$ROOT" && PYTHONPATH="$ROOT/_ext" "$PYTHON" -c \
     'import recbook_site as s; print(" ".join(f"{k}@{v}" for k, v in s.vega_packages().items()))')
+if ((${#VEGA[@]} == 0)); then
+    echo "vendor.sh: could not read the chart scripts' versions from _ext/recbook_site.py with $PYTHON" >&2
+    exit 1
+fi
 PACKAGES+=("${VEGA[@]}")
 
 OUT="$DEST/static/recbook-vendor"

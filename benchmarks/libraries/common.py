@@ -1,0 +1,219 @@
+"""What every library script shares: the exported data, one thread, seeds, CPU timing, run records.
+
+Imported by the library scripts inside their own virtual environments, so it needs nothing but
+numpy, pandas and torch (never recbook). A script trains one model with one seed, then calls
+:func:`save_run` with its validation and test predictions; ``collect.py`` (recbook's environment)
+scores them with recbook's own metrics and writes the results files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+BUILD = Path(os.environ.get("RECBOOK_LIBRARIES_BUILD", ROOT / "_build" / "libraries"))
+DATA = BUILD / "data"
+RUNS = BUILD / "runs"
+
+# The book's CTR protocol settings (recbook.bench.CTR_FIT): embedding 16, batch 1024, Adam 1e-3,
+# at most 100 epochs, early stopping on validation AUC with patience 3.
+CTR = dict(embedding_dim=16, batch_size=1024, lr=1e-3, epochs=100, patience=3)
+SEQUENCE_KS = (10, 20)
+SEEDS = (0, 1, 2)
+
+
+def one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or work already started
+        pass
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def meta() -> dict:
+    path = DATA / "meta.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `python benchmarks/libraries/export.py` first")
+    return json.loads(path.read_text())
+
+
+def ctr_split(split: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / f"ctr_{split}.csv")
+
+
+def sequences() -> pd.DataFrame:
+    return pd.read_csv(DATA / "sequences.csv")
+
+
+def items() -> pd.DataFrame:
+    return pd.read_csv(DATA / "items.csv")
+
+
+class CPUClock:
+    """Process CPU seconds, with the time spent inside wrapped functions (validation) kept apart."""
+
+    def __init__(self):
+        self.excluded = 0.0
+        self.excluded_wall = 0.0
+
+    def exclude(self, fn):
+        """``fn`` wrapped so that its CPU time is not counted as training time."""
+        clock = self
+
+        def wrapped(*args, **kwargs):
+            c0, w0 = time.process_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                clock.excluded += time.process_time() - c0
+                clock.excluded_wall += time.perf_counter() - w0
+
+        wrapped.__wrapped__ = fn
+        return wrapped
+
+    @contextmanager
+    def training(self):
+        """Measure the block: ``self.cpu`` and ``self.wall`` hold its seconds minus the excluded ones."""
+        self.excluded = self.excluded_wall = 0.0
+        c0, w0 = time.process_time(), time.perf_counter()
+        try:
+            yield self
+        finally:
+            self.cpu = time.process_time() - c0 - self.excluded
+            self.wall = time.perf_counter() - w0 - self.excluded_wall
+
+
+def versions(*packages) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for p in ("torch", "numpy", "pandas", *packages):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = ""
+    return out
+
+
+def run_path(library: str, model: str, protocol: str, seed: int) -> Path:
+    return RUNS / library / f"{model}__{protocol}__seed{seed}"
+
+
+def save_run(library: str, version: str, model: str, protocol: str, seed: int, *, epochs: int | None = None,
+             best_epoch: int | None = None, clock: CPUClock | None = None, predictions: dict | None = None,
+             valid_metric: dict | None = None, settings: dict | None = None, notes: str = "",
+             status: str = "ok", packages=()) -> Path:
+    """Write one run: ``<run>.json`` (what produced it, costs, notes) and ``<run>.npz`` (predictions:
+    ``valid`` and ``test``; CTR probabilities ``[N]``, ranking scores ``[U, n_items]``)."""
+    path = run_path(library, model, protocol, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "library": library, "library_version": version, "model": model, "protocol": protocol, "seed": seed,
+        "status": status, "epochs": epochs, "best_epoch": best_epoch,
+        "cpu_s_total": getattr(clock, "cpu", None), "wall_s_total": getattr(clock, "wall", None),
+        "cpu_s_per_epoch": (clock.cpu / epochs) if clock is not None and epochs else None,
+        "wall_s_per_epoch": (clock.wall / epochs) if clock is not None and epochs else None,
+        "threads": _threads(), "valid_library_metric": valid_metric or {}, "settings": settings or {},
+        "notes": notes, "data_checksum": meta()["checksum"], "machine": platform.machine(),
+        "cpu_count": os.cpu_count(), "command": _command(),
+        **versions(*packages),
+    }
+    npz = path.with_suffix(".npz")
+    if predictions is not None:
+        np.savez_compressed(npz, **{k: np.asarray(v) for k, v in predictions.items()})
+    elif npz.exists():
+        npz.unlink()
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=_jsonable))
+    return path
+
+
+def _command() -> str:
+    """The command that produced a run, with the interpreter and script relative to the repository."""
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(ROOT)
+    except ValueError:
+        exe = Path(exe.name)
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return " ".join([str(exe), str(script), *sys.argv[1:]])
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return repr(v)
+
+
+def _threads():
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
+def parse_args(models, description: str, default_seeds=SEEDS, one_seed=()):
+    """Command line of a library script: ``--models``, ``--seeds``, ``--max-epochs``, ``--all-seeds``.
+    Models in ``one_seed`` (the expensive ones) run only the first seed unless ``--all-seeds``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", default=",".join(models),
+                   help=f"comma-separated subset of {','.join(models)} (default: all)")
+    p.add_argument("--seeds", default=",".join(map(str, default_seeds)),
+                   help="comma-separated seeds (models marked one-seed use only the first)")
+    p.add_argument("--max-epochs", type=int, default=None, help="cap on epochs (smoke runs)")
+    p.add_argument("--all-seeds", action="store_true",
+                   help=f"run every seed for the expensive models too ({', '.join(one_seed) or 'none'})")
+    args = p.parse_args()
+    args.models = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(args.models) - set(models))
+    if unknown:
+        p.error(f"--models: unknown {unknown}; expected some of {list(models)}")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.seeds_for = lambda model: args.seeds if args.all_seeds or model not in one_seed else args.seeds[:1]
+    return args
+
+
+ONE_SEED_NOTE = "1 seed only (one run costs many CPU minutes here; --all-seeds runs the others)"
+
+
+def guarded(library: str, version: str, model: str, protocol: str, seed: int, fn, packages=()):
+    """Run ``fn()``; on an exception, record a failed run with the error as the reason."""
+    try:
+        return fn()
+    except Exception as err:  # a library that cannot run a model still gets its row
+        traceback.print_exc()
+        reason = f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+        save_run(library, version, model, protocol, seed, status="failed", notes=reason, packages=packages)
+        return None
+
+
+def sigmoid(x):
+    x = np.asarray(x, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-x))

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The comparison with established libraries (`make bench-libraries`): one virtual environment per
+# library, the book's split exported once, each library's script, then every run scored with
+# recbook's metrics into book/results/libraries.csv. See benchmarks/libraries/README.md.
+#
+# Environment:
+#   RECBOOK_PYTHON   recbook's interpreter (default .venv/bin/python)
+#   BASE_PYTHON      interpreter that creates the library environments (default python3.11)
+#   LIBRARIES        which to run (default "deepctr rechub recbole gru4rec")
+#   LIBRARY_ARGS     extra arguments for every library script, e.g. "--seeds 0 --max-epochs 2"
+#   GRU4REC_OFFICIAL_DIR  a local copy of the GRU4Rec authors' code (else it is cloned)
+#   RECBOOK_LIBRARIES_BUILD  working folder: data, environments, runs (default _build/libraries)
+#   LIBRARIES_OUT    folder of libraries.csv and libraries.md (default book/results)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=benchmarks/libraries
+RECBOOK_PYTHON=${RECBOOK_PYTHON:-.venv/bin/python}
+BASE_PYTHON=${BASE_PYTHON:-python3.11}
+LIBRARIES=${LIBRARIES:-deepctr rechub recbole gru4rec}
+LIBRARY_ARGS=${LIBRARY_ARGS:-}
+BUILD=${RECBOOK_LIBRARIES_BUILD:-_build/libraries}
+export RECBOOK_LIBRARIES_BUILD=$(mkdir -p "$BUILD" && cd "$BUILD" && pwd)
+GRU4REC_REPO=https://github.com/hidasib/GRU4Rec_PyTorch_Official
+GRU4REC_COMMIT=d1fc31105577665d2f105de1c8d9a38d223a9a22
+
+# One environment per library: torch first (the local CPU wheel; a bare `torch` resolves to a
+# CUDA build), then the pinned requirements. A stamp records what was installed.
+venv() {
+    local lib=$1 env="$BUILD/venv-$1" req="$HERE/requirements-$1.txt"
+    if [ ! -f "$env/.installed" ] || ! cmp -s "$req" "$env/.installed"; then
+        echo "== creating $env"
+        [ -x "$env/bin/python" ] || "$BASE_PYTHON" -m venv "$env"
+        "$env/bin/python" -m pip install -q torch==2.13.0
+        "$env/bin/python" -m pip install -q -r "$req"
+        cp "$req" "$env/.installed"
+    fi
+}
+
+gru4rec_source() {
+    if [ -n "${GRU4REC_OFFICIAL_DIR:-}" ]; then return 0; fi
+    local dir="$BUILD/GRU4Rec_PyTorch_Official"
+    if [ ! -f "$dir/gru4rec_pytorch.py" ]; then
+        echo "== cloning the GRU4Rec authors' code at $GRU4REC_COMMIT"
+        if ! { git clone -q "$GRU4REC_REPO" "$dir" && git -C "$dir" checkout -q "$GRU4REC_COMMIT"; }; then
+            rm -rf "$dir"
+            echo "!! could not clone $GRU4REC_REPO (no access to GitHub?)." >&2
+            echo "!! Set GRU4REC_OFFICIAL_DIR to a local copy of commit $GRU4REC_COMMIT to run it." >&2
+            return 1
+        fi
+    fi
+    export GRU4REC_OFFICIAL_DIR=$dir
+}
+
+echo "== exporting the book's protocols"
+"$RECBOOK_PYTHON" "$HERE/export.py" --out "$BUILD/data"
+
+status=0
+for lib in $LIBRARIES; do
+    case $lib in
+        deepctr) script=deepctr_torch_bench.py ;;
+        rechub)  script=torch_rechub_bench.py ;;
+        recbole) script=recbole_bench.py ;;
+        gru4rec) script=gru4rec_official_bench.py
+                 gru4rec_source || { status=1; continue; } ;;
+        *) echo "unknown library '$lib'; expected deepctr, rechub, recbole or gru4rec" >&2; exit 2 ;;
+    esac
+    venv "$lib"
+    echo "== $lib"
+    # shellcheck disable=SC2086
+    "$BUILD/venv-$lib/bin/python" "$HERE/$script" $LIBRARY_ARGS || status=1
+done
+
+echo "== scoring every run with recbook's metrics"
+"$RECBOOK_PYTHON" "$HERE/collect.py" --out "${LIBRARIES_OUT:-book/results}"
+exit $status

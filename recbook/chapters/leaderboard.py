@@ -1,0 +1,257 @@
+"""Helpers of the leaderboard chapter: every model's results side by side, and which gaps are real.
+
+The chapter reads two committed files and trains nothing:
+
+* ``book/results/bench.csv``: recbook's models, one row per model, protocol and seed
+  (``python -m recbook.bench``);
+* ``book/results/libraries.csv``: the same protocols run through established libraries
+  (``benchmarks/libraries/``), in the same format plus ``library`` and ``status`` columns.
+
+Helpers:
+
+* :func:`protocol_metrics`: the test metrics a protocol reports, headline first.
+* :func:`summary`: mean and spread over seeds per model, for one protocol.
+* :func:`compare` and :func:`paired_gaps`: one model against another, or each model against the next one below it, seed by seed, with a verdict
+  that only calls a gap real when it keeps its sign on every seed and exceeds the seed spread.
+* :func:`long_results`: recbook's and the libraries' rows as one long table (one row per source,
+  model, protocol and metric), what the interactive chart ships.
+* :func:`leaderboard_chart`: pick a protocol and a metric; the ranking table and the
+  accuracy–cost scatter update in the browser.
+* :func:`speed_table`: CPU seconds per epoch of recbook beside each library, model by model.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .. import widgets
+from .._checks import require_columns
+
+__all__ = [
+    "LIBRARY_MODELS", "LOWER_IS_BETTER", "compare", "leaderboard_chart", "long_results", "paired_gaps",
+    "protocol_metrics", "speed_table", "summary", "view_name",
+]
+
+LOWER_IS_BETTER = frozenset({"logloss"})
+"""Metrics where a smaller value is better (every other metric: larger is better)."""
+
+_HEADLINE = {"ctr": ("auc", "gauc", "logloss"),
+             "retrieval": ("recall@50", "ndcg@50", "recall@10", "recall@20", "recall@100"),
+             "sequence": ("recall@20", "mrr@20", "recall@10", "mrr@10", "ndcg@10")}
+
+LIBRARY_MODELS = {"WDL": "WideDeep", "DeepFM": "DeepFM", "DIN": "DIN", "FM": "FM", "LR": "LR",
+                  "GRU4Rec": "GRU4Rec", "DSSM": "TwoTower", "SASRec": "SASRec"}
+"""A library's model name -> the recbook model it corresponds to (the family compared)."""
+
+
+def protocol_metrics(results: pd.DataFrame, protocol: str) -> list[str]:
+    """The test metrics (without ``test_``) that ``protocol``'s rows carry, headline first.
+
+    Raises:
+        ValueError: if no row has that protocol.
+    """
+    require_columns(results, ["protocol"], name="results")
+    rows = results[results["protocol"] == protocol]
+    if rows.empty:
+        raise ValueError(f"protocol: no rows with protocol {protocol!r}; the file has "
+                         f"{sorted(results['protocol'].unique())}")
+    present = [c[len("test_"):] for c in rows.columns
+               if c.startswith("test_") and not c.endswith("_coverage") and rows[c].notna().any()]
+    first = [m for m in _HEADLINE.get(protocol, ()) if m in present]
+    return first + [m for m in present if m not in first]
+
+
+def _better_sign(metric: str) -> float:
+    return -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+
+def summary(results: pd.DataFrame, protocol: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per model of ``protocol``: seeds, mean and standard deviation (over seeds,
+    ``ddof=0``) of each test metric, CPU seconds per epoch and epochs; best first by the headline
+    metric (the first of ``metrics``)."""
+    metrics = list(metrics) if metrics is not None else protocol_metrics(results, protocol)
+    cols = ["model", "protocol", "seed", *[f"test_{m}" for m in metrics]]
+    require_columns(results, cols, name="results")
+    rows = results[results["protocol"] == protocol]
+    if rows.empty:
+        raise ValueError(f"protocol: no rows with protocol {protocol!r}")
+    out = []
+    for model, g in rows.groupby("model", sort=False):
+        rec = {"model": model, "seeds": len(g)}
+        for m in metrics:
+            v = g[f"test_{m}"].astype(float)
+            rec[m] = v.mean()
+            rec[f"{m} sd"] = v.std(ddof=0)
+        for c in ("cpu_s_per_epoch", "epochs"):
+            if c in g.columns:
+                rec[c] = g[c].astype(float).mean()
+        out.append(rec)
+    table = pd.DataFrame(out)
+    head = metrics[0]
+    return (table.sort_values(head, ascending=head in LOWER_IS_BETTER, kind="stable")
+            .reset_index(drop=True))
+
+
+def compare(results: pd.DataFrame, protocol: str, better: str, worse: str,
+            metric: str | None = None) -> dict:
+    """Model ``better`` against model ``worse`` on the seeds both ran, as :func:`paired_gaps` does
+    for neighbours: ``gap`` (mean paired difference, positive when ``better`` is better),
+    ``min gap``, ``max gap``, ``seed sd`` and ``verdict`` (``"real"``, ``"tied"``, or
+    ``"too few seeds"``; a negative mean gap with a consistent sign is ``"reversed"``)."""
+    metric = metric or protocol_metrics(results, protocol)[0]
+    require_columns(results, ["model", "protocol", "seed", f"test_{metric}"], name="results")
+    rows = results[results["protocol"] == protocol]
+    series = {}
+    for name in (better, worse):
+        mine = rows[rows["model"] == name]
+        if mine.empty:
+            raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
+        series[name] = mine.set_index("seed")[f"test_{metric}"].astype(float)
+    a, b = series[better], series[worse]
+    seeds = sorted(set(a.index) & set(b.index))
+    d = _better_sign(metric) * (a.loc[seeds].to_numpy() - b.loc[seeds].to_numpy())
+    sd = max(a.std(ddof=0), b.std(ddof=0))
+    if len(seeds) < 2:
+        verdict = "too few seeds"
+    elif (d > 0).all() and d.mean() > sd:
+        verdict = "real"
+    elif (d < 0).all() and -d.mean() > sd:
+        verdict = "reversed"
+    else:
+        verdict = "tied"
+    return {"better": better, "worse": worse, "seeds": len(seeds),
+            "gap": d.mean() if len(d) else np.nan, "min gap": d.min() if len(d) else np.nan,
+            "max gap": d.max() if len(d) else np.nan, "seed sd": sd, "verdict": verdict}
+
+
+def paired_gaps(results: pd.DataFrame, protocol: str, metric: str | None = None) -> pd.DataFrame:
+    """Each model against the model ranked just below it (by ``metric``), seed by seed.
+
+    Columns: ``better``, ``worse``, ``seeds`` (shared seeds), ``gap`` (mean paired difference,
+    signed so that positive favours ``better``), ``min gap`` and ``max gap`` over seeds,
+    ``seed sd`` (the larger of the two models' seed-to-seed standard deviations) and ``verdict``:
+    ``"real"`` when the gap is positive on every shared seed and larger than ``seed sd``, else
+    ``"tied"``. Models with fewer than 2 shared seeds get ``"too few seeds"``.
+    """
+    metric = metric or protocol_metrics(results, protocol)[0]
+    order = list(summary(results, protocol, [metric])["model"])
+    out = [compare(results, protocol, hi, lo, metric) for hi, lo in zip(order[:-1], order[1:])]
+    return pd.DataFrame(out, columns=["better", "worse", "seeds", "gap", "min gap", "max gap",
+                                      "seed sd", "verdict"])
+
+
+def long_results(bench: pd.DataFrame, libraries: pd.DataFrame | None = None) -> pd.DataFrame:
+    """recbook's rows and the libraries' successful rows as one long table.
+
+    One row per (source, model, protocol, metric): ``source`` (``"recbook"`` or the library's
+    name), ``version``, ``model``, ``family`` (the recbook model a library's model corresponds to,
+    :data:`LIBRARY_MODELS`), ``protocol``, ``metric``, ``mean``, ``sd`` (over seeds, ``ddof=0``),
+    ``seeds``, ``cpu_s_per_epoch`` (mean over seeds) and ``better`` (+1 when larger is better,
+    -1 for logloss).
+    """
+    frames = [bench.assign(library="recbook", library_version=bench["recbook"].astype(str)
+                           if "recbook" in bench.columns else "")]
+    if libraries is not None and not libraries.empty:
+        require_columns(libraries, ["library", "library_version", "model", "protocol", "seed", "status"],
+                        name="libraries")
+        frames.append(libraries[libraries["status"] == "ok"])
+    out = []
+    for frame in frames:
+        for (source, version, model, protocol), g in frame.groupby(
+                ["library", "library_version", "model", "protocol"], sort=False):
+            cpu = g["cpu_s_per_epoch"].astype(float).mean() if "cpu_s_per_epoch" in g.columns else np.nan
+            for m in protocol_metrics(g, protocol):
+                v = g[f"test_{m}"].dropna().astype(float)
+                if v.empty:
+                    continue
+                out.append({"source": source, "version": str(version), "model": model,
+                            "family": model if source == "recbook" else LIBRARY_MODELS.get(model, model),
+                            "protocol": protocol, "metric": m, "mean": v.mean(), "sd": v.std(ddof=0),
+                            "seeds": len(v), "cpu_s_per_epoch": cpu, "better": _better_sign(m)})
+    return pd.DataFrame(out)
+
+
+def speed_table(long: pd.DataFrame, protocol: str = "ctr") -> pd.DataFrame:
+    """CPU seconds per epoch (one thread) per model family: recbook's fastest variant of the
+    family beside each library's, and the ratio of the fastest library to recbook."""
+    require_columns(long, ["source", "family", "protocol", "cpu_s_per_epoch"], name="long")
+    rows = long[(long["protocol"] == protocol)].drop_duplicates(["source", "model", "protocol"])
+    mine = rows[rows["source"] == "recbook"]
+    others = rows[rows["source"] != "recbook"]
+    out = []
+    for family, g in others.groupby("family", sort=False):
+        ours = mine[mine["model"] == family]["cpu_s_per_epoch"]
+        if ours.empty or ours.isna().all():
+            continue
+        rec = {"model": family, "recbook": float(ours.min())}
+        for source, h in g.groupby("source", sort=False):
+            rec[source] = float(h["cpu_s_per_epoch"].min())
+        libs = [v for k, v in rec.items() if k not in ("model", "recbook")]
+        rec["fastest library ÷ recbook"] = min(libs) / rec["recbook"]
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def view_name(protocol, metric):
+    """The chart's dropdown option for a protocol and a metric: ``"ctr · auc"`` (works on
+    strings and on pandas Series)."""
+    return protocol + " · " + metric
+
+
+def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str = "auc",
+                      checks: Sequence[dict] = ()) -> widgets.BrowserChart:
+    """Pick a protocol and a metric (one dropdown, :func:`view_name`): a ranking table (best first) and an accuracy–cost scatter
+    (CPU seconds per epoch, log scale) update **in the browser** from the shipped long table.
+
+    ``checks`` (see :func:`recbook.widgets.browser_chart`) typically require the title text
+    ``"best: MODEL (SOURCE) VALUE"`` for a protocol and metric, computed in Python.
+    """
+    require_columns(long, ["source", "model", "protocol", "metric", "mean", "sd", "seeds",
+                           "cpu_s_per_epoch", "better"], name="long")
+    data = long[["source", "model", "protocol", "metric", "mean", "sd", "seeds", "cpu_s_per_epoch",
+                 "better"]].copy()
+    data["cpu_s_per_epoch"] = data["cpu_s_per_epoch"].fillna(-1.0)
+    data.insert(0, "view", view_name(data["protocol"], data["metric"]))
+    data = data.drop(columns=["protocol", "metric"])
+    table = widgets.CsvData(data, name="leaderboard", decimals={"mean": 4, "sd": 4, "cpu_s_per_epoch": 2})
+    views = list(dict.fromkeys(data["view"]))
+    first = view_name(protocol, metric)
+    if first not in views:
+        raise ValueError(f"protocol, metric: {first!r} is not in the table; expected one of {views}")
+    view = widgets.dropdown("view", views, first, label="protocol · metric")
+    base = (alt.Chart(table.ref)
+            .transform_filter("datum.view == view")
+            .transform_calculate(score="datum.better * datum.mean")
+            .transform_window(rank="row_number()", sort=[alt.SortField("score", order="descending")]))
+    title = (base.transform_filter("datum.rank == 1")
+             .transform_calculate(text="'best: ' + datum.model + ' (' + datum.source + ') ' + "
+                                       "format(datum.mean, '.4f')")
+             .mark_text(align="left", fontSize=13, fontWeight="bold")
+             .encode(text="text:N", x=alt.value(0), y=alt.value(8)).properties(width=640, height=16))
+    row = alt.Y("rank:O", axis=None)
+    cols = []
+    for field, header, width, expr in (
+            ("rank", "#", 24, "datum.rank"),
+            ("model", "model", 170, "datum.model"),
+            ("source", "source", 120, "datum.source"),
+            ("value", "mean ± sd over seeds", 150, "format(datum.mean, '.4f') + (datum.seeds > 1 ? "
+                                                 "' ± ' + format(datum.sd, '.4f') : ' (1 seed)')"),
+            ("cpu", "CPU s/epoch", 90, "datum.cpu_s_per_epoch < 0 ? '–' : format(datum.cpu_s_per_epoch, '.2f')")):
+        cols.append(base.transform_calculate(cell=expr).mark_text(align="left")
+                    .encode(text="cell:N", y=row, x=alt.value(0)).properties(title=header, width=width))
+    ranking = alt.hconcat(*cols, spacing=4)
+    scatter = (base.transform_filter("datum.cpu_s_per_epoch > 0")
+               .mark_point(filled=True, size=70)
+               .encode(x=alt.X("cpu_s_per_epoch:Q", scale=alt.Scale(type="log"),
+                               title="CPU seconds per epoch (one thread, log scale)"),
+                       y=alt.Y("mean:Q", scale=alt.Scale(zero=False), title="test metric (mean over seeds)"),
+                       color=alt.Color("source:N", title="source"),
+                       tooltip=["model:N", "source:N", alt.Tooltip("mean:Q", format=".4f"),
+                                alt.Tooltip("sd:Q", format=".4f"), "cpu_s_per_epoch:Q"])
+               .properties(width=560, height=300))
+    labels = scatter.mark_text(align="left", dx=6, fontSize=9).encode(text="model:N")
+    chart = alt.vconcat(title, ranking, scatter + labels, spacing=12)
+    return widgets.browser_chart(chart, params=[view], data=[table], checks=checks)

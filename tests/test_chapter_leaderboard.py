@@ -1,0 +1,111 @@
+"""The leaderboard chapter's helpers, on small hand-made result tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbook.chapters import leaderboard as lb
+from recbook.widgets import bound_params
+
+
+def rows(model, aucs, *, protocol="ctr", cpu=1.0, logloss=None):
+    out = []
+    for seed, a in enumerate(aucs):
+        out.append({"model": model, "protocol": protocol, "seed": seed, "test_auc": a,
+                    "test_logloss": (logloss[seed] if logloss else 0.6), "test_gauc": a + 0.01,
+                    "test_gauc_coverage": 0.99, "cpu_s_per_epoch": cpu, "epochs": 5, "recbook": "0.1.0"})
+    return out
+
+
+@pytest.fixture
+def bench():
+    return pd.DataFrame(rows("A", [0.70, 0.71, 0.72], cpu=0.5)
+                        + rows("B", [0.74, 0.75, 0.76], cpu=2.0, logloss=[0.5, 0.5, 0.5])
+                        + rows("C", [0.745, 0.74, 0.77], cpu=3.0))
+
+
+def test_protocol_metrics_headline_first_and_unknown_protocol(bench):
+    assert lb.protocol_metrics(bench, "ctr") == ["auc", "gauc", "logloss"]
+    with pytest.raises(ValueError, match="protocol"):
+        lb.protocol_metrics(bench, "sequence")
+
+
+def test_summary_means_spreads_and_order(bench):
+    t = lb.summary(bench, "ctr")
+    assert list(t["model"]) == ["C", "B", "A"]                      # by mean AUC: .7517, .75, .71
+    a = t.set_index("model").loc["A"]
+    assert a["auc"] == pytest.approx(0.71)
+    assert a["auc sd"] == pytest.approx(np.std([0.70, 0.71, 0.72]))
+    assert a["seeds"] == 3 and a["cpu_s_per_epoch"] == 0.5
+    # logloss: lower is better, so B (0.5) comes first.
+    assert lb.summary(bench, "ctr", ["logloss"])["model"].iloc[0] == "B"
+
+
+def test_paired_gaps_verdicts(bench):
+    gaps = lb.paired_gaps(bench, "ctr").set_index("better")
+    # C vs B: per-seed differences +0.005, -0.01, +0.01: the sign flips, so tied.
+    assert gaps.loc["C", "worse"] == "B" and gaps.loc["C", "verdict"] == "tied"
+    assert gaps.loc["C", "min gap"] == pytest.approx(-0.01)
+    # B vs A: +0.04 on every seed, far above the spread (0.0082): real.
+    assert gaps.loc["B", "gap"] == pytest.approx(0.04)
+    assert gaps.loc["B", "verdict"] == "real"
+
+
+def test_paired_gaps_gap_smaller_than_spread_is_tied():
+    t = pd.DataFrame(rows("X", [0.70, 0.72, 0.74]) + rows("Y", [0.699, 0.719, 0.739]))
+    gaps = lb.paired_gaps(t, "ctr")
+    assert gaps.loc[0, "gap"] == pytest.approx(0.001)
+    assert gaps.loc[0, "verdict"] == "tied"                  # positive on every seed, but < sd 0.016
+
+
+def test_long_results_drops_failed_library_rows_and_maps_families(bench):
+    libs = pd.DataFrame([
+        {"library": "L1", "library_version": "1.0", "model": "WDL", "protocol": "ctr", "seed": 0,
+         "status": "ok", "test_auc": 0.7, "test_logloss": 0.6, "test_gauc": 0.7, "cpu_s_per_epoch": 4.0},
+        {"library": "L1", "library_version": "1.0", "model": "WDL", "protocol": "ctr", "seed": 1,
+         "status": "ok", "test_auc": 0.8, "test_logloss": 0.6, "test_gauc": 0.7, "cpu_s_per_epoch": 6.0},
+        {"library": "L2", "library_version": "2.0", "model": "LR", "protocol": "ctr", "seed": 0,
+         "status": "unsupported", "test_auc": np.nan, "test_logloss": np.nan, "test_gauc": np.nan,
+         "cpu_s_per_epoch": np.nan},
+    ])
+    long = lb.long_results(bench, libs)
+    assert set(long["source"]) == {"recbook", "L1"}
+    wdl = long[(long["source"] == "L1") & (long["metric"] == "auc")].iloc[0]
+    assert wdl["family"] == "WideDeep" and wdl["mean"] == pytest.approx(0.75)
+    assert wdl["sd"] == pytest.approx(0.05) and wdl["cpu_s_per_epoch"] == pytest.approx(5.0)
+    assert (long[long["metric"] == "logloss"]["better"] == -1).all()
+    assert len(long[long["source"] == "recbook"]) == 3 * 3              # 3 models x 3 metrics
+
+
+def test_speed_table_ratio():
+    long = pd.DataFrame([
+        {"source": "recbook", "model": "FM", "family": "FM", "protocol": "ctr", "cpu_s_per_epoch": 0.5},
+        {"source": "recbook", "model": "FM-unk", "family": "FM-unk", "protocol": "ctr", "cpu_s_per_epoch": 0.4},
+        {"source": "L1", "model": "FM", "family": "FM", "protocol": "ctr", "cpu_s_per_epoch": 2.0},
+        {"source": "L2", "model": "FM", "family": "FM", "protocol": "ctr", "cpu_s_per_epoch": 1.5},
+        {"source": "L2", "model": "SASRec", "family": "SASRec", "protocol": "ctr", "cpu_s_per_epoch": 1.0},
+    ])
+    t = lb.speed_table(long).set_index("model")
+    assert list(t.index) == ["FM"]                      # no recbook SASRec: no row
+    assert t.loc["FM", "recbook"] == 0.5 and t.loc["FM", "L2"] == 1.5
+    assert t.loc["FM", "fastest library ÷ recbook"] == pytest.approx(3.0)
+
+
+def test_chart_ships_one_control_and_refuses_unknown_view(bench):
+    long = lb.long_results(bench)
+    chart = lb.leaderboard_chart(long, protocol="ctr", metric="gauc",
+                                 checks=[{"set": {"view": "ctr · auc"}, "texts": ["best: C (recbook) 0.7517"]}])
+    params = bound_params(chart.spec)
+    assert list(params) == ["view"]
+    assert params["view"]["value"] == "ctr · gauc"
+    assert set(params["view"]["bind"]["options"]) == {"ctr · auc", "ctr · gauc", "ctr · logloss"}
+    with pytest.raises(ValueError, match="protocol, metric"):
+        lb.leaderboard_chart(long, protocol="ctr", metric="recall@20")
+
+
+def test_compare_any_pair_and_reversed(bench):
+    assert lb.compare(bench, "ctr", "B", "A")["verdict"] == "real"
+    back = lb.compare(bench, "ctr", "A", "B")
+    assert back["verdict"] == "reversed" and back["gap"] == pytest.approx(-0.04)
+    assert lb.compare(bench, "ctr", "A", "B", "logloss")["gap"] == pytest.approx(-0.1)  # A's 0.6 vs B's 0.5
+    with pytest.raises(ValueError, match="model 'Z'"):
+        lb.compare(bench, "ctr", "Z", "A")
