@@ -13,7 +13,6 @@ from recbook import widgets
 from recbook.chapters import deepfm as chapter
 from recbook.chapters.fm import user_movie_batch
 from recbook.data import ctr_protocol, load_movielens100k
-from recbook.layers import pairwise_interaction_naive
 from recbook.metrics import auc
 from recbook.models import DeepFM, FactorizationMachine, WideDeep
 

@@ -1,5 +1,6 @@
-"""Helpers of the Wide & Deep and DeepFM chapters: cross-weight tables against pandas groupbys,
-parts that add up, the listings' problems reproduced with numbers, and input validation."""
+"""Helpers of the Wide & Deep chapter: cross-weight tables against pandas groupbys, parts that add
+up, the listing's problems reproduced with numbers, and input validation. (The DeepFM chapter's
+helpers are tested in test_chapter_deepfm.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -154,53 +155,8 @@ def test_optimizer_split_makes_exact_zeros(small):
 
 
 # --------------------------------------------------------------------------------------------
-# DeepFM parts
-# --------------------------------------------------------------------------------------------
-
-def test_deepfm_parts_add_up_to_the_logit(data):
-    torch.manual_seed(0)
-    model = DeepFM(data.schema, dim=4, hidden=(8,))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.5)
-    user, item = 259, 255
-    parts = chapter.deepfm_parts(model, data, user, item)["value"]
-    assert list(parts.index) == ["bias", "first order", "FM (pairs)", "deep (MLP)", "logit"]
-    assert parts.iloc[:4].sum() == pytest.approx(parts["logit"], abs=1e-5)
-    from recbook.chapters.fm import user_movie_batch
-    with torch.no_grad():
-        assert parts["logit"] == pytest.approx(model(user_movie_batch(data, user, item)).item(), abs=1e-6)
-    assert min(abs(parts["FM (pairs)"]), abs(parts["deep (MLP)"]), abs(parts["first order"])) > 1e-3
-
-
-# --------------------------------------------------------------------------------------------
 # The source listings
 # --------------------------------------------------------------------------------------------
-
-def test_listing_broadcasts_into_b_by_b(data):
-    out = chapter.listing_broadcast(data, batch_size=64)
-    assert out["output shape"] == (64, 64) and out["label shape"] == (64,)
-    assert out["diagonal equals fixed"] is True  # row i's own terms sit on the diagonal
-    assert out["off-diagonal share"] == pytest.approx(63 / 64)
-
-
-def test_listing_saturates_and_loses_gradients_at_initialisation(data):
-    table = chapter.saturation_at_init(data, batch_size=2048)
-    listing, ours = table.iloc[0], table.iloc[1]
-    assert listing["std of initial logit"] > 5 and ours["std of initial logit"] < 0.1
-    assert listing["saturated outputs"] > 0.1 and ours["saturated outputs"] == 0
-    assert listing["zero gradient"] > 0.05 and ours["zero gradient"] == 0
-    assert listing["wrong and zero gradient"] > 0 and listing["initial loss"] > 3 * ours["initial loss"]
-    # Independently: through sigmoid + BCELoss the gradient is zero exactly where float32 rounds
-    # p to 0 or 1 (p (1 - p) = 0 there).
-    assert listing["zero gradient"] == pytest.approx(listing["p exactly 0 or 1"])
-
-
-def test_per_field_tables_are_slower(data):
-    table = chapter.time_per_field_tables(data, n_batches=8, repeats=3)
-    assert table.loc["one table per field (listing)", "parameter tensors"] == 14 + 6
-    assert table.loc["one shared table (recbook)", "parameter tensors"] == 3 + 6
-    assert table.loc["one table per field (listing)", "slowdown"] > 1.0
 
 
 def test_one_hot_and_the_listing_wide_part_is_lr(data):
@@ -215,17 +171,6 @@ def test_one_hot_and_the_listing_wide_part_is_lr(data):
     out = chapter.listing_wide_is_lr(data, batch_size=256)
     assert out["max |difference|"] < 1e-5 and out["dense input"] == (256, data.schema.total_size)
     assert out["nonzero share"] < 0.01 and 8 <= out["lookup rows"] < 14
-
-
-def test_chapter_helpers_validate(data):
-    with pytest.raises(ValueError, match="data: expected a recbook.data.CTRData"):
-        chapter.listing_broadcast(object())
-    with pytest.raises(ValueError, match="batch_size"):
-        chapter.saturation_at_init(data, batch_size=0)
-    with pytest.raises(ValueError, match="model: expected a recbook.models.DeepFM"):
-        chapter.deepfm_parts(WideDeep(data.schema), data, 259, 255)
-    with pytest.raises(ValueError, match="user_id: 99999 does not occur"):
-        chapter.deepfm_parts(DeepFM(data.schema), data, 99999, 255)
 
 
 def test_with_and_without_crosses_trains_both(small):

@@ -54,10 +54,11 @@ from ..train import num_threads
 from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 
 __all__ = [
-    "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "config_entries", "run_configs", "decode36", "encode36", "ListingDeepFMShapesFixed", "deepfm_parts", "deepfm_tables", "fm_part",
-    "listing_broadcast", "paired_table", "part_summary", "pair_weight_matrix", "parts_chart", "plot_deepfm_architecture",
-    "plot_pair_weights", "results_table", "saturation_at_init", "shared_gradients", "tables_parts",
-    "time_per_field_tables",
+    "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
+    "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
+    "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
+    "tables_parts", "time_per_field_tables",
 ]
 
 PARTS = ("bias", "first order", "FM (pairs)", "deep (MLP)")
