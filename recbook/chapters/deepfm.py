@@ -15,8 +15,12 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   every pair of values of two fields, the crosses DeepFM learns without being given them.
 * :func:`shared_gradients`: how much of the gradient on the shared embeddings comes from the FM
   part and how much from the MLP.
+* :func:`part_summary`: what each part contributes over a block of rows (its spread, its AUC
+  alone, the AUC without it).
 * :func:`results_table` and :func:`paired_table`: the leaderboard's rows, mean ± std per model and
   paired differences over seeds with a verdict ("ahead", "behind" or "tied").
+* :func:`config_entries` and :func:`run_configs`: the configurations of DeepFM tried on
+  validation, trained like leaderboard entries into their own file (:data:`CONFIGS_FILE`).
 * :func:`plot_deepfm_architecture`: the model as a diagram.
 
 The source notes' DeepFM listing (``deep-recommendation-models.zh.md``, section 1), as written:
