@@ -161,6 +161,10 @@ CTR_FIT = dict(batch_size=1024, lr=1e-3, epochs=100, patience=3, metric="auc")
 # Every CTR row carries the user's last 50 earlier items (DIN reads them; the other models ignore them).
 CTR_HISTORY_LEN = 50
 
+# GRU4Rec on the sequence protocol: session-parallel batches of 64 slots, early stopping on
+# validation Recall@20 (`epochs` is a cap). The optimiser and the loss are set per entry.
+GRU4REC_FIT = dict(batch_size=64, lr=0.05, epochs=25, patience=3)
+
 def ctr_rows(data):
     """The CTR training rows without the behaviour histories (every CTR model but DIN)."""
     return data.train.drop("hist_item", "hist_mask")
@@ -263,9 +267,16 @@ def _describe(entry: Entry) -> str:
 
 
 def _register_builtin() -> None:
-    from .models import DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, WideDeep, ensemble_loss, ftrl_adagrad
+    from .models import (DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, Popularity, TwoTower,
+                         WideDeep, ensemble_loss, ftrl_adagrad, two_tower_examples, two_tower_loss)
+    from .models.baselines import ItemKNNLast, MostPopular
+    from .models.gru4rec import GRU4Rec, SessionLoss, adagradm, session_parallel
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
+    # Two towers on the retrieval protocol, settings chosen on validation Recall@50 (seed 0): 64-d
+    # embeddings and outputs, one hidden layer of 128, the 3 most recent items pooled, batch 1024.
+    TWO_TOWER = {"dim": 64, "hidden": (128,), "out_dim": 64, "history_len": 3, "temperature": 0.2}
+    TWO_TOWER_FIT = dict(batch_size=1024, lr=1e-3, epochs=100, patience=3, loss_fn=two_tower_loss)
     for e in (
         Entry("LR", "ctr", LogisticRegression.from_data, {}, dict(CTR_FIT),
               description="logistic regression on one-hot fields"),
@@ -299,6 +310,30 @@ def _register_builtin() -> None:
         Entry("DIN-softmax", "ctr", DIN.from_data, {"dim": 16, "softmax": True, "attention_hidden": (16,)},
               dict(CTR_FIT), train_data=ctr_rows_with_history,
               description="DIN with softmax-normalised weights and activation unit 16 (best on validation)"),
+        Entry("Pop-retrieval", "retrieval", Popularity.from_data, {}, None,
+              description="most popular unseen items (training sequences' counts)"),
+        Entry("TwoTower", "retrieval", TwoTower.from_data, dict(TWO_TOWER), dict(TWO_TOWER_FIT),
+              train_data=two_tower_examples,
+              description="two towers, in-batch softmax, last 3 items pooled, temperature 0.2"),
+        Entry("TwoTower-logQ", "retrieval", TwoTower.from_data, dict(TWO_TOWER, correction="counts", temperature=0.1),
+              dict(TWO_TOWER_FIT), train_data=two_tower_examples,
+              description="two towers, in-batch softmax with logQ correction (counts), temperature 0.1"),
+        # Sequence protocol (the GRU4Rec chapter). Settings chosen on validation Recall@20 only.
+        Entry("Pop-seq", "sequence", MostPopular.from_data, {}, None,
+              description="most popular items in the training sequences"),
+        Entry("ItemKNN-last", "sequence", ItemKNNLast.from_data,
+              {"window": 20, "directed": False, "decay": 1.0, "normalize": 0.0}, None,
+              description="co-occurrence with the last item (window 20, weight 1/distance)"),
+        Entry("GRU4Rec-XE", "sequence", GRU4Rec.from_data,
+              {"layers": (100,), "tied": True, "dropout_embed": 0.5, "dropout_hidden": 0.3},
+              dict(GRU4REC_FIT, optimizer=adagradm(lr=0.05), loss_fn=SessionLoss("cross-entropy", logq=1.0)),
+              train_data=session_parallel(n_negatives=512, alpha=0.5, order="longest-first"),
+              description="GRU4Rec 100, cross-entropy with logQ, 512 shared negatives, AdagradM"),
+        Entry("GRU4Rec-BPRmax", "sequence", GRU4Rec.from_data,
+              {"layers": (100,), "tied": True, "dropout_embed": 0.5, "dropout_hidden": 0.3},
+              dict(GRU4REC_FIT, optimizer=adagradm(lr=0.1), loss_fn=SessionLoss("bpr-max", bpreg=2.0, elu=0.5)),
+              train_data=session_parallel(n_negatives=512, alpha=0.5, order="longest-first"),
+              description="GRU4Rec 100, BPR-max (bpreg 2, ELU 0.5), 512 shared negatives, AdagradM"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e

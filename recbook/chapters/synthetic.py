@@ -1,4 +1,10 @@
-"""Synthetic CTR data with planted feature interactions, for the factorization-machine chapter.
+"""Synthetic data with planted structure, for teaching.
+
+* :func:`planted_interactions`: CTR rows with planted feature interactions (factorization machines);
+* :func:`planted_markov_chain`: item sequences from a planted Markov chain (GRU4Rec).
+
+Planted interactions
+--------------------
 
 Each row has ``n_fields`` categorical fields with ``field_size`` values each, drawn uniformly.
 Every feature value ``a`` gets a hidden vector ``u_a`` of size ``rank`` and the label's logit is
@@ -23,7 +29,7 @@ from .._checks import require_fraction, require_positive_int
 from ..data.features import N_RESERVED, Field, Schema
 from ..data.tensors import TensorData
 
-__all__ = ["PlantedData", "planted_interactions"]
+__all__ = ["PlantedData", "PlantedMarkov", "planted_interactions", "planted_markov_chain"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +170,118 @@ def planted_interactions(n_fields: int = 8, field_size: int = 10, n_samples: int
     table_rows = (schema.offsets[:, None] + N_RESERVED + np.arange(field_size)[None, :]).reshape(-1)
     data = TensorData(x=torch.from_numpy(values + N_RESERVED), label=torch.from_numpy(label))
     return PlantedData(schema, data, factors, interactions, w.reshape(-1), logit, table_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Planted Markov chain: sequences for the GRU4Rec chapter
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlantedMarkov:
+    """Item sequences drawn from a planted first-order Markov chain, and the chain itself.
+
+    Items are numbered ``0 .. n_items - 1``; as everywhere in the book, item ``i`` has the code
+    ``i + 2`` (0 = padding, 1 = unknown), so score matrices have ``n_items + 2`` columns.
+
+    Attributes:
+        transitions: ``[n_items, n_items]``, row ``i`` = the probabilities of the next item after
+            item ``i`` (each row sums to 1).
+        start: ``[n_items]``, the distribution of a sequence's first item.
+        sequences: list of int64 arrays of item **codes**, one per user, in time order.
+        successors: ``[n_items, out_degree]``, the planted likely successors of each item, most
+            likely first.
+    """
+
+    transitions: np.ndarray
+    start: np.ndarray
+    sequences: list
+    successors: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        """Number of item codes (columns of a score matrix): the items plus 2 reserved codes."""
+        return self.transitions.shape[0] + N_RESERVED
+
+    def split(self):
+        """Leave-last-out: per sequence, the last item is the test target, the second-last the
+        validation target, the rest the training sequence. Returns an object with ``train``,
+        ``valid``, ``test`` and ``n_items``, as :func:`recbook.next_item.next_item_split` reads it."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(train=[s[:-2] for s in self.sequences],
+                               valid=np.array([s[-2] for s in self.sequences]),
+                               test=np.array([s[-1] for s in self.sequences]), n_items=self.n_items)
+
+    def score_next(self, histories) -> torch.Tensor:
+        """The oracle: the true next-item probabilities after each history's last item
+        (``[U, n_items]``, reserved columns ``-inf``). No model can rank better on average."""
+        out = torch.full((len(histories), self.n_items), float("-inf"), dtype=torch.float64)
+        for u, h in enumerate(histories):
+            row = self.transitions[int(h[-1]) - N_RESERVED] if len(h) else self.start
+            out[u, N_RESERVED:] = torch.from_numpy(row)
+        return out
+
+    def learned_transitions(self, model) -> np.ndarray:
+        """``[n_items, n_items]``: a next-item model's softmax over the items after each one-item
+        history ``[i]``, in the layout of :attr:`transitions` (for a side-by-side heatmap)."""
+        n = self.transitions.shape[0]
+        scores = model.score_next([np.array([i + N_RESERVED]) for i in range(n)])
+        scores = torch.as_tensor(scores, dtype=torch.float64)[:, N_RESERVED:]
+        return torch.softmax(scores, dim=1).numpy()
+
+
+def planted_markov_chain(n_items: int = 30, n_sequences: int = 400, length: tuple = (10, 40), *,
+                         out_degree: int = 3, noise: float = 0.05, seed: int = 0) -> PlantedMarkov:
+    """Draw item sequences from a random sparse Markov chain.
+
+    Each item gets ``out_degree`` distinct likely successors (never itself) with Dirichlet(1)
+    weights; a share ``noise`` of every row is spread uniformly over all items. A sequence starts
+    at a uniformly drawn item and has a length drawn uniformly from ``length`` (inclusive).
+    A next-item model that only looks at the last item can reach the oracle
+    (:meth:`PlantedMarkov.score_next`); nothing about the earlier items helps.
+
+    Args:
+        n_items: number of items (at least ``out_degree + 1``).
+        n_sequences: number of sequences (users).
+        length: ``(min, max)`` sequence length, at least 3 (training item, validation, test).
+        out_degree: likely successors per item.
+        noise: share of each row spread uniformly, in ``[0, 1)``.
+        seed: seed of the ``numpy.random.Generator``.
+    """
+    n_items = require_positive_int(n_items, name="n_items")
+    n_sequences = require_positive_int(n_sequences, name="n_sequences")
+    out_degree = require_positive_int(out_degree, name="out_degree")
+    if out_degree >= n_items:
+        raise ValueError(f"out_degree: expected fewer than n_items={n_items} successors, got {out_degree}")
+    if (not isinstance(length, (tuple, list)) or len(length) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in length)
+            or not 3 <= length[0] <= length[1]):
+        raise ValueError(f"length: expected (min, max) integers with 3 <= min <= max, got {length!r}")
+    noise = require_fraction(noise, name="noise", inclusive=True)
+    if noise == 1:
+        raise ValueError("noise: expected a number in [0, 1); 1 would leave no planted structure")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+
+    rng = np.random.default_rng(seed)
+    successors = np.empty((n_items, out_degree), dtype=np.int64)
+    transitions = np.full((n_items, n_items), noise / n_items)
+    for i in range(n_items):
+        others = np.delete(np.arange(n_items), i)
+        succ = rng.choice(others, size=out_degree, replace=False)
+        w = np.sort(rng.dirichlet(np.ones(out_degree)))[::-1]
+        successors[i] = succ
+        transitions[i, succ] += (1 - noise) * w
+    start = np.full(n_items, 1.0 / n_items)
+    cum = np.cumsum(transitions, axis=1)
+    cum[:, -1] = 1.0
+    lengths = rng.integers(length[0], length[1] + 1, size=n_sequences)
+    sequences = []
+    for n in lengths:
+        s = np.empty(n, dtype=np.int64)
+        s[0] = rng.integers(n_items)
+        u = rng.random(n - 1)
+        for t in range(1, n):
+            s[t] = np.searchsorted(cum[s[t - 1]], u[t - 1], side="right")
+        sequences.append(s + N_RESERVED)
+    return PlantedMarkov(transitions, start, sequences, successors)

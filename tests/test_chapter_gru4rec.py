@@ -1,0 +1,210 @@
+"""recbook.chapters.gru4rec: the listing's claims checked on the listing, the padded GRU reads no
+padding and trains at every step, the slot table follows the slots, the tie rules differ only
+within a second, and the widget payload ranks like the model."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from recbook.chapters import gru4rec as chapter  # noqa: E402
+from recbook.models.baselines import MostPopular  # noqa: E402
+from recbook.models.gru4rec import GRU4RecConfig  # noqa: E402
+from recbook.next_item import next_item_split  # noqa: E402
+from recbook.train import fit  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def tiny_ml():
+    """Six users, eight movies; users 1 and 2 rate their last two movies in the same second, in
+    the file in decreasing item-id order."""
+    t0 = pd.Timestamp("1998-01-01")
+    rows = []
+    for u in range(1, 7):
+        items = [(u + k) % 8 + 1 for k in range(5)]
+        ts = [t0 + pd.Timedelta(seconds=10 * k) for k in range(5)]
+        if u in (1, 2):
+            ts[-1] = ts[-2]
+            if items[-1] > items[-2]:
+                items[-1], items[-2] = items[-2], items[-1]
+        rows += [(u, i, 4, t) for i, t in zip(items, ts)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    items = pd.DataFrame({"item_id": np.arange(1, 9), "title": [f"movie {i}" for i in range(1, 9)]})
+    return SimpleNamespace(ratings=ratings, items=items)
+
+
+def test_source_listing_runs_as_written():
+    m = chapter.listing_model(20, 4, 5)
+    assert sum(p.numel() for p in m.parameters()) > 0
+    assert m(torch.tensor([[3, 4, 5]])).shape == (1, 20)
+    assert "super(GRU4Rec, self).__init__()" in chapter.SOURCE_LISTING
+
+
+def test_listing_checks_report_what_the_listing_does():
+    table = chapter.listing_checks([5, 3, 10], num_items=50).set_index("claim")
+    assert not table.loc["no super().__init__()", "holds"]  # the listing does call it
+    for claim in ("padding read as the last state", "loss only at the last step",
+                  "a full softmax over all items", "padding id colliding with item 0"):
+        assert table.loc[claim, "holds"], claim
+    assert "3 targets per pass instead of 15" in table.loc["loss only at the last step", "evidence"]
+
+
+def test_super_init_detection_is_not_a_constant():
+    assert chapter._calls_super_init(chapter.SOURCE_LISTING)
+    assert not chapter._calls_super_init("class A:\n    def __init__(self):\n        self.x = 1\n")
+
+
+def test_training_signals():
+    assert chapter.training_signals([5, 1, 3]) == {"last step only": 2, "every step": 6, "share": 2 / 6}
+    with pytest.raises(ValueError, match="^lengths"):
+        chapter.training_signals([0, 2])
+
+
+def test_padded_gru_reads_no_padding_and_trains_on_every_step():
+    torch.manual_seed(0)
+    m = chapter.PaddedGRU(12, embedding_dim=4, hidden_size=6).eval()
+    assert torch.all(m.embedding.weight[0] == 0)
+    a = m.score_next([np.array([3, 4, 5])])
+    b = m.score_next([np.array([3, 4, 5]), np.array([6, 7, 8, 9, 10, 11, 2])])[0]
+    torch.testing.assert_close(a[0], b)  # batching with a longer sequence changes nothing
+    # the logits at a window's position t are those of reading its first t + 1 items
+    win = chapter.padded_windows([np.array([3, 4, 5, 6])], window=6)
+    assert win["items"].tolist() == [[3, 4, 5, 6, 0, 0, 0]]
+    with torch.no_grad():
+        logits = m(dict(win))
+    for t in range(3):
+        torch.testing.assert_close(logits[0, t, 2:], m.score_next([np.array([3, 4, 5, 6][: t + 1])])[0, 2:])
+    # the loss averages over the 3 real targets only
+    targets = torch.tensor([4, 5, 6])
+    lp = torch.log_softmax(logits[0, :3].masked_fill(torch.arange(12) < 2, float("-inf")), dim=1)
+    want = -lp[torch.arange(3), targets].mean()
+    assert chapter.padded_loss(m, dict(win)).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_padded_windows_cover_every_pair_once():
+    seqs = [np.arange(2, 13), np.array([5, 6]), np.array([7])]
+    win = chapter.padded_windows(seqs, window=4)["items"].numpy()
+    pairs = [(r[t], r[t + 1]) for r in win for t in range(4) if r[t + 1] != 0]
+    want = [(s[t], s[t + 1]) for s in seqs for t in range(len(s) - 1)]
+    assert sorted(pairs) == sorted(want)
+
+
+def test_padded_gru_learns_with_fit():
+    from recbook.chapters.synthetic import planted_markov_chain
+    from recbook.next_item import evaluate_next_item
+
+    chain = planted_markov_chain(n_items=10, n_sequences=80, length=(8, 16), seed=1)
+    d = chain.split()
+    torch.manual_seed(0)
+    m = chapter.PaddedGRU(d.n_items, 16, 16)
+    before = evaluate_next_item(m, next_item_split(d, "test"), ks=(3,))["recall@3"]
+    fit(m, chapter.padded_windows(d.train, 10), epochs=6, batch_size=16, lr=0.03, loss_fn=chapter.padded_loss,
+        evaluate=None, progress=False)
+    after = evaluate_next_item(m, next_item_split(d, "test"), ks=(3,))["recall@3"]
+    assert after > before + 0.3
+
+
+def test_slot_table_and_plot():
+    t = chapter.slot_table([3, 5, 2, 4], batch_size=2)
+    assert t.groupby("sequence").size().to_dict() == {0: 2, 1: 4, 2: 1, 3: 3}
+    assert t[t["reset"]]["position"].eq(0).all() and t["reset"].sum() == 4
+    # slot 0 reads sequence 0 (2 steps), then 2 (1 step), then 3; slot 1 reads sequence 1
+    assert t[t["slot"] == 0]["sequence"].tolist() == [0, 0, 2, 3, 3, 3]
+    assert t[t["slot"] == 1]["sequence"].tolist() == [1, 1, 1, 1]
+    ax = chapter.plot_slots(t)
+    assert len(ax.patches) == len(t)
+    with pytest.raises(ValueError, match="^table"):
+        chapter.plot_slots(t.drop(columns="reset"))
+
+
+def test_tie_rules_differ_only_within_a_second():
+    ml = tiny_ml()
+    a = chapter.leave_last_out_by_tie_rule(ml, "file")
+    b = chapter.leave_last_out_by_tie_rule(ml, "item_id")
+    assert a.n_items == 10 and a.users.tolist() == [1, 2, 3, 4, 5, 6]
+    changed = np.flatnonzero(a.test != b.test).tolist()
+    assert changed == [0, 1]  # users 1 and 2: last two ratings in the same second
+    assert (a.test[changed] == b.valid[changed]).all() and (a.valid[changed] == b.test[changed]).all()
+    # the file order keeps the rows as written: user 1's last row in the file is the test target
+    last_rows = ml.ratings.groupby("user_id").tail(1)["item_id"].to_numpy() + 1
+    assert a.test.tolist() == last_rows.tolist()
+    with pytest.raises(ValueError, match="^ties"):
+        chapter.leave_last_out_by_tie_rule(ml, "time")
+
+
+def test_tie_rule_effect_evaluates_the_same_model_twice():
+    ml = tiny_ml()
+    d = chapter.leave_last_out_by_tie_rule(ml, "file")
+    pop = MostPopular.from_sequences(d.train, d.n_items)
+    table = chapter.tie_rule_effect(pop, ml)
+    assert list(table.index) == ["file", "item_id"]
+    assert table.loc["file", "targets changed"] == 0 and table.loc["item_id", "targets changed"] == 2
+
+
+def test_widget_payload_ranks_like_the_model():
+    ml = tiny_ml()
+    d = chapter.leave_last_out_by_tie_rule(ml, "file")
+    pop = MostPopular.from_sequences(d.train, d.n_items)
+    seqs = chapter.prepared_sequences(ml, {"a": [1, 2], "b": [8]})
+    assert seqs == {"a": [2, 3], "b": [9]}
+    table = chapter.next_item_table(pop, ml, seqs["a"], k=3)
+    scores = pop.score_next([np.array([2, 3])])[0]
+    assert table["item_id"].tolist() == (torch.argsort(scores, descending=True, stable=True)[:3] - 1).tolist()
+    assert table["share"].between(0, 1).all() and list(table["rank"]) == [1, 2, 3]
+    payload = chapter.next_item_payload(pop, ml, seqs, k=3)
+    assert payload["a"]["history"] == ["movie 1", "movie 2"] and len(payload["b"]["top"]) == 3
+    import json
+    json.dumps(payload)  # plain data, ready for the page
+    box = chapter.next_item_dropdown(pop, ml, seqs, k=3)
+    assert len(box.stack.children) == 2
+    with pytest.raises(ValueError, match="sequences"):
+        chapter.prepared_sequences(ml, {"x": [99]})
+
+
+def test_compare_variants_and_plot():
+    from recbook.chapters.synthetic import planted_markov_chain
+
+    d = planted_markov_chain(n_items=10, n_sequences=60, length=(6, 10), seed=0).split()
+    base = GRU4RecConfig(layers=(8,), batch_size=16, n_negatives=4, epochs=2, patience=2, lr=0.1)
+    res = chapter.compare_variants(d, {"XE": {"loss": "cross-entropy"}, "TOP1-max": {"loss": "top1-max"}}, base,
+                                   seeds=(0, 1))
+    assert list(res["variant"]) == ["XE", "XE", "TOP1-max", "TOP1-max"]
+    assert {"test_recall@20", "valid_recall@20", "cpu_s_per_epoch"} <= set(res.columns)
+    axes = chapter.plot_variants(res)
+    assert len(axes) == 2 and len(axes[0].patches) == 2
+    with pytest.raises(ValueError, match="^variants"):
+        chapter.compare_variants(d, {}, base)
+
+
+def test_seen_share_counts_top_k_slots_spent_on_the_history():
+    class Fixed:
+        def score_next(self, histories):
+            return torch.tensor([[-np.inf, -np.inf, 5.0, 4.0, 3.0, 2.0, 1.0]] * len(histories))
+
+    split = SimpleNamespace(histories=[np.array([2, 3]), np.array([6]), np.array([2])])
+    out = chapter.seen_share(Fixed(), split, k=2)  # top 2 = items 2 and 3 for everyone
+    assert out == {"mean share": pytest.approx((1.0 + 0.0 + 0.5) / 3), "users with none": pytest.approx(1 / 3)}
+
+
+def test_file_tie_rule_is_the_protocol_of_the_leaderboard():
+    from recbook.data import load_movielens100k, sequence_protocol
+
+    ml = load_movielens100k(progress=False)
+    a, b = chapter.leave_last_out_by_tie_rule(ml, "file"), sequence_protocol(ml)
+    assert np.array_equal(a.valid, b.valid) and np.array_equal(a.test, b.test) and a.n_items == b.n_items
+    assert all(np.array_equal(x, y) for x, y in zip(a.train, b.train))
+    c = chapter.leave_last_out_by_tie_rule(ml, "item_id")
+    assert 200 < int((c.test != a.test).sum()) < 415  # only users whose last two ratings share a second
