@@ -182,3 +182,73 @@ def test_heatmap_widget_table_and_dropdown():
     assert isinstance(box, ipw.VBox) and len(box.control.options) == 4
     with pytest.raises(ValueError, match="users: expected a non-empty list"):
         chapter.widget_table(model, split, frame, catalogue, users=[], candidates=[2])
+
+
+# ---------------------------------------------------------------- charts computed in the browser
+
+def test_unit_scores_written_out_in_numpy_equal_the_models_weights():
+    for activation in ("prelu", "dice"):
+        model, split, frame, catalogue = small_world()
+        if activation == "dice":
+            torch.manual_seed(1)
+            model = DIN(model.schema, {"genres": catalogue.features["genres"]}, 4, hidden=(8,),
+                        attention_hidden=(6,), activation="dice", init_std=0.5)
+            model.train()
+            for _ in range(3):  # move Dice's running statistics away from (0, 1)
+                model(dict(split))
+        t = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[9])
+        with torch.no_grad():
+            table = model.item_vectors().numpy()
+        keys = table[split["hist_item"][1][split["hist_mask"][1]].numpy()]
+        query = table[catalogue.codes([9])[0]]
+        np.testing.assert_allclose(chapter.unit_scores(model, keys, query), t["weight"], atol=1e-5)
+        rounded = chapter.unit_scores(model, keys, query, decimals=1)
+        assert np.abs(rounded - t["weight"].to_numpy()).max() > 1e-4  # rounding the vectors shows
+    with pytest.raises(ValueError, match="one hidden layer"):
+        deep = DIN(model.schema, {"genres": catalogue.features["genres"]}, 4, attention_hidden=(6, 3))
+        chapter.unit_scores(deep, keys, query)
+
+
+def test_attention_chart_ships_the_histories_and_checks_the_models_weights():
+    model, split, frame, catalogue = small_world()
+    chart = chapter.attention_chart(model, split, frame, catalogue, users=[100, 200], candidates=[2, 9],
+                                    checks=[(200, 2)])
+    spec = chart.spec
+    hist = pd.read_csv(__import__("io").StringIO(spec["datasets"]["din_hist"]))
+    assert hist.groupby("user").size().to_dict() == {100: 5, 200: 4}
+    assert hist[hist["user"] == 200]["code"].tolist() == split["hist_item"][3][split["hist_mask"][3]].tolist()
+    checks = spec["usermeta"]["recbook"]["checks"]
+    assert [c["set"]["user"] for c in checks] == [100, 200]
+    code2 = int(catalogue.codes([2])[0])
+    assert checks[1]["set"]["candidate"] == code2
+    w = chapter.attention_table(model, split, frame, catalogue, 3, candidates=[2])["weight"]
+    want = f"sum of weights = {w.sum():.2f} · largest = {w.max():.2f}".replace("-", "\N{MINUS SIGN}")
+    assert checks[1]["texts"] == [want]
+    with pytest.raises(ValueError, match="candidate 5 is not one of candidates"):
+        chapter.attention_chart(model, split, frame, catalogue, users=[100], candidates=[2], checks=[(100, 5)])
+
+
+def test_dice_values_and_chart_by_hand():
+    # s = 1, E[s] = 0, Var[s] = 1, alpha = 0.25: p = sigmoid(1) = 0.7311, f = p + (1 - p) * 0.25
+    p = 1 / (1 + np.exp(-1.0))
+    got = chapter.dice_values([1.0, -2.0], mean=0.0, var=1.0, alpha=0.25)
+    np.testing.assert_allclose(got, [p + (1 - p) * 0.25, -2.0 * (1 / (1 + np.exp(2.0)) + 0.25 * (1 - 1 / (1 + np.exp(2.0))))],
+                               rtol=1e-7)
+    chart = chapter.dice_chart(checks=[dict(mean=1.0, std=0.5, alpha=0.5)])
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    # at s = -1 with E = 1, sd = 0.5: p = sigmoid(-4); f = -1 * (0.5 + 0.5 * p)
+    q = 1 / (1 + np.exp(4.0))
+    assert checks[1]["texts"] == [f"at s = \N{MINUS SIGN}1.0: Dice \N{MINUS SIGN}{0.5 + 0.5 * q:.2f}, "
+                                  f"PReLU \N{MINUS SIGN}0.50"]
+    with pytest.raises(ValueError, match="var: expected a positive number"):
+        chapter.dice_values([1.0], mean=0.0, var=0.0, alpha=0.25)
+
+
+def test_architecture_diagram_draws_one_unit_per_history_item():
+    ax = chapter.plot_din_architecture(3, attention_hidden=16, hidden=(64, 32))
+    texts = [t.get_text() for t in ax.texts]
+    assert sum(t.startswith("$a(e_") for t in texts) == 3
+    assert "$a(e_L, v_A)$" in texts and "MLP\n64-32" in texts
+    assert any("16 units" in t for t in texts)
+    with pytest.raises(ValueError, match="n_items: expected at least 2"):
+        chapter.plot_din_architecture(1)

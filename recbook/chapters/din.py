@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .._checks import require_columns, require_positive_int
+from ..data import GENRES
 from ..data.features import UNK
 from ..metrics import ctr_report
 from ..models.din import DIN
@@ -33,7 +35,7 @@ from ..train import predict
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "USER_TYPES", "attention_dropdown", "attention_table", "genre_overlap_summary", "last_row_of_user",
+    "USER_TYPES", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
 ]
 
@@ -191,6 +193,9 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int
         if missing or not candidates:
             raise ValueError(f"candidates: expected item ids of the catalogue, got {missing or candidates}")
     info = catalogue.frame
+    titles = ["<unknown item>" if pd.isna(t) else str(t) for t in info["title"]]
+    genres_of = [tuple(g) if isinstance(g, (tuple, list)) else () for g in info["genres"]]
+    items = [-1 if pd.isna(i) else int(i) for i in info["item_id"]]
     out = []
     was_training = model.training
     model.eval()
@@ -204,18 +209,16 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int
             w = model.attention_weights(batch).numpy()  # [C, L]
             mask = batch["hist_mask"][0].numpy()
             hist = batch["hist_item"][0].numpy()[mask]
+            user_id = int(frame["user_id"].iloc[r])
             for ci, (c, cc) in enumerate(zip(cands, cand_codes)):
-                cg = tuple(info.at[cc, "genres"])
+                cg = set(genres_of[cc])
                 for p, (code, weight) in enumerate(zip(hist, w[ci][mask]), start=1):
-                    g = tuple(info.at[code, "genres"])
-                    title = info.at[code, "title"]
-                    item = info.at[code, "item_id"]
-                    out.append({"row": int(r), "user_id": int(frame["user_id"].iloc[r]), "candidate_id": c,
-                                "candidate": str(info.at[cc, "title"]), "candidate_genres": "|".join(cg),
+                    g = genres_of[code]
+                    out.append({"row": int(r), "user_id": user_id, "candidate_id": c,
+                                "candidate": titles[cc], "candidate_genres": "|".join(genres_of[cc]),
                                 "probability": float(prob[ci]), "position": p,
-                                "item_id": -1 if pd.isna(item) else int(item),
-                                "title": "<unknown item>" if pd.isna(title) else str(title),
-                                "genres": "|".join(g), "shared_genres": len(set(g) & set(cg)),
+                                "item_id": items[code], "title": titles[code],
+                                "genres": "|".join(g), "shared_genres": len(set(g) & cg),
                                 "weight": float(weight)})
     finally:
         model.train(was_training)
@@ -261,19 +264,19 @@ def plot_attention_heatmap(table: pd.DataFrame, *, row: int | None = None, ax: A
     shared = t.pivot_table(index="position", columns="candidate", values="shared_genres", sort=True)[cands]
     titles = t.drop_duplicates("position").set_index("position").loc[w.index, "title"]
     titles = [s if len(s) <= max_title else s[: max_title - 1] + "…" for s in titles]
-    ax = _axes(ax, figsize=(2.0 + 1.6 * len(cands), 0.8 + 0.22 * len(w)))
+    ax = _axes(ax, figsize=(2.6 + 1.8 * len(cands), 1.0 + 0.26 * len(w)))
     lim = float(np.abs(w.to_numpy()).max()) or 1.0
     vmin = -lim if (w.to_numpy() < 0).any() else 0.0
     im = ax.imshow(w.to_numpy(), aspect="auto", cmap="RdBu_r" if vmin < 0 else "Reds", vmin=vmin, vmax=lim)
-    ax.set_yticks(range(len(w)), titles, fontsize=7)
+    ax.set_yticks(range(len(w)), titles, fontsize=9)
     probs = t.drop_duplicates("candidate").set_index("candidate")["probability"]
-    ax.set_xticks(range(len(cands)), [f"{c}\np = {probs[c]:.2f}" for c in cands], fontsize=8)
+    ax.set_xticks(range(len(cands)), [f"{c}\np = {probs[c]:.2f}" for c in cands], fontsize=9)
     ax.xaxis.tick_top()
     if annotate:
         for i in range(len(w)):
             for j in range(len(cands)):
                 mark = " •" if shared.iat[i, j] > 0 else ""
-                ax.text(j, i, f"{w.iat[i, j]:.2f}{mark}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, f"{w.iat[i, j]:.2f}{mark}", ha="center", va="center", fontsize=9)
     ax.figure.colorbar(im, ax=ax, label="attention weight", shrink=0.6)
     ax.set_ylabel("history, oldest first (• shares a genre with the candidate)")
     return ax
@@ -336,3 +339,372 @@ def attention_dropdown(table: pd.DataFrame):
     box = precomputed_slider(render, list(labels), "user × movie", control="dropdown")
     box.control.layout.width = "min(100%, 600px)"
     return box
+
+
+# --------------------------------------------------------------------------------------------
+# Charts that compute in the browser
+# --------------------------------------------------------------------------------------------
+
+_BLOCKS = ("e", "v", "p", "d")
+GENRE_BITS = {g: i for i, g in enumerate(GENRES)}
+"""Bit of each genre in the genre masks the attention chart ships (one integer per movie)."""  # the four parts of the unit's input: e_j, v_A, e_j * v_A, e_j - v_A
+
+
+def _unit_parts(model: DIN):
+    """The activation unit of a one-hidden-layer DIN as numpy arrays: the first layer split into
+    the blocks that meet ``e``, ``v``, ``e * v`` and ``e - v`` (each ``[H, Di]``), its bias, the
+    activation (slope ``alpha``; Dice's running mean and variance) and the output layer."""
+    from ..layers import Dice, PReLU
+
+    unit = model.attention.unit
+    if len(unit.rest.linears):
+        raise ValueError("model: expected an activation unit with one hidden layer (attention_hidden=(H,))")
+    act = unit.first_activation
+    if not isinstance(act, (PReLU, Dice)):
+        raise ValueError(f"model: expected a PReLU or Dice activation unit, got {type(act).__name__}")
+    with torch.no_grad():
+        blocks = [b.numpy().astype(np.float64) for b in unit.first.weight.split(unit.dim, dim=1)]
+        h = unit.first.out_features
+        hidden = pd.DataFrame({
+            "h": np.arange(h), "b1": unit.first.bias.numpy(), "alpha": act.alpha.numpy(),
+            "mean": act.running_mean.numpy() if isinstance(act, Dice) else np.zeros(h),
+            "var": act.running_var.numpy() if isinstance(act, Dice) else np.ones(h),
+            "w2": unit.rest.out.weight[0].numpy()}).astype({c: float for c in ("b1", "alpha", "mean", "var", "w2")})
+        b2 = float(unit.rest.out.bias[0])
+    dice = {"eps": act.eps} if isinstance(act, Dice) else None
+    return dict(zip(_BLOCKS, blocks)), hidden, b2, dice
+
+
+def unit_scores(model: DIN, keys: np.ndarray, query: np.ndarray, *, decimals: int | None = None) -> np.ndarray:
+    """The activation unit's scores written out in numpy, as the browser chart computes them:
+    ``w2 . act(W_e e + W_v v + W_p (e * v) + W_d (e - v) + b1) + b2`` for each row of ``keys``
+    ``[N, Di]`` and one candidate ``query`` ``[Di]`` -> ``[N]`` (before any softmax).
+
+    With ``decimals``, the item vectors are rounded as the chart ships them, so the result is
+    what the browser shows; without, it is the model's own score (up to float64 rounding).
+    """
+    model = _require_din(model)
+    blocks, hidden, b2, dice = _unit_parts(model)
+    e, v = np.asarray(keys, dtype=np.float64), np.asarray(query, dtype=np.float64)
+    if decimals is not None:
+        e, v = np.round(e, decimals), np.round(v, decimals)
+    z = e @ blocks["e"].T + v @ blocks["v"].T + (e * v) @ blocks["p"].T + (e - v) @ blocks["d"].T
+    z = z + hidden["b1"].to_numpy()
+    alpha = hidden["alpha"].to_numpy()
+    if dice is None:
+        a = np.where(z > 0, z, alpha * z)
+    else:
+        p = 1 / (1 + np.exp(-(z - hidden["mean"].to_numpy()) / np.sqrt(hidden["var"].to_numpy() + dice["eps"])))
+        a = z * (alpha + p * (1 - alpha))
+    return a @ hidden["w2"].to_numpy() + b2
+
+
+def _genre_mask(genres) -> int:
+    if not isinstance(genres, (tuple, list)):
+        return 0
+    return int(sum(1 << GENRE_BITS[g] for g in genres if g in GENRE_BITS))
+
+
+def _short(title, n: int = 38) -> str:
+    title = "<unknown item>" if pd.isna(title) else str(title)
+    return title if len(title) <= n else title[: n - 1] + "…"
+
+
+def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users: Sequence[int],
+                    candidates: Sequence[int], user: int | None = None, candidate: int | None = None,
+                    checks: Sequence[tuple[int, int]] = (), decimals: int = 5):
+    """DIN's attention over a user's history for any of ``candidates``, **computed in the browser**.
+
+    For each of ``users`` the chart ships the history of the user's last row in ``frame`` (item
+    codes, oldest first), and for those items and the ``candidates`` their item vectors
+    ``e = [item_id, genres]`` (``Di`` numbers each, rounded to ``decimals``); it also ships the
+    trained activation unit (the four blocks of its first layer, its bias and slopes, its output
+    layer). Two dropdowns pick the user and the candidate; Vega then computes, for every history
+    item, the unit's input ``[e_j, v_A, e_j * v_A, e_j - v_A]``, the hidden layer, the activation
+    and the score: the attention weight (with a softmax over the history when the model has one).
+
+    The predicted probability needs the model's whole MLP on top (tens of thousands of weights);
+    it is **precomputed** in PyTorch for every (user, candidate) pair and shipped as a small table.
+
+    ``(user, candidate)`` and each pair of ``checks`` become browser checks of the header, whose
+    sum of weights and largest weight come from the PyTorch model (:meth:`DIN.attention_weights`).
+    """
+    import altair as alt
+
+    from .. import widgets
+
+    model = _require_din(model)
+    split = _require_split(split, history=True)
+    catalogue = _require_catalogue(catalogue)
+    decimals = require_positive_int(decimals, name="decimals")
+    users, candidates = [int(u) for u in users], [int(c) for c in candidates]
+    if not users or not candidates:
+        raise ValueError("users, candidates: expected non-empty lists of user ids and item ids")
+    user = users[0] if user is None else int(user)
+    candidate = candidates[0] if candidate is None else int(candidate)
+    for u, c in [(user, candidate), *checks]:
+        if u not in users:
+            raise ValueError(f"checks: user {u!r} is not one of users {users}")
+        if c not in candidates:
+            raise ValueError(f"checks: candidate {c!r} is not one of candidates {candidates}")
+    t = attention_table(model, split, frame, catalogue, [last_row_of_user(frame, u) for u in users], candidates)
+    info = catalogue.frame
+    cand_codes = catalogue.codes(candidates)
+    rows = [last_row_of_user(frame, u) for u in users]
+    hist = pd.DataFrame([{"user": u, "pos": p, "code": int(code)}
+                         for u, r in zip(users, rows)
+                         for p, code in enumerate(split["hist_item"][r][split["hist_mask"][r]].tolist(), start=1)])
+    codes = sorted(set(hist["code"]) | set(int(c) for c in cand_codes))
+    with torch.no_grad():
+        table = model.item_vectors().numpy().astype(np.float64)
+    di = table.shape[1]
+    scale = 10 ** decimals
+    items = pd.DataFrame(np.rint(table[codes] * scale).astype(np.int64), columns=[f"e{d}" for d in range(di)])
+    items.insert(0, "code", codes)
+    items["title"] = [_short(info.at[c, "title"]) for c in codes]
+    items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in codes]
+    blocks, hidden, b2, dice = _unit_parts(model)
+    h = len(hidden)
+    unit = pd.DataFrame({"d": np.arange(di), **{f"{name}{k}": blocks[name][k] for name in _BLOCKS for k in range(h)}})
+    probs = t.drop_duplicates(["user_id", "candidate_id"])[["user_id", "candidate_id", "probability"]]
+    code_of = dict(zip(candidates, (int(c) for c in cand_codes)))
+    probs = pd.DataFrame({"key": [f"{u}|{code_of[c]}" for u, c in zip(probs["user_id"], probs["candidate_id"])],
+                          "p": probs["probability"].round(2)})
+    d_hist = widgets.CsvData(hist, name="din_hist")
+    d_items = widgets.CsvData(items, name="din_items")
+    d_unit = widgets.CsvData(unit, name="din_unit", decimals=5)
+    d_hidden = widgets.CsvData(hidden, name="din_hidden", decimals=6)
+    d_prob = widgets.CsvData(probs, name="din_prob")
+    u_param = widgets.dropdown("user", users, user, label="user",
+                               labels=[f"{u} · {'known' if k == 'known' else 'cold'} · {int(split['hist_mask'][r].sum())} items"
+                                       for u, r, k in zip(users, rows, user_types(split)[rows])])
+    by_title = sorted(candidates, key=lambda c: str(info.at[code_of[c], "title"]))
+    c_param = widgets.dropdown("candidate", [code_of[c] for c in by_title], code_of[candidate], label="candidate",
+                               labels=[_short(info.at[code_of[c], "title"], 44) for c in by_title])
+    ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
+    unit_cols = [f"{n}{k}" for n in _BLOCKS for k in range(h)]
+    # Per (history item, dimension d): its share of each hidden unit's input. Vectors are integers
+    # in units of 10^-decimals; fields looked up from a CsvData are text, hence toNumber.
+    s_exprs = {f"s{k}": (f"toNumber(datum.e{k}w) * datum.x + toNumber(datum.v{k}w) * datum.y"
+                         f" + toNumber(datum.p{k}w) * datum.x * datum.y + toNumber(datum.d{k}w) * (datum.x - datum.y)")
+               for k in range(h)}
+    act = ("datum.z > 0 ? datum.z : toNumber(datum.alpha) * datum.z" if dice is None else
+           f"datum.z * (toNumber(datum.alpha) + (1 - toNumber(datum.alpha)) / (1 + exp(-(datum.z - toNumber(datum.mean))"
+           f" / sqrt(toNumber(datum.var) + {dice['eps']!r}))))")
+    base = (
+        alt.Chart(d_hist.ref)
+        .transform_filter("datum.user == user")
+        .transform_lookup(lookup="code", from_=alt.LookupData(d_items.ref, "code", [*ecols, "title", "gmask"]))
+        .transform_calculate(cand="candidate")
+        .transform_lookup(lookup="cand", from_=alt.LookupData(d_items.ref, "code", [*ecols, "gmask"]),
+                          as_=[*ccols, "cmask"])
+        .transform_fold(ecols, as_=["dim", "ev"])
+        .transform_calculate(d="toNumber(substring(datum.dim, 1))",
+                             x=f"toNumber(datum.ev) / {scale}",
+                             y=f"toNumber(datum['c' + substring(datum.dim, 1)]) / {scale}")
+        .transform_lookup(lookup="d", from_=alt.LookupData(d_unit.ref, "d", unit_cols),
+                          as_=[f"{c}w" for c in unit_cols])
+        .transform_calculate(**s_exprs)
+        .transform_aggregate(**{f"s{k}": f"sum(s{k})" for k in range(h)},
+                             groupby=["pos", "title", "gmask", "cmask"])
+        .transform_fold([f"s{k}" for k in range(h)], as_=["unit", "s"])
+        .transform_calculate(h="toNumber(substring(datum.unit, 1))")
+        .transform_lookup(lookup="h", from_=alt.LookupData(d_hidden.ref, "h", ["b1", "alpha", "mean", "var", "w2"]))
+        .transform_calculate(z="datum.s + toNumber(datum.b1)")
+        .transform_calculate(out=f"toNumber(datum.w2) * ({act})")
+        .transform_aggregate(score=f"sum(out)", groupby=["pos", "title", "gmask", "cmask"])
+        .transform_calculate(score=f"datum.score + {b2!r}")
+    )
+    if model.attention.softmax:
+        base = (base.transform_calculate(q=f"exp(datum.score / {float(np.sqrt(di))!r})")
+                .transform_joinaggregate(total="sum(q)").transform_calculate(weight="datum.q / datum.total"))
+    else:
+        base = base.transform_calculate(weight="datum.score")
+    shared = " + ".join(f"(floor(toNumber(datum.gmask) / {1 << b}) % 2) * (floor(toNumber(datum.cmask) / {1 << b}) % 2)"
+                        for b in range(len(GENRE_BITS)))
+    bars_data = base.transform_calculate(
+        shared=shared,
+        colour="datum.shared > 0 ? 'shares a genre with the candidate' : 'shares no genre'",
+        label="datum.pos + '. ' + datum.title", shown="format(datum.weight, '.2f')")
+    header = (base.transform_aggregate(total="sum(weight)", top="max(weight)", n="count()")
+              .transform_calculate(key="user + '|' + candidate")
+              .transform_lookup(lookup="key", from_=alt.LookupData(d_prob.ref, "key", ["p"]))
+              .transform_calculate(
+                  t="'sum of weights = ' + format(datum.total, '.2f') + ' · largest = ' + format(datum.top, '.2f')",
+                  s="datum.n + ' history items · predicted probability ' + format(toNumber(datum.p), '.2f')"
+                    " + ' (precomputed)'"))
+    head = alt.layer(
+        header.mark_text(align="left", fontSize=15, fontWeight="bold").encode(x=alt.value(0), y=alt.value(10),
+                                                                              text="t:N"),
+        header.mark_text(align="left", fontSize=12, color="#555555").encode(x=alt.value(0), y=alt.value(32),
+                                                                            text="s:N"),
+    ).properties(width=380, height=40)
+    colour = alt.Color("colour:N", title=None, scale=alt.Scale(
+        domain=["shares a genre with the candidate", "shares no genre"], range=["#C44E52", "#8C8C8C"]))
+    y = alt.Y("label:N", sort=alt.EncodingSortField("pos", order="ascending"), title="history, oldest first",
+              axis=alt.Axis(labelLimit=230, labelFontSize=10))
+    bars = bars_data.mark_bar(height={"band": 0.8}).encode(
+        x=alt.X("weight:Q", title="attention weight"), y=y, color=colour,
+        tooltip=[alt.Tooltip("title:N"), alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=300, height={"step": 13})
+    chart = alt.vconcat(head, bars, spacing=10)
+    checks_ = []
+    for u, c in [(user, candidate), *checks]:
+        text = _attention_header(t, u, c)
+        r = rows[users.index(u)]
+        keys = table[split["hist_item"][r][split["hist_mask"][r]].numpy()]
+        shipped = unit_scores(model, keys, table[code_of[c]], decimals=decimals)
+        if model.attention.softmax:
+            shipped = np.exp(shipped / np.sqrt(di) - (shipped / np.sqrt(di)).max())
+            shipped = shipped / shipped.sum()
+        if text != _header_text(shipped.sum(), shipped.max()):
+            raise ValueError(f"checks: for user {u} and candidate {c} the header is {text!r} in PyTorch but "
+                             "rounds differently from the shipped, rounded vectors; pick another pair")
+        checks_.append({"set": {"user": int(u), "candidate": code_of[c]}, "texts": [text]})
+    return widgets.browser_chart(chart, params=[u_param, c_param],
+                                 data=[d_hist, d_items, d_unit, d_hidden, d_prob], checks=checks_)
+
+
+def _attention_header(table: pd.DataFrame, user: int, candidate: int) -> str:
+    w = table[(table["user_id"] == user) & (table["candidate_id"] == candidate)]["weight"]
+    return _header_text(w.sum(), w.max())
+
+
+def _d3(value: float, spec: str = ".2f") -> str:
+    """``value`` as the browser's ``format(value, spec)`` writes it (a true minus sign, U+2212)."""
+    return format(value, spec).replace("-", "\N{MINUS SIGN}")
+
+
+def _header_text(total: float, top: float) -> str:
+    return f"sum of weights = {_d3(total)} · largest = {_d3(top)}"
+
+
+def dice_values(s, *, mean: float, var: float, alpha: float, eps: float = 1e-8) -> np.ndarray:
+    """Dice of ``s`` with the given statistics and slope, computed by :class:`recbook.layers.Dice`
+    in ``eval()`` mode (one neuron whose running mean and variance are ``mean`` and ``var``)."""
+    from ..layers import Dice
+
+    if not (isinstance(var, (int, float)) and var > 0):
+        raise ValueError(f"var: expected a positive number, got {var!r}")
+    dice = Dice(1, eps=eps, alpha_init=float(alpha)).eval()
+    dice.running_mean.fill_(float(mean))
+    dice.running_var.fill_(float(var))
+    with torch.no_grad():
+        x = torch.as_tensor(np.asarray(s, dtype=np.float64), dtype=torch.float64).reshape(-1, 1)
+        return dice.double()(x).reshape(-1).numpy()
+
+
+def _dice_texts(at: float, mean: float, std: float, alpha: float) -> list[str]:
+    dice = float(dice_values([at], mean=mean, var=std ** 2, alpha=alpha)[0])
+    prelu = at if at > 0 else alpha * at
+    return [f"at s = {_d3(at, '+.1f')}: Dice {_d3(dice, '+.2f')}, PReLU {_d3(prelu, '+.2f')}"]
+
+
+def dice_chart(*, mean: float = 0.0, std: float = 1.0, alpha: float = 0.25, at: float = -1.0,
+               checks: Sequence[Mapping] = ()):
+    """Dice and PReLU of one neuron, ``s`` from -4 to 4, computed in the browser.
+
+    Sliders set the neuron's mean ``E[s]``, its standard deviation ``sqrt(Var[s])`` and the slope
+    ``alpha`` (both activations use it); the header gives both values at ``s = at``, and each
+    of ``checks`` (``dict(mean=..., std=..., alpha=...)``) becomes a browser check of it computed by
+    :class:`recbook.layers.Dice`. A dashed line marks ``E[s]``, where Dice's switch is centred.
+    """
+    import altair as alt
+
+    from .. import widgets
+
+    m = widgets.slider("mean", -2, 2, 0.1, mean, label="E[s]")
+    sd = widgets.slider("std", 0.2, 3, 0.1, std, label="√Var[s]")
+    a = widgets.slider("alpha", 0, 1, 0.05, alpha, label="α")
+    dice = "datum.s * (alpha + (1 - alpha) / (1 + exp(-(datum.s - mean) / sqrt(std * std + 1e-8))))"
+    prelu = "datum.s > 0 ? datum.s : alpha * datum.s"
+    curves = (alt.Chart(alt.sequence(-4, 4.001, 0.05, as_="s"))
+              .transform_calculate(Dice=dice, PReLU=prelu)
+              .transform_fold(["Dice", "PReLU"], as_=["activation", "f"]))
+    lines = curves.mark_line(strokeWidth=2.5).encode(
+        x=alt.X("s:Q", title="input s of the neuron"), y=alt.Y("f:Q", title="output f(s)"),
+        color=alt.Color("activation:N", title=None, scale=alt.Scale(domain=["Dice", "PReLU"],
+                                                                     range=["#C44E52", "#4C72B0"])),
+        strokeDash=alt.StrokeDash("activation:N", legend=None, scale=alt.Scale(
+            domain=["Dice", "PReLU"], range=[[1, 0], [5, 3]])))
+    centre = alt.Chart(alt.sequence(0, 1, 1, as_="i")).transform_calculate(s="mean").mark_rule(
+        color="#888888", strokeDash=[2, 2]).encode(x="s:Q")
+    at_expr = f"{float(at)!r}"
+    head = (alt.Chart(alt.sequence(0, 1, 1, as_="i"))
+            .transform_calculate(s=at_expr)
+            .transform_calculate(d=dice, p=prelu)
+            .transform_calculate(t=f"'at s = ' + format(datum.s, '+.1f') + ': Dice ' + format(datum.d, '+.2f')"
+                                   " + ', PReLU ' + format(datum.p, '+.2f')")
+            .mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(8), text="t:N")
+            .properties(width=420, height=22))
+    chart = alt.vconcat(head, alt.layer(centre, lines).properties(width=420, height=260), spacing=8)
+    checks_ = [{"set": {"mean": mean, "std": std, "alpha": alpha}, "texts": _dice_texts(at, mean, std, alpha)}]
+    for c in checks:
+        c = dict(c)
+        checks_.append({"set": {"mean": c["mean"], "std": c["std"], "alpha": c["alpha"]},
+                        "texts": _dice_texts(at, c["mean"], c["std"], c["alpha"])})
+    return widgets.browser_chart(chart, params=[m, sd, a], checks=checks_)
+
+
+# --------------------------------------------------------------------------------------------
+# The architecture
+# --------------------------------------------------------------------------------------------
+
+def plot_din_architecture(n_items: int = 4, *, attention_hidden: int = 36, hidden: Sequence[int] = (200, 80),
+                          ax: Axes | None = None) -> Axes:
+    """DIN as the book builds it: each history item and the candidate go through the activation
+    unit, the weights pool the history for the candidate, and the MLP reads the user's fields,
+    the pooled history and the candidate. A note says what the base model does instead."""
+    n_items = require_positive_int(n_items, name="n_items")
+    if n_items < 2:
+        raise ValueError(f"n_items: expected at least 2 history items to draw, got {n_items}")
+    attention_hidden = require_positive_int(attention_hidden, name="attention_hidden")
+    hidden = [require_positive_int(h, name="hidden") for h in hidden]
+    ax = _axes(ax, figsize=(7.2, 4.6))
+    ax.set_xlim(0, 110)
+    ax.set_ylim(-6, 62)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9.5, weight="normal"):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
+                                    edgecolor="0.35", lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
+
+    def arrow(x0, y0, x1, y1, colour="0.3", style="-"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=11,
+                                     color=colour, lw=1, linestyle=style))
+
+    top, bottom = 50.0, 22.0
+    step = (top - bottom) / (n_items - 1)
+    ys = [top - i * step for i in range(n_items)]
+    h = min(5.0, step * 0.7)
+    ax.text(9.5, 60, "history (oldest first)", ha="center", fontsize=10, fontweight="bold")
+    ax.text(35, 60, "activation unit", ha="center", fontsize=10, fontweight="bold")
+    ax.text(35, 57.5, "MLP on $[e_j, v_A, e_j \\odot v_A, e_j - v_A]$\n"
+            f"{attention_hidden} units → one score per item", ha="center", va="top", fontsize=8, color="0.35")
+    for i, y in enumerate(ys):
+        j = "L" if i == n_items - 1 else str(i + 1)
+        box(2, y - h / 2, 15, h, f"$e_{j}$", "#EAEAF2", 10)
+        box(28, y - h / 2, 14, h, f"$a(e_{j}, v_A)$", "#FBE3CF", 9.5)
+        arrow(17.6, y, 27.4, y)
+        arrow(42.6, y, 53.4, 38 + (y - 38) * 0.25)
+    ax.text(9.5, bottom - h / 2 - 1.2, "⋮ padding: masked out", ha="center", va="top", fontsize=8, color="0.35")
+    # The candidate feeds every unit (dashed) and the MLP.
+    box(2, 5, 15, 6, "candidate $v_A$", "#D5EDE4", 9.5)
+    for y in ys:
+        arrow(17.6, 9, 30, y - h / 2 - 0.6, colour="#2E8B57", style=(0, (3, 2)))
+    box(2, -5, 15, 6, "user fields", "#EAEAF2", 9.5)
+    box(54, 33, 16, 10, "$v_U(A) =$\n$\\sum_j a_j e_j$", "#DCE6F2", 10)
+    ax.text(62, 31, "raw weights:\nno softmax", ha="center", va="top", fontsize=8, color="0.35")
+    # The MLP reads the user fields, the pooled history and the candidate.
+    box(78, 18, 9, 24, "concat", "#EAEAF2", 9.5)
+    arrow(70.6, 38, 77.4, 34)
+    arrow(17.6, 8, 77.4, 24, colour="#2E8B57")
+    arrow(17.6, -2, 77.4, 20)
+    box(91, 24, 9, 12, "MLP\n" + "-".join(str(x) for x in hidden), "#DCE6F2", 9)
+    arrow(87.6, 30, 90.4, 30)
+    box(103, 26, 6, 8, "$\\hat y$", "#D5EDE4", 11, "bold")
+    arrow(100.6, 30, 102.4, 30)
+    ax.text(55, -5.5, "base model: $v_U$ = mean of the $e_j$, the same for every candidate (no activation unit)",
+            ha="center", va="bottom", fontsize=8.5, color="0.25", style="italic")
+    return ax

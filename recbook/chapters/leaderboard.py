@@ -43,7 +43,7 @@ _HEADLINE = {"ctr": ("auc", "gauc", "logloss"),
              "sequence": ("recall@20", "mrr@20", "recall@10", "mrr@10", "ndcg@10")}
 
 LIBRARY_MODELS = {"WDL": "WideDeep", "DeepFM": "DeepFM", "DIN": "DIN", "FM": "FM", "LR": "LR",
-                  "GRU4Rec": "GRU4Rec", "DSSM": "TwoTower", "SASRec": "SASRec"}
+                  "GRU4Rec": "GRU4Rec-XE", "DSSM": "TwoTower", "SASRec": "SASRec"}
 """A library's model name -> the recbook model it corresponds to (the family compared)."""
 
 

@@ -1,5 +1,6 @@
-"""Helpers of the Wide & Deep chapter: what the wide part memorised, what the deep part adds, how
-the two share a ranking, what the paper's optimiser split does, and the source notes' listing.
+"""Helpers of the Wide & Deep chapter: the cross-product transformation, what the wide part
+memorised, what the deep part adds, what FTRL-Proximal's L1 does, the source notes' listing, and a
+chart that scales the two parts and ranks the movies in the browser.
 
 The chapter calls these helpers; they hold the code, the chapter explains it.
 
@@ -8,21 +9,20 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   term by readable term, and how well the training rows cover each cross.
 * :func:`cross_weight_table` / :func:`top_cross_weights`: the wide part's learned cross weights
   with readable names ("occupation=programmer × genres=Sci-Fi") and how many training rows
-  support each one: what the wide part memorised.
-* :func:`unseen_pair_auc`, :func:`unseen_by_cross` and :func:`unseen_pair_rows`: test AUC of the
-  whole model and of its two parts on rows whose cross pairs were all seen in training and on rows
-  with a pair never seen (per cross), and those rows, readable.
+  support each one: what the wide part memorised; :func:`genre_cross_weights` and
+  :func:`cross_weight_chart`: the demographic × genre weights, explored **in the browser**.
+* :func:`unseen_by_cross` and :func:`unseen_pair_rows`: AUC of the whole model and of its two
+  parts on rows whose cross pairs were all seen in training and on rows with a pair never seen
+  (per cross), and those rows, readable.
+* :func:`wide_sparsity` and :func:`zero_share_by_support`: which wide weights FTRL-Proximal with L1
+  (:func:`recbook.models.ftrl_adagrad`) leaves exactly zero.
 * :func:`catalogue_parts`, :func:`top_movies`, :func:`ranking_overlap` and :func:`scaling_chart`:
   the wide and deep logits of every movie for one user, and a chart that scales the two parts and
   ranks the movies **in the browser**.
-* :class:`ModelPart` and :func:`joint_vs_ensemble`: the same architecture trained jointly (one
-  logit, one loss) or as an ensemble of a wide and a deep model trained separately (the
-  leaderboard's ``WideDeep-ensemble`` does the latter in one run, with
-  :func:`recbook.models.ensemble_loss`).
-* :func:`wide_sparsity`, :func:`sparsity_evaluator`, :func:`zero_share_by_support` and
-  :func:`optimizer_split`: the paper's FTRL-Proximal (L1) + AdaGrad against one Adam: which wide
-  weights are exactly zero, AUC, time.
-* :func:`with_and_without_crosses`: the same model with and without its cross features.
+
+Joint training against an ensemble and the optimiser split are compared over seeds by the
+leaderboard (``WideDeep``, ``WideDeep-ensemble``, ``WideDeep-FTRL``, ``WideDeep-nocross`` in
+:mod:`recbook.bench`); the chapter reads those results.
 
 The source notes' Wide & Deep (``deep-recommendation-models.zh.md``, section 2), as written:
 :class:`ListingWideAndDeep`, and
@@ -32,8 +32,6 @@ The source notes' Wide & Deep (``deep-recommendation-models.zh.md``, section 2),
 * :func:`dense_wide_input`, :func:`listing_wide_with_crosses` and :func:`time_wide_dense_vs_sparse`:
   the same ``nn.Linear`` with the crosses in its input computes the book's wide part, over a dense
   input that is almost all zeros; what that costs, measured.
-
-The DeepFM chapter's helpers are in :mod:`recbook.chapters.deepfm`.
 """
 from __future__ import annotations
 
@@ -54,16 +52,17 @@ from .._checks import require_columns, require_positive_int
 from ..data.features import PAD, Schema
 from ..layers import check_batch
 from ..metrics import auc as _auc
-from ..models import LogisticRegression, WideDeep, ftrl_adagrad
-from ..train import evaluate_ctr, fit, num_threads, predict, seed_everything
+from ..models import LogisticRegression, WideDeep
+from ..train import num_threads
 from ..plots import axes_or_new as _axes
 
 __all__ = [
-    "ListingWideAndDeep", "ModelPart", "SCALES", "catalogue_parts", "cross_coverage", "unseen_by_cross", "unseen_pair_rows", "cross_weight_table",
-    "dense_wide_input", "joint_vs_ensemble", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot",
-    "optimizer_split", "plot_widedeep_architecture", "ranking_overlap", "scaling_chart", "sparsity_evaluator",
-    "time_wide_dense_vs_sparse", "top_cross_weights", "top_movies", "unseen_pair_auc", "user_codes",
-    "wide_sparsity", "wide_terms", "with_and_without_crosses", "zero_share_by_support",
+    "EXPLORED_CROSSES", "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage",
+    "cross_weight_chart", "cross_weight_table", "genre_cross_weights",
+    "dense_wide_input", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot", "plot_widedeep_architecture",
+    "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
+    "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
+    "zero_share_by_support",
 ]
 
 
@@ -159,40 +158,6 @@ def top_cross_weights(model: WideDeep, train: Mapping | None = None, n: int = 10
     return pd.concat([top, bottom.iloc[::-1]]).reset_index(drop=True)
 
 
-def unseen_pair_auc(model: WideDeep, split: Mapping) -> pd.DataFrame:
-    """AUC of the whole model and of its wide and deep parts alone, on the rows of ``split`` whose
-    cross pairs were all seen in training and on the rows with at least one unknown pair.
-
-    On the second group the wide part's crosses contribute nothing (an unknown pair's weight is
-    0): whatever the model gets right there comes from the per-feature weights and the deep part.
-    """
-    model = _require(model, WideDeep)
-    if model.cross is None:
-        raise ValueError("model: has no cross features (built with crosses=None)")
-    batch = {k: v.cpu() for k, v in split.items()}
-    check_batch(model.schema, batch)
-    ex, rows, _ = _cross_rows_used(model, batch)
-    ws = model.cross.crosses.weight_schema
-    local = rows - torch.as_tensor(np.repeat(ws.offsets, ws.sizes))[rows]
-    n = batch["x"].shape[0]
-    unseen = torch.zeros(n, dtype=torch.bool)
-    unseen[ex[local == 1]] = True
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        scores = {"whole model": model(batch), "wide part": model.wide(batch), "deep part": model.deep(batch)}
-    model.train(was)
-    y = batch["label"].numpy()
-    out = {}
-    for name, mask in (("all pairs seen", ~unseen), ("some pair unseen", unseen)):
-        m = mask.numpy()
-        row = {"rows": int(m.sum())}
-        for k, s in scores.items():
-            row[f"AUC, {k}"] = _auc(y[m], s.numpy()[m]) if 0 < y[m].sum() < m.sum() else float("nan")
-        out[name] = row
-    return pd.DataFrame(out).T
-
-
 def _unseen_masks(model: WideDeep, batch: Mapping) -> dict:
     """``{cross name: bool [B]}``: rows whose pair of that cross is unknown (never seen in training)."""
     crosses = model.cross.crosses
@@ -266,131 +231,7 @@ def unseen_pair_rows(model: WideDeep, data, cross: str, split: str = "test", *,
 
 
 # --------------------------------------------------------------------------------------------
-# Joint training vs an ensemble
-# --------------------------------------------------------------------------------------------
-
-class ModelPart(nn.Module):
-    """One part of a :class:`~recbook.models.WideDeep` as a model of its own: ``forward`` returns
-    ``model.wide(batch)`` or ``model.deep(batch)``. Training it with :func:`recbook.train.fit`
-    trains that part only (the other part's parameters get no gradient)."""
-
-    def __init__(self, model: WideDeep, part: str):
-        super().__init__()
-        self.model = _require(model, WideDeep)
-        if part not in ("wide", "deep"):
-            raise ValueError(f"part: expected 'wide' or 'deep', got {part!r}")
-        self.part = part
-
-    def forward(self, batch: Mapping) -> torch.Tensor:
-        return self.model.wide(batch) if self.part == "wide" else self.model.deep(batch)
-
-    def parameters(self, recurse: bool = True):
-        # Only this part's parameters, so an optimiser built from them leaves the other alone.
-        own = self.model.wide_parameters() if self.part == "wide" else self.model.deep_parameters()
-        return iter(own)
-
-
-def _fit_row(model, data, seed, fit_kwargs, evaluate_model=None):
-    res = fit(model, data.train, data.valid, seed=seed, progress=False, **fit_kwargs)
-    target = evaluate_model or model
-    h = res.history
-    return {"valid AUC": evaluate_ctr(target, data.valid)["auc"], **{
-        f"test {k}": v for k, v in evaluate_ctr(target, data.test).items() if k in ("auc", "logloss", "gauc")},
-        "epochs": len(h), "CPU s/epoch": float(h["cpu_seconds"].mean())}
-
-
-def joint_vs_ensemble(data, *, seed: int = 0, crosses=None, fit_kwargs: Mapping | None = None,
-                      **model_kwargs) -> pd.DataFrame:
-    """Wide & Deep trained jointly, against the same two parts trained separately and added.
-
-    * ``joint``: one :class:`~recbook.models.WideDeep`, one loss on ``wide + deep``.
-    * ``wide alone`` / ``deep alone``: a second model with the same initial weights; its wide
-      part is trained alone (early stopping on its own validation AUC), then its deep part alone.
-    * ``ensemble (sum of logits)``: that second model as it is, ``wide + deep`` of the separately
-      trained parts; ``ensemble (stacked on validation)``: ``a * wide + b * deep + c`` with
-      ``a, b, c`` fitted by logistic regression on the validation split.
-
-    Args:
-        data: a :class:`recbook.data.CTRData`.
-        seed: seeds the initial weights (the same for both models) and training.
-        crosses: a :class:`recbook.data.Crosses`; default: :func:`recbook.data.ctr_crosses`.
-        fit_kwargs: settings for :func:`recbook.train.fit`; default the leaderboard's CTR settings.
-        model_kwargs: further arguments of :class:`~recbook.models.WideDeep`.
-
-    Returns one row per model: validation AUC, test AUC / logloss / GAUC, epochs, CPU s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
-
-    data = _require_data(data)
-    fit_kwargs = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
-    rows = {}
-    seed_everything(seed)
-    joint = WideDeep(data.schema, crosses, **model_kwargs)
-    state = {k: v.clone() for k, v in joint.state_dict().items()}
-    rows["joint"] = _fit_row(joint, data, seed, fit_kwargs)
-    separate = WideDeep(data.schema, crosses, **model_kwargs)
-    separate.load_state_dict(state)
-    rows["wide alone"] = _fit_row(ModelPart(separate, "wide"), data, seed, fit_kwargs)
-    rows["deep alone"] = _fit_row(ModelPart(separate, "deep"), data, seed, fit_kwargs)
-    summed = {"valid AUC": evaluate_ctr(separate, data.valid)["auc"],
-              **{f"test {k}": v for k, v in evaluate_ctr(separate, data.test).items() if k in ("auc", "logloss", "gauc")}}
-    rows["ensemble (sum of logits)"] = summed
-    rows["ensemble (stacked on validation)"] = _stacked(separate, data)
-    cols = ["valid AUC", "test auc", "test logloss", "test gauc", "epochs", "CPU s/epoch"]
-    return pd.DataFrame(rows).T.reindex(columns=cols).rename(columns={
-        "test auc": "test AUC", "test logloss": "test logloss", "test gauc": "test GAUC"})
-
-
-def _parts_matrix(model: WideDeep, split) -> torch.Tensor:
-    wide = predict(ModelPart(model, "wide"), split)
-    deep = predict(ModelPart(model, "deep"), split)
-    return torch.stack([wide, deep], 1).double()
-
-
-def _stacked(model: WideDeep, data) -> dict:
-    """Fit ``a * wide + b * deep + c`` on validation by Newton's method; evaluate on both splits."""
-    from ..metrics import ctr_report
-
-    xv = torch.cat([_parts_matrix(model, data.valid), torch.ones(len(data.valid), 1, dtype=torch.float64)], 1)
-    yv = data.valid["label"].double()
-    w = torch.zeros(3, dtype=torch.float64)
-    for _ in range(25):  # logistic regression in 3 unknowns: Newton converges in a few steps
-        p = torch.sigmoid(xv @ w)
-        grad = xv.T @ (p - yv)
-        hess = (xv * (p * (1 - p))[:, None]).T @ xv + 1e-9 * torch.eye(3, dtype=torch.float64)
-        w = w - torch.linalg.solve(hess, grad)
-    out = {"valid AUC": _auc(yv.numpy(), (xv @ w).numpy())}
-    xt = torch.cat([_parts_matrix(model, data.test), torch.ones(len(data.test), 1, dtype=torch.float64)], 1)
-    rep = ctr_report(data.test["label"].numpy(), (xt @ w).numpy(), data.test["user"].numpy())
-    out.update({f"test {k}": v for k, v in rep.items() if k in ("auc", "logloss", "gauc")})
-    return out
-
-
-def with_and_without_crosses(data, *, seed: int = 0, crosses=None, fit_kwargs: Mapping | None = None,
-                             **model_kwargs) -> pd.DataFrame:
-    """Wide & Deep with its cross features against the same model without them, which is the
-    source listing's model: logistic regression plus an MLP (see :func:`listing_wide_is_lr`).
-
-    Same seed, same initial deep part, same training (default: the leaderboard's CTR settings).
-    Returns one row per model: validation AUC, test AUC / logloss / GAUC, epochs, CPU s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
-
-    data = _require_data(data)
-    fit_kwargs = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
-    rows = {}
-    for name, c in (("LR + MLP (no crosses)", None), ("Wide & Deep (crosses)", crosses)):
-        seed_everything(seed)
-        rows[name] = _fit_row(WideDeep(data.schema, c, **model_kwargs), data, seed, fit_kwargs)
-    return pd.DataFrame(rows).T.rename(columns={"test auc": "test AUC", "test gauc": "test GAUC"})
-
-
-# --------------------------------------------------------------------------------------------
-# The optimiser split
+# FTRL-Proximal: which wide weights stay exactly zero
 # --------------------------------------------------------------------------------------------
 
 def wide_sparsity(model: WideDeep, train: Mapping | None = None) -> dict:
@@ -423,37 +264,29 @@ def wide_sparsity(model: WideDeep, train: Mapping | None = None) -> dict:
             "all wide weights": share(torch.cat([zf, zc]))}
 
 
-def optimizer_split(data, *, seed: int = 0, ftrl: Mapping | None = None, crosses=None,
-                    fit_kwargs: Mapping | None = None, **model_kwargs) -> pd.DataFrame:
-    """The same Wide & Deep trained with one Adam and with FTRL-Proximal (wide) + AdaGrad (deep).
+SUPPORT_BINS = (1, 2, 4, 8, 16, 64, 256)
+"""Lower edges of the bins of training rows per cross pair in :func:`zero_share_by_support`."""
 
-    Args:
-        data: a :class:`recbook.data.CTRData`.
-        seed: initial weights and training.
-        ftrl: arguments of :func:`recbook.models.ftrl_adagrad` (default: its defaults).
-        crosses: default :func:`recbook.data.ctr_crosses`.
-        fit_kwargs: default the leaderboard's CTR settings (Adam, learning rate 1e-3).
 
-    Returns one row per optimiser: validation AUC, test AUC / logloss / GAUC, share of the wide
-    weights (of values and pairs that occur in training) that are exactly zero, epochs, CPU
-    s/epoch.
-    """
-    from ..bench import CTR_FIT
-    from ..data.crosses import ctr_crosses
+def zero_share_by_support(model: WideDeep, train: Mapping, bins: Sequence[int] = SUPPORT_BINS) -> pd.DataFrame:
+    """Share of cross weights exactly zero, by how many training rows carry the pair.
 
-    data = _require_data(data)
-    base = dict(CTR_FIT if fit_kwargs is None else fit_kwargs)
-    crosses = ctr_crosses(data) if crosses is None else crosses
+    One row per bin ``[bins[i], bins[i + 1])`` (the last bin open-ended): ``pairs`` and ``zero
+    share``. Under FTRL-Proximal with L1 a weight stays zero while its accumulated gradient is below
+    the L1 strength, which takes evidence: the rarely seen pairs stay zero the longest."""
+    table = cross_weight_table(model, train)
+    edges = [int(b) for b in bins]
+    if not edges or edges[0] < 1 or sorted(set(edges)) != edges:
+        raise ValueError(f"bins: expected increasing positive integers, got {bins!r}")
     rows = {}
-    for name, opt in (("Adam", None), ("FTRL (wide) + AdaGrad (deep)", ftrl_adagrad(**dict(ftrl or {})))):
-        seed_everything(seed)
-        model = WideDeep(data.schema, crosses, **model_kwargs)
-        kwargs = dict(base, optimizer=opt) if opt is not None else base
-        row = _fit_row(model, data, seed, kwargs)
-        sp = wide_sparsity(model, data.train)
-        row.update({f"zero {k}": v for k, v in sp.items()})
-        rows[name] = row
-    return pd.DataFrame(rows).T.rename(columns={"test auc": "test AUC", "test gauc": "test GAUC"})
+    for lo, hi in zip(edges, [*edges[1:], None]):
+        sel = (table["train rows"] >= lo) & ((table["train rows"] < hi) if hi else True)
+        name = f"{lo}" if hi == lo + 1 else (f"{lo}–{hi - 1}" if hi else f"{lo} or more")
+        rows[name] = {"pairs": int(sel.sum()),
+                      "zero share": float((table.loc[sel, "weight"] == 0).mean()) if sel.any() else float("nan")}
+    out = pd.DataFrame(rows).T
+    out.index.name = "training rows per pair"
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,7 +543,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
             x=alt.value(0), y=alt.value(8), text="t:N"),
         header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
             x=alt.value(0), y=alt.value(28), text="about:N"),
-    ).properties(width=400, height=36)
+    ).properties(width=520, height=36)
     chart = alt.vconcat(head, bars, spacing=10)
 
     n_checks = require_positive_int(n_checks, name="n_checks")
@@ -746,47 +579,6 @@ def ranking_overlap(parts: Mapping[int, pd.DataFrame], k: int = 10) -> pd.DataFr
                         "wide ∩ both": len(tops[(1, 0)] & tops[(1, 1)]),
                         "deep ∩ both": len(tops[(0, 1)] & tops[(1, 1)])}
     return pd.DataFrame(rows).T.rename_axis("user")
-
-
-# --------------------------------------------------------------------------------------------
-# FTRL-Proximal: which wide weights stay exactly zero
-# --------------------------------------------------------------------------------------------
-
-def sparsity_evaluator(train: Mapping):
-    """An ``evaluate(model, valid)`` for :func:`recbook.train.fit` that adds to the usual CTR
-    metrics the share of the wide part's weights that are exactly zero (:func:`wide_sparsity`
-    over ``train``): keys ``zero feature weights``, ``zero cross weights``, ``zero wide weights``.
-    Early stopping still watches the validation AUC; the history then shows the shares per epoch."""
-    def evaluate(model, valid):
-        sp = wide_sparsity(model, train)
-        return {**evaluate_ctr(model, valid), "zero feature weights": sp["feature weights"],
-                "zero cross weights": sp["cross weights"], "zero wide weights": sp["all wide weights"]}
-    return evaluate
-
-
-SUPPORT_BINS = (1, 2, 4, 8, 16, 64, 256)
-"""Lower edges of the bins of training rows per cross pair in :func:`zero_share_by_support`."""
-
-
-def zero_share_by_support(model: WideDeep, train: Mapping, bins: Sequence[int] = SUPPORT_BINS) -> pd.DataFrame:
-    """Share of cross weights exactly zero, by how many training rows carry the pair.
-
-    One row per bin ``[bins[i], bins[i + 1])`` (the last bin open-ended): ``pairs`` and ``zero
-    share``. Under FTRL-Proximal with L1 a weight stays zero while its accumulated gradient is below
-    the L1 strength, which takes evidence: the rarely seen pairs stay zero the longest."""
-    table = cross_weight_table(model, train)
-    edges = [int(b) for b in bins]
-    if not edges or edges[0] < 1 or sorted(set(edges)) != edges:
-        raise ValueError(f"bins: expected increasing positive integers, got {bins!r}")
-    rows = {}
-    for lo, hi in zip(edges, [*edges[1:], None]):
-        sel = (table["train rows"] >= lo) & ((table["train rows"] < hi) if hi else True)
-        name = f"{lo}" if hi == lo + 1 else (f"{lo}–{hi - 1}" if hi else f"{lo} or more")
-        rows[name] = {"pairs": int(sel.sum()),
-                      "zero share": float((table.loc[sel, "weight"] == 0).mean()) if sel.any() else float("nan")}
-    out = pd.DataFrame(rows).T
-    out.index.name = "training rows per pair"
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1036,3 +828,99 @@ def listing_wide_is_lr(data, *, batch_size: int = 1024, seed: int = 0) -> dict:
     return {"max |difference|": float((wide - ref).abs().max()), "dense input": tuple(dense.shape),
             "nonzero share": float((dense != 0).float().mean()),
             "lookup rows": len(schema.single) + float((batch["genres"] != PAD).sum(1).float().mean())}
+
+
+# --------------------------------------------------------------------------------------------
+# The cross weights, explored in the browser
+# --------------------------------------------------------------------------------------------
+
+EXPLORED_CROSSES = ("gender × genres", "age_bucket × genres", "occupation × genres")
+"""The crosses :func:`cross_weight_chart` offers by default: the demographic × genre ones."""
+
+
+def genre_cross_weights(model: WideDeep, train: Mapping, crosses: Sequence[str] = EXPLORED_CROSSES) -> pd.DataFrame:
+    """The weights of the ``field × genres`` crosses ``crosses`` as one row per (value, genre):
+    columns ``group`` ("occupation=programmer"), ``genre``, ``weight``, ``train rows`` and
+    ``positive rate`` (see :func:`cross_weight_table`)."""
+    table = cross_weight_table(model, train)
+    crosses = [str(c) for c in crosses]
+    known = sorted(set(table["cross"]))
+    for c in crosses:
+        if c not in known or not c.endswith(" × genres"):
+            raise ValueError(f"crosses: {c!r} is not a '<field> × genres' cross of the model; its crosses are {known}")
+    sub = table[table["cross"].isin(crosses)].copy()
+    parts = sub["pair"].str.split(" × genres=", n=1, regex=False)
+    sub["group"], sub["genre"] = parts.str[0], parts.str[1]
+    return sub[["cross", "group", "genre", "weight", "train rows", "positive rate"]].reset_index(drop=True)
+
+
+def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupation=programmer",
+                       crosses: Sequence[str] = EXPLORED_CROSSES, checks: Sequence[str] = (),
+                       n_checks: int = 2, decimals: int = 4):
+    """The learned weight of every genre crossed with one user value, chosen in a dropdown.
+
+    The page carries the cross weights of ``crosses`` (:func:`genre_cross_weights`, rounded to
+    ``decimals``) with their training rows and positive rates; the browser filters the chosen
+    value's pairs, sorts them by weight and draws them, and writes the largest and the smallest
+    weight in the header. ``checks``: candidate values (``"gender=F"``); the first ``n_checks`` of
+    ``[value, *checks]`` whose extreme weights sit away from a rounding boundary become browser
+    checks of the header, with the weights read from the model.
+    """
+    from .fm import d3_signed
+
+    frame = genre_cross_weights(model, train, crosses)
+    groups = list(dict.fromkeys(frame["group"]))
+    if value not in groups:
+        raise ValueError(f"value: {value!r} is not among the crossed values {groups}")
+    scale = 10 ** require_positive_int(decimals, name="decimals")
+    codes = {g: i for i, g in enumerate(groups)}
+    shipped = pd.DataFrame({"g": frame["group"].map(codes), "genre": frame["genre"],
+                            "w": np.rint(frame["weight"].to_numpy() * scale).astype(np.int64),
+                            "n": frame["train rows"].astype(np.int64),
+                            "r": np.rint(frame["positive rate"].to_numpy() * 100).astype(np.int64)})
+    weights = widgets.CsvData(shipped, name="wd_cross_weights")
+    group_param = widgets.dropdown("group", list(range(len(groups))), codes[value], labels=groups,
+                                   label="user value")
+    base = (alt.Chart(weights.ref).transform_filter("datum.g == group")
+            .transform_calculate(weight=f"datum.w / {scale}",
+                                 note="datum.n + ' rows, ' + datum.r + '% liked'"))
+    y = alt.Y("genre:N", sort=alt.EncodingSortField("weight", order="descending"), title=None,
+              axis=alt.Axis(labelFontSize=11))
+    bars = base.mark_bar().encode(
+        x=alt.X("weight:Q", title="cross weight (added to the logit)"), y=y,
+        color=alt.condition("datum.weight > 0", alt.value("#DD8452"), alt.value("#4C72B0")))
+    notes = base.mark_text(align="left", dx=4, fontSize=10, color="#555555").encode(
+        x=alt.value(252), y=y, text="note:N")
+    body = alt.layer(bars, notes).properties(width=250, height={"step": 15})
+    extremes = (base.transform_window(hi="rank()", sort=[alt.SortField("weight", order="descending")])
+                .transform_window(lo="rank()", sort=[alt.SortField("weight", order="ascending")])
+                .transform_filter("datum.hi == 1 || datum.lo == 1")
+                .transform_calculate(t="(datum.hi == 1 ? 'largest: ' : 'smallest: ') + datum.genre + ' ('"
+                                       " + format(datum.weight, '+.3f') + ')'",
+                                     line="datum.hi == 1 ? 0 : 1"))
+    head = extremes.mark_text(align="left", fontSize=12).encode(
+        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=400, height=34)
+    chart = alt.vconcat(head, body, spacing=6)
+
+    def texts(group: str) -> list[str] | None:
+        rows = frame[frame["group"] == group]
+        out = []
+        for w, g in ((rows["weight"].max(), rows.loc[rows["weight"].idxmax(), "genre"]),
+                     (rows["weight"].min(), rows.loc[rows["weight"].idxmin(), "genre"])):
+            if (rows["weight"] == w).sum() > 1 or abs(w * 1000 - np.floor(w * 1000) - 0.5) < 0.1:
+                return None  # a tie, or too close to a rounding boundary of 3 decimals
+            out.append(("largest: " if not out else "smallest: ") + f"{g} ({d3_signed(w, 3)})")
+        return out
+
+    n_checks = require_positive_int(n_checks, name="n_checks")
+    checks_ = []
+    for g in [value, *checks]:
+        if g not in codes:
+            raise ValueError(f"checks: {g!r} is not among the crossed values")
+        t = texts(g)
+        if t is not None and len(checks_) < n_checks:
+            checks_.append({"set": {"group": codes[g]}, "texts": t})
+    if len(checks_) < n_checks:
+        raise ValueError(f"checks: only {len(checks_)} values have extreme weights away from a rounding "
+                         f"boundary (n_checks = {n_checks}); give more candidates")
+    return widgets.browser_chart(chart, params=[group_param], data=[weights], checks=checks_)
