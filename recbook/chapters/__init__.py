@@ -11,5 +11,6 @@ hold the code its page shows or calls, so that the notebook stays short and the 
 * :mod:`recbook.chapters.deepfm` -- the DeepFM chapter;
 * :mod:`recbook.chapters.din` -- the Deep Interest Network chapter;
 * :mod:`recbook.chapters.leaderboard` -- the leaderboard chapter;
+* :mod:`recbook.chapters.gru4rec` -- the GRU4Rec chapter;
 * :mod:`recbook.chapters.synthetic` -- synthetic data with planted structure, for teaching.
 """
