@@ -8,6 +8,7 @@ hold the code its page shows or calls, so that the notebook stays short and the 
 * :mod:`recbook.chapters.data` -- the data chapter;
 * :mod:`recbook.chapters.fm` -- the factorization-machines chapter;
 * :mod:`recbook.chapters.widedeep` -- the Wide & Deep chapter;
+* :mod:`recbook.chapters.deepfm` -- the DeepFM chapter;
 * :mod:`recbook.chapters.din` -- the Deep Interest Network chapter;
 * :mod:`recbook.chapters.twotower` -- the two-tower retrieval chapter;
 * :mod:`recbook.chapters.leaderboard` -- the leaderboard chapter;

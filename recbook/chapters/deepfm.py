@@ -15,8 +15,12 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   every pair of values of two fields, the crosses DeepFM learns without being given them.
 * :func:`shared_gradients`: how much of the gradient on the shared embeddings comes from the FM
   part and how much from the MLP.
+* :func:`part_summary`: what each part contributes over a block of rows (its spread, its AUC
+  alone, the AUC without it).
 * :func:`results_table` and :func:`paired_table`: the leaderboard's rows, mean ± std per model and
   paired differences over seeds with a verdict ("ahead", "behind" or "tied").
+* :func:`config_entries` and :func:`run_configs`: the configurations of DeepFM tried on
+  validation, trained like leaderboard entries into their own file (:data:`CONFIGS_FILE`).
 * :func:`plot_deepfm_architecture`: the model as a diagram.
 
 The source notes' DeepFM listing (``deep-recommendation-models.zh.md``, section 1), as written:
@@ -54,10 +58,11 @@ from ..train import num_threads
 from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 
 __all__ = [
-    "DeepFMTables", "ListingDeepFM", "decode36", "encode36", "ListingDeepFMShapesFixed", "deepfm_parts", "deepfm_tables", "fm_part",
-    "listing_broadcast", "paired_table", "pair_weight_matrix", "parts_chart", "plot_deepfm_architecture",
-    "plot_pair_weights", "results_table", "saturation_at_init", "shared_gradients", "tables_parts",
-    "time_per_field_tables",
+    "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
+    "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
+    "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
+    "tables_parts", "time_per_field_tables",
 ]
 
 PARTS = ("bias", "first order", "FM (pairs)", "deep (MLP)")
@@ -111,6 +116,34 @@ def deepfm_parts(model: DeepFM, data, user_id: int, item_id: int) -> pd.DataFram
     values = {"bias": bias, "first order": float(parts["linear"][0]) - bias, "FM (pairs)": float(parts["fm"][0]),
               "deep (MLP)": float(parts["deep"][0]), "logit": float(logit[0])}
     return pd.DataFrame({"value": values})
+
+
+def part_summary(model: DeepFM, split: Mapping) -> pd.DataFrame:
+    """What each part of a :class:`~recbook.models.DeepFM` contributes on a block of rows.
+
+    One row per part: ``first order`` (with the bias), ``FM (pairs)``, ``deep (MLP)``, and
+    ``logit`` (their sum). Columns: ``std over rows`` (how much the part moves from row to row; a
+    constant shifts every score alike and ranks nothing), ``AUC alone`` (the part used as the
+    score by itself) and ``AUC without it`` (the logit minus that part; for ``logit``: the
+    model's AUC).
+    """
+    from ..metrics import auc
+
+    model = _require(model, DeepFM)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        p = model.parts(dict(split))
+    model.train(was)
+    parts = {"first order": p["linear"], "FM (pairs)": p["fm"], "deep (MLP)": p["deep"]}
+    logit = (p["linear"] + p["fm"] + p["deep"]).double().numpy()
+    y = split["label"].numpy()
+    rows = {}
+    for name, t in parts.items():
+        v = t.double().numpy()
+        rows[name] = {"std over rows": float(v.std()), "AUC alone": auc(y, v), "AUC without it": auc(y, logit - v)}
+    rows["logit"] = {"std over rows": float(logit.std()), "AUC alone": auc(y, logit), "AUC without it": auc(y, logit)}
+    return pd.DataFrame(rows).T
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,8 +442,10 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     n_checks = require_positive_int(n_checks, name="n_checks")
     checks_ = []
     for u, m in [(user, movie), *checks]:
+        if len(checks_) == n_checks:
+            break
         texts = _part_texts(model, data, tables, u, m)
-        if texts is not None and len(checks_) < n_checks:
+        if texts is not None:
             checks_.append({"set": {"user": int(u), "movie": int(m)}, "texts": texts})
     if len(checks_) < n_checks:
         raise ValueError(f"checks: only {len(checks_)} of the pairs can be checked at 2 decimals "
@@ -571,6 +606,53 @@ def paired_table(bench: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, metri
         rows[f"{b} − {a}"] = {"seeds": len(d), "mean": float(d.mean()), "min": float(d.min()),
                               "max": float(d.max()), "spread": spread, "verdict": verdict}
     return pd.DataFrame(rows).T
+
+
+CONFIGS_FILE = "deepfm_configs.csv"
+"""The results of :func:`config_entries` (``book/results/deepfm_configs.csv``), read with
+:func:`recbook.bench.read_results`."""
+
+
+def config_entries() -> list:
+    """The configurations of DeepFM tried on validation, each changing one setting of the
+    leaderboard's ``DeepFM`` entry: as :class:`recbook.bench.Entry` objects, **not** registered on
+    the leaderboard (they are the chapter's evidence, not models of the book). Their rows carry
+    the same fingerprints as the leaderboard's, so a change of settings shows."""
+    from ..bench import CTR_FIT, Entry
+
+    unknown = {"unknown_rate": {"user_id": 0.1}}
+    return [
+        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, {}, dict(CTR_FIT),
+              description="DeepFM with the bias starting at 0 instead of the training log-odds"),
+        Entry("DeepFM-wd", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+              description="DeepFM with weight decay 1e-5"),
+        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {"base_rate": "train", **unknown}, dict(CTR_FIT),
+              description="DeepFM whose unknown-user row is trained (10% of user ids replaced)"),
+        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {"base_rate": "train", "batchnorm": True}, dict(CTR_FIT),
+              description="DeepFM with batch normalisation in the MLP"),
+    ]
+
+
+def run_configs(path=None, seeds: Sequence[int] = (0, 1, 2), *, threads: int = 1) -> pd.DataFrame:
+    """Train every configuration of :func:`config_entries` with ``seeds`` as the leaderboard does
+    (:func:`recbook.bench.run_one`) and write the rows to ``path`` (default: the repository's
+    ``book/results/deepfm_configs.csv``). About 12 runs of 15-30 s with one thread::
+
+        python -c "from recbook.chapters import deepfm; deepfm.run_configs()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol, run_one
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / CONFIGS_FILE
+    data = load_protocol("ctr")
+    rows = [run_one(e, data, s, threads=threads, quick=False, progress=False) for e in config_entries() for s in seeds]
+    out = pd.DataFrame(rows)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,7 +881,8 @@ def time_per_field_tables(data, *, n_batches: int = 30, batch_size: int = 1024, 
     dropout 0.5), on the single-valued fields.
 
     Returns one row per layout: ``parameter tensors``, ``ms per step`` (best of ``repeats`` runs
-    of ``n_batches`` steps), and ``slowdown`` relative to the shared table.
+    of ``n_batches`` steps, the two layouts taking turns), and ``slowdown`` relative to the shared
+    table.
     """
     data = _require_data(data)
     n_batches = require_positive_int(n_batches, name="n_batches")
@@ -809,27 +892,33 @@ def time_per_field_tables(data, *, n_batches: int = 30, batch_size: int = 1024, 
               "one shared table (recbook)": DeepFM(single, dim=8, hidden=(128, 64), dropout=0.5)}
     g = torch.Generator().manual_seed(seed)
     batches = [b for _, b in zip(range(n_batches), data.train.batches(batch_size, shuffle=True, generator=g))]
-    rows = {}
+
+    def stepper(model):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        listing = isinstance(model, ListingDeepFM)
+
+        def step(b):
+            z = model(b["x"]) if listing else model({"x": b["x"]})
+            loss = F.binary_cross_entropy_with_logits(z, b["label"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    steps = {name: stepper(model) for name, model in models.items()}
+    best = dict.fromkeys(models, float("inf"))
     with num_threads(threads):
-        for name, model in models.items():
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            listing = isinstance(model, ListingDeepFM)
-
-            def step(b):
-                z = model(b["x"]) if listing else model({"x": b["x"]})
-                loss = F.binary_cross_entropy_with_logits(z, b["label"])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
+        for step in steps.values():
             step(batches[0])  # warm-up
-            best = float("inf")
-            for _ in range(repeats):
+        # The two layouts take turns, so that a change in the machine's load hits both alike.
+        for _ in range(repeats):
+            for name, step in steps.items():
                 t0 = time.process_time()
                 for b in batches:
                     step(b)
-                best = min(best, (time.process_time() - t0) / len(batches))
-            rows[name] = {"parameter tensors": sum(1 for _ in model.parameters()), "ms per step": best * 1e3}
+                best[name] = min(best[name], (time.process_time() - t0) / len(batches))
+    rows = {name: {"parameter tensors": sum(1 for _ in model.parameters()), "ms per step": best[name] * 1e3}
+            for name, model in models.items()}
     out = pd.DataFrame(rows).T
     out["slowdown"] = out["ms per step"] / out.loc["one shared table (recbook)", "ms per step"]
     return out
