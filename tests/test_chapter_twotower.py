@@ -215,3 +215,43 @@ def test_ann_chart_names_each_size_s_best_speedup():
     checks = chart.to_dict()["usermeta"]["recbook"]["checks"]
     assert [c["set"] for c in checks] == [{"n": 1000}, {"n": 10000}]
     assert checks[0]["texts"] == ["ivf: 5× faster than exact at recall ≥ 0.99"]
+
+
+def test_sweep_entries_change_only_the_temperature_of_the_leaderboard_entries():
+    from recbook import bench
+
+    entries = chapter.sweep_entries((0.1, 0.5))
+    assert [e.name for e in entries] == ["TwoTower-t0.1", "TwoTower-t0.5", "TwoTower-logQ-t0.1", "TwoTower-logQ-t0.5"]
+    assert not {e.name for e in entries} & set(bench.REGISTRY)            # evidence, not leaderboard
+    for e in entries:
+        base = bench.REGISTRY[e.name.rsplit("-t", 1)[0]]
+        changed = {k for k in {*e.params, *base.params} if e.params.get(k) != base.params.get(k)}
+        assert changed <= {"temperature"} and e.fit == base.fit and e.train_data is base.train_data
+    assert entries[2].params["correction"] == "counts" and "correction" not in entries[0].params
+    for bad in ([], [0.1, -1.0], [0.1, 0.1]):
+        with pytest.raises(ValueError, match="temperatures"):
+            chapter.sweep_entries(bad)
+
+
+def test_selected_temperatures_by_hand():
+    import pandas as pd
+
+    table = pd.DataFrame({"temperature": [0.1, 0.2, 0.5, 0.1, 0.2, 0.5],
+                          "logq": [False, False, False, True, True, True],
+                          "valid_recall@50": [0.30, 0.35, 0.31, 0.52, 0.50, 0.52]})
+    assert chapter.selected_temperatures(table) == {False: 0.2, True: 0.1}   # tie: the lower one
+
+
+def test_committed_temperature_sweep_matches_its_entries():
+    from recbook import bench
+
+    rows = bench.read_results(chapter.SWEEP_FILE)
+    entries = chapter.sweep_entries()
+    assert len(rows) == len(entries) == 10 and set(rows["model"]) == {e.name for e in entries}
+    assert set(rows["seed"]) == {0} and not rows["quick"].astype(bool).any()
+    for e in entries:
+        mine = rows[rows["model"] == e.name].iloc[0]
+        assert mine["fingerprint"] == bench.fingerprint(e), f"{e.name}: re-run chapter.run_temperature_sweep()"
+        assert mine["temperature"] == e.params["temperature"]
+        assert bool(mine["logq"]) == ("correction" in e.params)
+    assert rows[["valid_recall@50", "test_recall@50"]].notna().all().all()

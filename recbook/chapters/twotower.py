@@ -41,7 +41,8 @@ __all__ = [
     "BANDS", "RETRIEVAL_MODELS", "ann_chart", "ann_summary", "frequency_estimates", "negative_exposure",
     "plot_frequency_estimates", "plot_negative_exposure", "plot_popularity_breakdown", "plot_temperature_sweep",
     "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
-    "retrieval_widget", "temperature_sweep", "top_k_items",
+    "retrieval_widget", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
+    "top_k_items", "SWEEP_FILE", "TEMPERATURES",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -300,24 +301,105 @@ def temperature_sweep(data, temperatures: Sequence[float], *, seeds: Sequence[in
     return pd.DataFrame(rows)
 
 
+TEMPERATURES = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""The temperatures of the chapter's sweep (:func:`sweep_entries`)."""
+SWEEP_FILE = "twotower_temperature.csv"
+"""The sweep's rows in ``book/results/``, written by :func:`run_temperature_sweep`."""
+
+
+def sweep_entries(temperatures: Sequence[float] = TEMPERATURES) -> list:
+    """The leaderboard's ``TwoTower`` (logQ off) and ``TwoTower-logQ`` (on) entries, each at every
+    temperature of ``temperatures`` and otherwise unchanged, as :class:`recbook.bench.Entry` objects
+    named ``TwoTower-t<τ>`` / ``TwoTower-logQ-t<τ>``; **not** registered on the leaderboard (they are
+    the chapter's evidence). Their rows carry fingerprints, so a change of settings shows."""
+    from dataclasses import replace
+
+    from ..bench import REGISTRY
+
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not np.isfinite(t) or t <= 0 for t in temps) or len(set(temps)) != len(temps):
+        raise ValueError(f"temperatures: expected distinct positive numbers, got {list(temperatures)!r}")
+    out = []
+    for base in ("TwoTower", "TwoTower-logQ"):
+        entry = REGISTRY[base]
+        for t in temps:
+            out.append(replace(entry, name=f"{base}-t{t:g}", params=dict(entry.params, temperature=t),
+                               description=f"{entry.name} at temperature {t:g}"))
+    return out
+
+
+def run_temperature_sweep(path=None, temperatures: Sequence[float] = TEMPERATURES, seeds: Sequence[int] = (0,), *,
+                          threads: int = 1, progress: bool = False) -> pd.DataFrame:
+    """Train every entry of :func:`sweep_entries` with ``seeds`` as the leaderboard does
+    (:func:`recbook.bench.run_one`: early stopping on validation Recall@50, then the test split) and
+    write the rows, with ``temperature`` and ``logq`` columns, to ``path`` (default: the repository's
+    ``book/results/twotower_temperature.csv``). Ten runs of one to two minutes with one thread::
+
+        python -c "from recbook.chapters import twotower; twotower.run_temperature_sweep(progress=True)"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol, run_one
+
+    entries = sweep_entries(temperatures)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / SWEEP_FILE
+    data = load_protocol("retrieval")
+    rows = []
+    for e in entries:
+        for s in seeds:
+            row = run_one(e, data, s, threads=threads, quick=False, progress=False)
+            row["temperature"] = float(e.params["temperature"])
+            row["logq"] = e.params.get("correction") is not None
+            rows.append(row)
+            if progress:
+                print(f"{e.name} seed {s}: valid {row['valid_recall@50']:.4f} test {row['test_recall@50']:.4f}",
+                      flush=True)
+    out = pd.DataFrame(rows)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+def selected_temperatures(table: pd.DataFrame, metric: str = "recall@50") -> dict:
+    """The temperature with the best mean validation ``metric`` per setting of the correction:
+    ``{False: τ without logQ, True: τ with logQ}`` (ties: the lower temperature)."""
+    require_columns(table, ["temperature", "logq", f"valid_{metric}"], name="table")
+    out = {}
+    for logq, g in table.groupby("logq"):
+        m = g.groupby("temperature")[f"valid_{metric}"].mean().sort_index()
+        out[bool(logq)] = float(m.index[int(np.argmax(m.to_numpy()))])
+    return out
+
+
 def plot_temperature_sweep(table: pd.DataFrame, metric: str = "recall@50", *, by: str | None = None,
-                           ax: Axes | None = None) -> Axes:
-    """Validation and test ``metric`` against the temperature (log axis), mean over seeds with the
-    seeds' range shaded; one pair of lines per value of column ``by`` (e.g. the correction)."""
+                           labels: Mapping | None = None, ax: Axes | None = None) -> Axes:
+    """Validation (solid) and test (lighter, dashed) ``metric`` against the temperature (log axis),
+    mean over seeds with the seeds' range shaded; one pair of lines per value of column ``by``
+    (e.g. ``"logq"``, named by ``labels``), the best validation point of each circled."""
     require_columns(table, ["temperature", f"valid_{metric}", f"test_{metric}"], name="table")
     ax = _axes(ax, figsize=(6.0, 3.8))
     groups = [(None, table)] if by is None else list(table.groupby(by, sort=False))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    nice = metric.replace("recall", "Recall").replace("ndcg", "NDCG")
     for i, (key, g) in enumerate(groups):
-        for split, ls in (("valid", "--"), ("test", "-")):
-            col = f"{split}_{metric}"
-            s = g.groupby("temperature")[col].agg(["mean", "min", "max"]).sort_index()
-            label = split if key is None else f"{key}, {split}"
-            ax.plot(s.index, s["mean"], ls=ls, marker="o", color=colors[i % len(colors)], label=label)
-            ax.fill_between(s.index, s["min"], s["max"], color=colors[i % len(colors)], alpha=0.12)
+        color = colors[i % len(colors)]
+        name = "" if key is None else f"{(labels or {}).get(key, key)}, "
+        for split, ls, alpha in (("valid", "-", 1.0), ("test", "--", 0.35)):
+            s = g.groupby("temperature")[f"{split}_{metric}"].agg(["mean", "min", "max"]).sort_index()
+            ax.plot(s.index, s["mean"], ls=ls, marker="o", color=color, alpha=alpha,
+                    label=f"{name}{'validation' if split == 'valid' else 'test'}")
+            if (s["max"] > s["min"]).any():
+                ax.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.12 * alpha)
+            if split == "valid":
+                best = s["mean"].idxmax()
+                ax.scatter([best], [s["mean"][best]], s=160, facecolors="none", edgecolors=color, lw=1.5, zorder=3)
     ax.set_xscale("log")
-    ax.set_xlabel("temperature τ (log scale)")
-    ax.set_ylabel(metric.replace("recall", "Recall"))
+    ax.set_xticks(sorted(table["temperature"].unique()), [f"{t:g}" for t in sorted(table["temperature"].unique())])
+    ax.minorticks_off()
+    ax.set_xlabel("temperature τ (log scale; circle: best on validation)")
+    ax.set_ylabel(nice)
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     return ax
@@ -532,3 +614,4 @@ def ann_chart(table: pd.DataFrame, *, target: float = 0.99):
             checks.append({"set": {"n": int(size)}, "texts": [
                 f"{m}: {v:.0f}× faster than exact at recall ≥ {target}" for m, v in speed.items()]})
     return widgets.browser_chart(chart, params=[n], data=[data], checks=checks)
+
