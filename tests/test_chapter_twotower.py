@@ -255,3 +255,80 @@ def test_committed_temperature_sweep_matches_its_entries():
         assert mine["temperature"] == e.params["temperature"]
         assert bool(mine["logq"]) == ("correction" in e.params)
     assert rows[["valid_recall@50", "test_recall@50"]].notna().all().all()
+
+
+def test_encode_vectors_by_hand_and_back():
+    assert chapter.encode_vectors([[0.0, 0.001, -1.352, 1.351]]) == ["aAaBAAzz"]
+    assert chapter.encode_vectors(np.array([[0.0524]])) == ["bA"]          # 52 + 1352 = 1404 = 27 * 52
+    x = np.random.default_rng(0).uniform(-1, 1, size=(50, 6))
+    np.testing.assert_allclose(chapter.decode_vectors(chapter.encode_vectors(x)), x, atol=5e-4 + 1e-12)
+    with pytest.raises(ValueError, match="components"):
+        chapter.encode_vectors([[1.4]])
+    with pytest.raises(ValueError, match="strings"):
+        chapter.decode_vectors(["a1"])
+
+
+def test_dot_expression_evaluates_to_the_dot_product():
+    # the browser's expression, evaluated with Python stand-ins for Vega's indexof and substring
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 5))
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    expr = chapter._dot_expr("iv", "uv", 5)
+    env = {"indexof": lambda s, c: s.find(c), "substring": lambda s, i, j: s[i:j],
+           "datum": SimpleNamespace(iv=chapter.encode_vectors([a])[0], uv=chapter.encode_vectors([b])[0])}
+    assert abs(eval(expr, env) - float(a @ b)) < 5e-3
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    from recbook.data import load_movielens100k, sequence_protocol
+
+    return sequence_protocol(load_movielens100k(progress=False))
+
+
+def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
+    import dataclasses
+    import io
+
+    import pandas as pd
+
+    from recbook import widgets
+    from recbook.bench import REGISTRY
+
+    data = ml100k
+    models = {}
+    for on, name in ((True, "TwoTower-logQ"), (False, "TwoTower")):
+        e = dataclasses.replace(REGISTRY[name], params=dict(REGISTRY[name].params, dim=8, hidden=(8,), out_dim=8))
+        torch.manual_seed(3 if on else 4)
+        models[on] = e.build(data)
+    users = [1, 7, 13, 200, 405, 655, 880, 943]
+    chart = chapter.user_retrieval_chart(models, data, users)
+    assert widgets.spec_bytes(chart.spec) < widgets.MAX_SPEC_BYTES
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    assert checks and {c["set"]["tau"] for c in checks} == {0.05, 1.0}
+    seen = data.seen("test")
+    titles = data.catalogue.frame["title"].astype(str).to_numpy()
+    for c in checks:
+        u, on, tau = c["set"]["user"], c["set"]["logq"], c["set"]["tau"]
+        r = int(np.flatnonzero(data.users == u)[0])
+        m = models[on]
+        with torch.no_grad():
+            logits = m.score_items(data, "test")[r].double().numpy() * m.temperature   # cosines
+        logits[:2] = -np.inf
+        logits[seen[r]] = -np.inf
+        order = np.argsort(-logits, kind="stable")
+        ok = np.isfinite(logits)
+        p0 = np.exp(logits[order[0]] / tau) / np.exp(logits[ok] / tau).sum()
+        assert c["texts"] == [f"{i}. {titles[order[i - 1]]}" for i in (1, 2, 3)] + [f"{p0:.1%}"]
+    # the same user and setting rank the same titles at both temperatures
+    for a, b in zip(checks[::2], checks[1::2]):
+        assert a["set"]["user"] == b["set"]["user"] and a["texts"][:3] == b["texts"][:3]
+    items = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_items"]))
+    assert len(items) == 1682 and items["code"].tolist() == list(range(2, 1684))
+    with torch.no_grad():
+        np.testing.assert_allclose(chapter.decode_vectors(items["von"]), models[True].item_vectors()[2:].numpy(),
+                                   atol=5e-4 + 1e-6)
+    with pytest.raises(ValueError, match="users"):
+        chapter.user_retrieval_chart(models, data, [99999])
+    with pytest.raises(ValueError, match="models"):
+        chapter.user_retrieval_chart({True: models[True]}, data, users)

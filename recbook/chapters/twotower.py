@@ -41,7 +41,7 @@ __all__ = [
     "BANDS", "RETRIEVAL_MODELS", "ann_chart", "ann_summary", "frequency_estimates", "negative_exposure",
     "plot_frequency_estimates", "plot_negative_exposure", "plot_popularity_breakdown", "plot_temperature_sweep",
     "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
-    "retrieval_widget", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
+    "retrieval_widget", "decode_vectors", "encode_vectors", "user_retrieval_chart", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
     "top_k_items", "SWEEP_FILE", "TEMPERATURES",
 ]
 
@@ -615,3 +615,210 @@ def ann_chart(table: pd.DataFrame, *, target: float = 0.99):
                 f"{m}: {v:.0f}× faster than exact at recall ≥ {target}" for m, v in speed.items()]})
     return widgets.browser_chart(chart, params=[n], data=[data], checks=checks)
 
+
+
+# --------------------------------------------------------------------------------------------
+# Pick a user: retrieval computed in the browser from the models' vectors
+# --------------------------------------------------------------------------------------------
+
+VECTOR_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+"""The 52 letters that write one vector component as two characters (no digits: the browser's
+CSV reader must never mistake a vector for a number)."""
+_BASE = len(VECTOR_ALPHABET)
+_OFFSET = _BASE * _BASE // 2          # 1352: component 0 is written "aA"
+VECTOR_SCALE = 1000
+"""Components are rounded to multiples of 1/1000 (three decimals) before they are written."""
+
+
+def encode_vectors(vectors) -> list[str]:
+    """Each row of ``vectors`` ``[N, D]`` as a string of ``2 D`` letters: component ``x`` is rounded
+    to ``q = round(1000 x)``, shifted to ``q + 1352`` and written in base 52 with
+    :data:`VECTOR_ALPHABET` (high digit first). Components must lie in ``[-1.352, 1.351]`` (unit
+    vectors do)."""
+    x = np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] == 0 or not np.isfinite(x).all():
+        raise ValueError(f"vectors: expected a finite [N, D] matrix, got shape {x.shape}")
+    q = np.rint(x * VECTOR_SCALE).astype(np.int64) + _OFFSET
+    if q.min() < 0 or q.max() >= _BASE * _BASE:
+        raise ValueError(f"vectors: components must lie in [{-_OFFSET / VECTOR_SCALE}, "
+                         f"{(_BASE * _BASE - 1 - _OFFSET) / VECTOR_SCALE}], got {x.min():.3f} .. {x.max():.3f}")
+    letters = np.array(list(VECTOR_ALPHABET))
+    pairs = np.char.add(letters[q // _BASE], letters[q % _BASE])
+    return ["".join(row) for row in pairs]
+
+
+def decode_vectors(strings: Sequence[str]) -> np.ndarray:
+    """The inverse of :func:`encode_vectors` (up to its rounding): ``[N, D]`` floats."""
+    index = {c: i for i, c in enumerate(VECTOR_ALPHABET)}
+    out = []
+    for s in strings:
+        if len(s) % 2 or any(c not in index for c in s):
+            raise ValueError(f"strings: {s[:20]!r}... is not a vector written by encode_vectors")
+        out.append([(index[s[i]] * _BASE + index[s[i + 1]] - _OFFSET) / VECTOR_SCALE for i in range(0, len(s), 2)])
+    return np.asarray(out, dtype=np.float64)
+
+
+def _dot_expr(a: str, b: str, dim: int) -> str:
+    """A Vega expression for the dot product of the vectors written in fields ``a`` and ``b``."""
+    alpha = f"'{VECTOR_ALPHABET}'"
+
+    def comp(f, d):
+        return (f"(indexof({alpha}, substring(datum.{f}, {2 * d}, {2 * d + 1})) * {_BASE} + "
+                f"indexof({alpha}, substring(datum.{f}, {2 * d + 1}, {2 * d + 2})) - {_OFFSET})")
+    terms = " + ".join(f"{comp(a, d)} * {comp(b, d)}" for d in range(dim))
+    return f"({terms}) / {VECTOR_SCALE * VECTOR_SCALE}"
+
+
+def _model_vectors(model, data, rows: np.ndarray):
+    """Unit user vectors of ``data.users[rows]`` before their test target, and every item's vector
+    (codes from 2), as float64 arrays."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        users = model.user_vectors({
+            "user_id": torch.from_numpy(model.features.user_codes(data.users[rows]).astype("int64")),
+            "hist_item": torch.from_numpy(data.padded(model.history_len, split="test")[rows])})
+        items = model.item_vectors()[N_RESERVED:]
+        model.train(was)
+    return users.double().numpy(), items.double().numpy()
+
+
+def _softmax_top(cos: np.ndarray, seen, k: int, tau: float):
+    """Top-``k`` codes of one user's cosines (reserved and ``seen`` codes removed; ties: lower
+    code first) and their softmax probabilities at temperature ``tau`` over all unseen items."""
+    s = np.asarray(cos, dtype=np.float64).copy()
+    s[:N_RESERVED] = -np.inf
+    s[np.asarray(seen, dtype=np.int64)] = -np.inf
+    order = np.lexsort((np.arange(len(s)), -s))[:k]
+    ok = np.isfinite(s)
+    z = s[ok] / tau
+    p = np.exp(s[order] / tau - z.max()) / np.exp(z - z.max()).sum()
+    return order, p
+
+
+def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int = 10, history: int = 5,
+                         temperatures: Sequence[float] = (0.05, 1.0), n_checks: int = 4):
+    """Pick a user; see their most recent movies and the top-``k`` unseen movies of the model with
+    logQ on or off, with each movie's softmax probability at a temperature chosen with a slider.
+    Everything is computed in the browser from the models' vectors.
+
+    Args:
+        models: ``{True: model trained with logQ, False: without}``, two-tower models with the
+            same output dimension (32 keeps the page small: 1,682 × 2 × 64 letters).
+        data: :func:`recbook.data.sequence_protocol`'s data; the user's items before the test
+            target are their history and are excluded from the candidates, as in the protocol.
+        users: raw user ids offered in the dropdown.
+        temperatures: the slider's ends (its step is 0.05); the checks use both ends, which
+            proves the ranking does not move with the inference temperature.
+
+    Returns a :class:`recbook.widgets.BrowserChart` whose ``checks`` (texts computed from the
+    float vectors in PyTorch) are the browser test's evidence.
+    """
+    import altair as alt
+
+    from .. import widgets as W
+
+    if not isinstance(models, Mapping) or set(models) != {True, False}:
+        raise ValueError("models: expected {True: model with logQ, False: model without}")
+    for key, m in models.items():
+        if not (hasattr(m, "user_vectors") and hasattr(m, "item_vectors")):
+            raise ValueError(f"models[{key}]: expected a two-tower model, got {type(m).__name__}")
+    if not hasattr(data, "seen") or getattr(data, "catalogue", None) is None:
+        raise ValueError("data: expected recbook.data.sequence_protocol(...)'s data")
+    k = require_positive_int(k, name="k")
+    history = require_positive_int(history, name="history")
+    users = [int(u) for u in users]
+    pos = {int(u): i for i, u in enumerate(data.users)}
+    missing = [u for u in users if u not in pos]
+    if not users or missing:
+        raise ValueError(f"users: expected raw user ids of data.users, got unknown {missing or users}")
+    lo, hi = (float(t) for t in temperatures)
+    if not 0 < lo < hi:
+        raise ValueError(f"temperatures: expected (low, high) with 0 < low < high, got {temperatures!r}")
+    rows = np.array([pos[u] for u in users])
+    frame = data.catalogue.frame
+    titles = frame["title"].astype(str).to_numpy()
+    genres = np.array([", ".join(g) for g in frame["genres"]], dtype=object)
+    seen = [np.asarray(data.seen("test")[r], dtype=np.int64) for r in rows]
+
+    vec = {key: _model_vectors(m, data, rows) for key, m in models.items()}
+    dims = {v[0].shape[1] for v in vec.values()}
+    if len(dims) != 1:
+        raise ValueError(f"models: expected the same output dimension, got {sorted(dims)}")
+    dim = dims.pop()
+    codes = np.arange(N_RESERVED, data.n_items)
+    items = pd.DataFrame({"code": codes, "title": titles[codes], "genres": genres[codes],
+                          "von": encode_vectors(vec[True][1]), "voff": encode_vectors(vec[False][1])})
+    user_table = pd.DataFrame({"user": users, "uon": encode_vectors(vec[True][0]),
+                               "uoff": encode_vectors(vec[False][0]),
+                               "seen": ["|" + "|".join(map(str, s)) + "|" for s in seen]})
+    hist_rows = []
+    for u, s in zip(users, seen):
+        for i, c in enumerate(s[::-1][:history], 1):
+            hist_rows.append({"user": u, "position": i, "label": f"{titles[c]} ({genres[c]})"})
+    items_d = W.CsvData(items, name="tt_items")
+    users_d = W.CsvData(user_table, name="tt_users")
+    hist_d = W.CsvData(pd.DataFrame(hist_rows), name="tt_history")
+
+    user = W.dropdown("user", users, users[0], labels=[f"user {u}" for u in users], label="user")
+    logq = W.checkbox("logq", True, label="logQ correction")
+    tau = W.slider("tau", lo, hi, 0.05, 0.1 if lo <= 0.1 <= hi else lo, label="temperature τ")
+
+    recent = (alt.Chart(hist_d.ref, title=alt.Title("Most recent movies (latest first)", fontSize=12))
+              .transform_filter("datum.user == user")
+              .mark_text(align="left", fontSize=12)
+              .encode(x=alt.value(0), y=alt.Y("position:O", axis=None), text="label:N")
+              .properties(width=560, height=18 * history))
+    base = (alt.Chart(items_d.ref)
+            .transform_calculate(uid="user")
+            .transform_lookup(lookup="uid", from_=alt.LookupData(users_d.ref, key="user",
+                                                                  fields=["uon", "uoff", "seen"]))
+            .transform_filter("indexof(datum.seen, '|' + datum.code + '|') < 0")
+            .transform_calculate(iv="logq ? datum.von : datum.voff", uv="logq ? datum.uon : datum.uoff")
+            .transform_calculate(cos=_dot_expr("iv", "uv", dim))
+            .transform_calculate(e="exp(datum.cos / tau)")
+            .transform_joinaggregate(total="sum(e)")
+            .transform_calculate(p="datum.e / datum.total")
+            .transform_window(rank="row_number()", sort=[alt.SortField("cos", order="descending"),
+                                                        alt.SortField("code", order="ascending")])
+            .transform_filter(f"datum.rank <= {k}")
+            .transform_calculate(label="datum.rank + '. ' + datum.title", pct="format(datum.p, '.1%')"))
+    y = alt.Y("rank:O", axis=None)
+    names = base.mark_text(align="left", fontSize=12).encode(x=alt.value(0), y=y, text="label:N")
+    kinds = base.mark_text(align="left", fontSize=11, color="#777").encode(x=alt.value(0), y=y, text="genres:N")
+    bars = base.mark_bar(color="#4C72B0", opacity=0.7).encode(
+        x=alt.X("p:Q", title="softmax probability", scale=alt.Scale(domain=[0, 1])), y=y)
+    pct = base.mark_text(align="left", dx=3, fontSize=11).encode(x="p:Q", y=y, text="pct:N")
+    top = alt.hconcat(names.properties(width=250, height=20 * k, title=alt.Title(f"Top {k} unseen movies", fontSize=12)),
+                      kinds.properties(width=170, height=20 * k), (bars + pct).properties(width=140, height=20 * k),
+                      spacing=5)
+    chart = alt.vconcat(recent, top)
+
+    # checks: computed from the float vectors; kept only where the browser's three-decimal vectors
+    # give the same texts, away from a rounding boundary.
+    checks = []
+    for u_i, u in enumerate(users):
+        for on in (True, False):
+            uvec, ivec = vec[on]
+            cos = np.r_[np.zeros(N_RESERVED), ivec @ uvec[u_i]]
+            q_cos = np.r_[np.zeros(N_RESERVED),
+                          decode_vectors(encode_vectors(ivec)) @ decode_vectors(encode_vectors(uvec[u_i:u_i + 1]))[0]]
+            texts_of = {}
+            ok = True
+            for t in (lo, hi):
+                order, p = _softmax_top(cos, seen[u_i], k, t)
+                q_order, q_p = _softmax_top(q_cos, seen[u_i], k, t)
+                frac = (p[0] * 1000) % 1
+                if (order[:3] != q_order[:3]).any() or abs(frac - 0.5) < 0.15 or f"{p[0]:.1%}" != f"{q_p[0]:.1%}":
+                    ok = False
+                    break
+                texts_of[t] = [f"{r}. {titles[c]}" for r, c in enumerate(order[:3], 1)] + [f"{p[0]:.1%}"]
+            if ok:
+                checks += [{"set": {"user": u, "logq": on, "tau": t}, "texts": texts_of[t]} for t in (lo, hi)]
+            if len(checks) >= 2 * n_checks:
+                break
+        if len(checks) >= 2 * n_checks:
+            break
+    if not checks:
+        raise ValueError("users: no user whose top list is stable under the browser's rounding; offer other users")
+    return W.browser_chart(chart, params=[user, logq, tau], data=[items_d, users_d, hist_d], checks=checks)
