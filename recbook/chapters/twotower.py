@@ -787,7 +787,7 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
     names = base.mark_text(align="left", fontSize=12).encode(x=alt.value(0), y=y, text="label:N")
     kinds = base.mark_text(align="left", fontSize=11, color="#777").encode(x=alt.value(0), y=y, text="genres:N")
     bars = base.mark_bar(color="#4C72B0", opacity=0.7).encode(
-        x=alt.X("p:Q", title="softmax probability", scale=alt.Scale(domain=[0, 1])), y=y)
+        x=alt.X("p:Q", title="softmax probability", axis=alt.Axis(format="%", tickCount=4)), y=y)
     pct = base.mark_text(align="left", dx=3, fontSize=11).encode(x="p:Q", y=y, text="pct:N")
     top = alt.hconcat(names.properties(width=250, height=20 * k, title=alt.Title(f"Top {k} unseen movies", fontSize=12)),
                       kinds.properties(width=170, height=20 * k), (bars + pct).properties(width=140, height=20 * k),
