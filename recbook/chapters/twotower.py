@@ -10,6 +10,12 @@ temperature, and retrieved lists to look at.
   top-K slots per popularity band (head, torso, tail), for several models (logQ on and off).
 * :func:`temperature_sweep` / :func:`plot_temperature_sweep`: validation and test Recall@50 per
   temperature.
+* :func:`sweep_entries` / :func:`run_temperature_sweep` / :func:`selected_temperatures`: the
+  leaderboard's two entries at five temperatures, trained as the leaderboard trains them, their rows
+  committed to ``book/results/twotower_temperature.csv``.
+* :func:`user_retrieval_chart`: pick a user; their history and the top ten of the model with logQ
+  on or off, with softmax probabilities at a chosen temperature, computed in the browser from the
+  models' vectors (written compactly by :func:`encode_vectors`).
 * :func:`top_k_items`: each user's top-K items with the user's earlier items removed.
 * :func:`retrieval_results` / :func:`results_chart`: the leaderboard's three retrieval entries,
   metric and K chosen in the browser; :func:`ann_summary` / :func:`ann_chart`: the committed
