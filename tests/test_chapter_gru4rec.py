@@ -214,7 +214,7 @@ def test_loss_entries_change_one_setting_of_the_leaderboard_entries():
     from recbook import bench
 
     entries = chapter.loss_entries()
-    assert len(entries) == 9 and not {e.name for e in entries} & set(bench.REGISTRY)
+    assert len(entries) == 8 and not {e.name for e in entries} & set(bench.REGISTRY)
     reference = {"XE": bench.REGISTRY["GRU4Rec-XE"], "BPRmax": bench.REGISTRY["GRU4Rec-BPRmax"]}
     kinds = {"XE": "cross-entropy", "BPRmax": "bpr-max", "TOP1max": "top1-max"}
     for e in entries:
@@ -233,6 +233,29 @@ def test_loss_entries_change_one_setting_of_the_leaderboard_entries():
     # the three losses at the entries' batches
     at_reference = [e.name for e in entries if e.name.endswith("-S512-a0.5")]
     assert len(at_reference) == 3
+
+
+def test_committed_loss_comparison_matches_its_entries_and_the_leaderboard():
+    from recbook import bench
+
+    rows = bench.read_results(chapter.LOSSES_FILE)
+    entries = chapter.loss_entries()
+    assert rows["model"].tolist() == [e.name for e in entries]
+    for e in entries:
+        row = rows.set_index("model").loc[e.name]
+        assert row["fingerprint"] == bench.fingerprint(e), f"{e.name}: re-run chapter.run_loss_comparison()"
+        assert row["seed"] == 0 and 1 <= row["best_epoch"] <= row["epochs"] <= chapter.LOSS_EPOCHS
+        for split in ("valid", "test"):
+            assert 0 < row[f"{split}_mrr@20"] < row[f"{split}_recall@20"] < 1
+    # a reference configuration whose leaderboard run (seed 0) stopped within the cap is the same run
+    board = bench.read_results("bench.csv")
+    for loss, name in (("XE", "GRU4Rec-XE"), ("BPRmax", "GRU4Rec-BPRmax")):
+        ref = board[(board["model"] == name) & (board["seed"] == 0)].iloc[0]
+        if ref["epochs"] <= chapter.LOSS_EPOCHS:
+            row = rows.set_index("model").loc[f"GRU4Rec-{loss}-S512-a0.5"]
+            assert row["test_recall@20"] == pytest.approx(ref["test_recall@20"], abs=1e-5)
+            assert row["test_mrr@20"] == pytest.approx(ref["test_mrr@20"], abs=1e-5)
+            assert row["valid_recall@20"] == pytest.approx(ref["valid_recall@20"], abs=1e-5)
 
 
 def test_next_item_builder_follows_the_sequence():

@@ -513,7 +513,7 @@ best epochs were 5 to 13)."""
 def loss_entries(epochs: int = LOSS_EPOCHS) -> list:
     """The configurations of the loss comparison as :class:`recbook.bench.Entry` objects (**not**
     registered on the leaderboard): the three losses at the leaderboard entries' settings, then
-    cross-entropy and BPR-max with 0 or 2048 extra negatives instead of 512, then BPR-max with
+    cross-entropy with 0 or 2048 extra negatives instead of 512, BPR-max with 2048, then BPR-max with
     ``alpha`` 0 or 1 instead of 0.5. Everything else is the entries' (GRU 100, tied embeddings,
     dropout 0.5/0.3, AdagradM, 64 slots, longest sequences first), with at most ``epochs`` epochs."""
     from ..bench import GRU4REC_FIT, Entry
@@ -527,8 +527,10 @@ def loss_entries(epochs: int = LOSS_EPOCHS) -> list:
         "BPRmax": (SessionLoss("bpr-max", bpreg=2.0, elu=0.5), 0.1, "BPR-max (bpreg 2, ELU 0.5)"),
         "TOP1max": (SessionLoss("top1-max"), 0.1, "TOP1-max"),
     }
+    # BPR-max without extra negatives is left out: when one slot is left at the end of an epoch,
+    # its only candidate is its own target and BPR-max has no negative to weigh.
     runs = [("XE", 512, 0.5), ("BPRmax", 512, 0.5), ("TOP1max", 512, 0.5),
-            ("XE", 0, 0.5), ("XE", 2048, 0.5), ("BPRmax", 0, 0.5), ("BPRmax", 2048, 0.5),
+            ("XE", 0, 0.5), ("XE", 2048, 0.5), ("BPRmax", 2048, 0.5),
             ("BPRmax", 512, 0.0), ("BPRmax", 512, 1.0)]
     out = []
     for loss, n_neg, alpha in runs:
@@ -554,34 +556,41 @@ def run_loss_comparison(path=None, seed: int = 0, *, epochs: int = LOSS_EPOCHS, 
     """
     from pathlib import Path
 
-    from ..bench import PROTOCOLS, fingerprint, load_protocol, train_entry
-    from ..train import num_threads, seed_everything
+    from ..bench import load_protocol
 
     path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / LOSSES_FILE
     data = load_protocol("sequence")
-    protocol = PROTOCOLS["sequence"]
     rows = []
     for entry in loss_entries(epochs):
-        with num_threads(threads):
-            seed_everything(int(seed))
-            model = entry.build(data)
-            res = train_entry(entry, model, data, int(seed), threads=threads, progress=progress)
-            test = protocol.evaluate(model, data, "test")
-        h = res.history
-        best = h.loc[res.best_epoch]
-        loss = entry.name.split("-")[1]
-        rows.append({"model": entry.name, "loss": loss,
-                     "n_negatives": entry.train_data.settings["n_negatives"],
-                     "alpha": entry.train_data.settings["alpha"], "seed": int(seed), "epochs": len(h),
-                     "best_epoch": int(res.best_epoch), "cpu_s_per_epoch": float(h["cpu_seconds"].mean()),
-                     "valid_recall@20": float(best["valid_recall@20"]), "valid_mrr@20": float(best["valid_mrr@20"]),
-                     "test_recall@20": float(test["recall@20"]), "test_mrr@20": float(test["mrr@20"]),
-                     "settings": entry.description, "fingerprint": fingerprint(entry)})
-        if progress:
-            print(rows[-1])
+        rows.append(_loss_row(entry, data, seed, threads=threads, progress=progress))
     out = pd.DataFrame(rows)
     out.to_csv(path, index=False, float_format="%.6g")
     return out
+
+
+def _loss_row(entry, data, seed: int, *, threads: int = 1, progress: bool = False) -> dict:
+    """One row of :func:`run_loss_comparison`."""
+    from ..bench import PROTOCOLS, fingerprint, train_entry
+    from ..train import num_threads, seed_everything
+
+    protocol = PROTOCOLS["sequence"]
+    with num_threads(threads):
+        seed_everything(int(seed))
+        model = entry.build(data)
+        res = train_entry(entry, model, data, int(seed), threads=threads, progress=progress)
+        test = protocol.evaluate(model, data, "test")
+    h = res.history
+    best = h.loc[res.best_epoch]
+    row = {"model": entry.name, "loss": entry.name.split("-")[1],
+           "n_negatives": entry.train_data.settings["n_negatives"],
+           "alpha": entry.train_data.settings["alpha"], "seed": int(seed), "epochs": len(h),
+           "best_epoch": int(res.best_epoch), "cpu_s_per_epoch": float(h["cpu_seconds"].mean()),
+           "valid_recall@20": float(best["valid_recall@20"]), "valid_mrr@20": float(best["valid_mrr@20"]),
+           "test_recall@20": float(test["recall@20"]), "test_mrr@20": float(test["mrr@20"]),
+           "settings": entry.description, "fingerprint": fingerprint(entry)}
+    if progress:
+        print(row)
+    return row
 
 
 def next_item_builder(model, ml, k: int = 10):
