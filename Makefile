@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.recbook-installed
 # Extra pytest arguments, e.g. PYTEST_ARGS="-x -k fm".
 PYTEST_ARGS ?=
+# Leaderboard runs at once (one torch thread each): one per core.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries data clean
 
@@ -43,10 +45,10 @@ book: $(STAMP) data
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
 bench: $(STAMP) data
-	$(BIN)/python -m recbook.bench $(BENCH_ARGS)
+	$(BIN)/python -m recbook.bench --jobs $(JOBS) $(BENCH_ARGS)
 
 bench-quick: $(STAMP) data
-	$(BIN)/python -m recbook.bench --quick $(BENCH_ARGS)
+	$(BIN)/python -m recbook.bench --quick --jobs $(JOBS) $(BENCH_ARGS)
 
 # The established libraries on the book's split, each in its own environment (benchmarks/libraries/).
 bench-libraries: $(STAMP) data

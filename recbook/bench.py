@@ -266,6 +266,10 @@ def _describe(entry: Entry) -> str:
     return f"{_qualname(entry.factory)}({_canonical(entry.params)}), fit={_canonical(entry.fit)}"
 
 
+_BUILTIN: dict[str, Entry] = {}
+"""The built-in entries, by name (what a worker process of :func:`run` knows)."""
+
+
 def _register_builtin() -> None:
     from .models import (DIN, DeepFM, DINBase, FactorizationMachine, LogisticRegression, TwoTower,
                          WideDeep, ensemble_loss, ftrl_adagrad, two_tower_examples, two_tower_loss)
@@ -337,6 +341,7 @@ def _register_builtin() -> None:
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e
+        _BUILTIN[e.name] = e
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,37 +528,81 @@ def _check_seeds(seeds) -> list[int]:
     return out
 
 
+def _run_in_worker(name: str, seed: int, threads: int, quick: bool) -> dict:
+    """One (model, seed) run in a worker process of :func:`run` (``jobs > 1``): the entry is looked
+    up by name in the worker's own registry (the built-in entries) and the data loaded once per
+    worker."""
+    entry = REGISTRY[name]
+    if entry.protocol not in _WORKER_DATA:
+        _WORKER_DATA[entry.protocol] = load_protocol(entry.protocol)
+    return run_one(entry, _WORKER_DATA[entry.protocol], seed, threads=threads, quick=quick, progress=False)
+
+
+_WORKER_DATA: dict = {}
+
+
 def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True,
-        on_model_done: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+        jobs: int = 1, on_model_done: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Run the leaderboard and return its rows (one per model x seed). Every argument is checked
     before any data is loaded or model trained. ``on_model_done(rows)`` is called with each
     model's rows as soon as its seeds are done (the command line writes them then, so a failure
-    later in the run loses nothing that finished)."""
+    later in the run loses nothing that finished).
+
+    ``jobs > 1`` runs that many (model, seed) pairs at once, each in its own process with
+    ``threads`` torch threads (on 2 cores: ``jobs=2, threads=1``). Every run seeds itself, so the
+    rows are the same as with ``jobs=1`` except the times. Only the built-in entries can run in
+    worker processes (an entry registered at run time exists only in this process)."""
     names = _check_models(models)
     seeds = _check_seeds(seeds)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
+    if jobs > 1:
+        local = [n for n in names if n not in _BUILTIN
+                 or fingerprint(_BUILTIN[n], checksum="-") != fingerprint(REGISTRY[n], checksum="-")]
+        if local:
+            raise ValueError(f"jobs: {local} were registered at run time and exist only in this process; "
+                             "run them with jobs=1 (or register them in recbook.bench's built-in list)")
     from tqdm.auto import tqdm
 
-    rows, datasets = [], {}
     overall = tqdm(total=len(names) * len(seeds), desc="leaderboard", unit="run", disable=not progress)
+    rows: dict[tuple[str, int], dict] = {}
+
+    def finished(name: str, seed: int, row: dict) -> None:
+        rows[(name, seed)] = row
+        overall.update()
+        if on_model_done is not None and all((name, s) in rows for s in seeds):
+            on_model_done(pd.DataFrame([rows[(name, s)] for s in seeds]))
+
     try:
-        for name in names:
-            entry = REGISTRY[name]
-            if entry.protocol not in datasets:
-                datasets[entry.protocol] = load_protocol(entry.protocol)
-            done = []
-            for seed in seeds:
-                overall.set_postfix_str(f"{name} seed {seed}")
-                done.append(run_one(entry, datasets[entry.protocol], seed, threads=threads, quick=quick,
-                                    progress=progress))
-                overall.update()
-            rows += done
-            if on_model_done is not None:
-                on_model_done(pd.DataFrame(done))
+        if jobs == 1:
+            datasets = {}
+            for name in names:
+                entry = REGISTRY[name]
+                if entry.protocol not in datasets:
+                    datasets[entry.protocol] = load_protocol(entry.protocol)
+                for seed in seeds:
+                    overall.set_postfix_str(f"{name} seed {seed}")
+                    finished(name, seed, run_one(entry, datasets[entry.protocol], seed, threads=threads,
+                                                 quick=quick, progress=progress))
+        else:
+            import importlib
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            worker = importlib.import_module("recbook.bench")._run_in_worker  # never __main__'s copy
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(worker, name, seed, threads, quick): (name, seed)
+                           for name in names for seed in seeds}
+                for future in as_completed(futures):
+                    name, seed = futures[future]
+                    overall.set_postfix_str(f"{name} seed {seed} done")
+                    finished(name, seed, future.result())
     finally:
         overall.close()
-    return pd.DataFrame(rows)
+    return pd.DataFrame([rows[(n, s)] for n in names for s in seeds if (n, s) in rows])
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,6 +790,8 @@ def main(argv=None) -> int:
                    help="comma-separated model names (default: all registered)")
     p.add_argument("--seeds", type=_parse_list, default=["0", "1", "2"], help="comma-separated seeds")
     p.add_argument("--threads", type=int, default=1, help="torch threads while training (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each in its own process (default 1; on 2 cores: 2)")
     p.add_argument("--quick", action="store_true", help=f"at most {QUICK_EPOCHS} epochs per model")
     p.add_argument("--out", type=Path, default=None, help="output folder")
     p.add_argument("--replace", action="store_true",
@@ -758,6 +809,8 @@ def main(argv=None) -> int:
         p.error(f"--seeds: expected comma-separated integers, got {','.join(args.seeds)!r}")
     if args.threads < 1:
         p.error(f"--threads: expected a positive integer, got {args.threads}")
+    if args.jobs < 1:
+        p.error(f"--jobs: expected a positive integer, got {args.jobs}")
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     try:
         if args.models is not None and not args.models:
@@ -774,7 +827,7 @@ def main(argv=None) -> int:
         first[0] = False
 
     try:
-        results = run(args.models, seeds, threads=args.threads, quick=args.quick,
+        results = run(args.models, seeds, threads=args.threads, quick=args.quick, jobs=args.jobs,
                       progress=not args.no_progress, on_model_done=save)
     except ValueError as e:
         p.error(str(e))

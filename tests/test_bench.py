@@ -262,3 +262,18 @@ def test_fingerprint_is_the_same_when_bench_runs_as_main(monkeypatch):
     as_main.train_data.__qualname__ = "ctr_rows_with_history"
     assert as_main.train_data.__module__ == "__main__"
     assert bench.fingerprint(as_main) == expected
+
+
+def test_jobs_run_in_worker_processes_and_give_the_same_rows():
+    """Two worker processes give the rows one process gives, times aside (every run seeds itself)."""
+    one = bench.run(["LR"], seeds=(0, 1), quick=True, progress=False, jobs=1)
+    two = bench.run(["LR"], seeds=(0, 1), quick=True, progress=False, jobs=2)
+    cols = ["model", "seed", "test_auc", "test_logloss", "test_gauc", "valid_auc", "epochs", "fingerprint"]
+    pd.testing.assert_frame_equal(one[cols], two[cols])
+
+
+def test_jobs_are_checked_and_run_time_entries_stay_in_one_process(two_models):
+    with pytest.raises(ValueError, match="jobs: expected a positive integer"):
+        bench.run(["LR"], seeds=(0,), progress=False, jobs=0)
+    with pytest.raises(ValueError, match="registered at run time"):
+        bench.run(["LR"], seeds=(0,), progress=False, jobs=2)
