@@ -208,3 +208,77 @@ def test_file_tie_rule_is_the_protocol_of_the_leaderboard():
     assert all(np.array_equal(x, y) for x, y in zip(a.train, b.train))
     c = chapter.leave_last_out_by_tie_rule(ml, "item_id")
     assert 200 < int((c.test != a.test).sum()) < 415  # only users whose last two ratings share a second
+
+
+def test_loss_entries_change_one_setting_of_the_leaderboard_entries():
+    from recbook import bench
+
+    entries = chapter.loss_entries()
+    assert len(entries) == 8 and not {e.name for e in entries} & set(bench.REGISTRY)
+    reference = {"XE": bench.REGISTRY["GRU4Rec-XE"], "BPRmax": bench.REGISTRY["GRU4Rec-BPRmax"]}
+    kinds = {"XE": "cross-entropy", "BPRmax": "bpr-max", "TOP1max": "top1-max"}
+    for e in entries:
+        _, loss, neg, alpha = e.name.split("-")
+        assert e.fit["loss_fn"].kind == kinds[loss]
+        got = e.train_data.settings
+        assert (got["n_negatives"], got["alpha"]) == (int(neg[1:]), float(alpha[1:]))
+        ref = reference.get(loss, reference["BPRmax"])
+        assert e.params == ref.params
+        assert e.fit["epochs"] == chapter.LOSS_EPOCHS <= ref.fit["epochs"]
+        assert e.fit["optimizer"].settings == ref.fit["optimizer"].settings
+        if loss in reference:
+            assert repr(e.fit["loss_fn"]) == repr(ref.fit["loss_fn"])
+            changed = {k for k in got if got[k] != ref.train_data.settings[k]}
+            assert len(changed) <= 1, (e.name, changed)
+    # the three losses at the entries' batches
+    at_reference = [e.name for e in entries if e.name.endswith("-S512-a0.5")]
+    assert len(at_reference) == 3
+
+
+def test_committed_loss_comparison_matches_its_entries_and_the_leaderboard():
+    from recbook import bench
+
+    rows = bench.read_results(chapter.LOSSES_FILE)
+    entries = chapter.loss_entries()
+    assert rows["model"].tolist() == [e.name for e in entries]
+    for e in entries:
+        row = rows.set_index("model").loc[e.name]
+        assert row["fingerprint"] == bench.fingerprint(e), f"{e.name}: re-run chapter.run_loss_comparison()"
+        assert row["seed"] == 0 and 1 <= row["best_epoch"] <= row["epochs"] <= chapter.LOSS_EPOCHS
+        for split in ("valid", "test"):
+            assert 0 < row[f"{split}_mrr@20"] < row[f"{split}_recall@20"] < 1
+    # a reference configuration whose leaderboard run (seed 0) stopped within the cap is the same run
+    board = bench.read_results("bench.csv")
+    for loss, name in (("XE", "GRU4Rec-XE"), ("BPRmax", "GRU4Rec-BPRmax")):
+        ref = board[(board["model"] == name) & (board["seed"] == 0)].iloc[0]
+        if ref["epochs"] <= chapter.LOSS_EPOCHS:
+            row = rows.set_index("model").loc[f"GRU4Rec-{loss}-S512-a0.5"]
+            assert row["test_recall@20"] == pytest.approx(ref["test_recall@20"], abs=1e-5)
+            assert row["test_mrr@20"] == pytest.approx(ref["test_mrr@20"], abs=1e-5)
+            assert row["valid_recall@20"] == pytest.approx(ref["valid_recall@20"], abs=1e-5)
+
+
+def test_next_item_builder_follows_the_sequence():
+    class NextCode:  # scores the code right after the last one highest, then by distance
+        def score_next(self, histories):
+            codes = torch.arange(10, dtype=torch.float32)
+            out = torch.stack([-(codes - (int(h[-1]) + 1)).abs() for h in histories])
+            out[:, :2] = float("-inf")
+            return out
+
+    ml = tiny_ml()
+    box = chapter.next_item_builder(NextCode(), ml, k=2)
+    assert box.sequence == [] and "add a movie" in box.output.value
+    assert "movie 3 [3]" in box.search.options
+    box.search.value = "movie 3 [3]"
+    box.add.click()
+    assert box.sequence == [4] and box.search.value == ""
+    first = box.output.value.split("<tbody>")[1]
+    assert first.index("movie 4") < first.index("movie 3")  # movie 4 (code 5) ranks first
+    box.search.value = "movie 6 [6]"
+    box.add.click()
+    assert box.sequence == [4, 7] and "<td>1</td><td>movie 7</td>" in box.output.value
+    box.undo.click()
+    assert box.sequence == [4] and "<td>1</td><td>movie 4</td>" in box.output.value
+    box.clear.click()
+    assert box.sequence == [] and "add a movie" in box.output.value

@@ -11,6 +11,8 @@ next-item widget.
   mini-batch, step by step.
 * :func:`compare_variants`, :func:`plot_variants`: GRU4Rec variants (losses, number of negatives,
   alpha) trained and evaluated side by side, with the CPU time per epoch.
+* :func:`loss_entries`, :func:`run_loss_comparison`: the losses, numbers of negatives and ``alpha``
+  compared as the leaderboard trains (the committed ``book/results/gru4rec_losses.csv``).
 * :func:`leave_last_out_by_tie_rule`, :func:`tie_rule_effect`: the same model evaluated on a split
   whose same-second ratings are ordered by item id instead of by the file's row order.
 * :func:`prepared_sequences`, :func:`next_item_table`, :func:`next_item_payload`,
@@ -41,9 +43,9 @@ from ..widgets import precomputed_slider
 
 __all__ = [
     "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants",
-    "leave_last_out_by_tie_rule", "listing_checks", "listing_model", "movie_titles", "next_item_dropdown",
+    "LOSSES_FILE", "LOSS_EPOCHS", "leave_last_out_by_tie_rule", "listing_checks", "loss_entries", "listing_model", "movie_titles", "next_item_builder", "next_item_dropdown",
     "next_item_payload", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
-    "plot_variants", "prepared_sequences", "seen_share", "slot_table", "tie_rule_effect", "training_signals",
+    "plot_variants", "prepared_sequences", "run_loss_comparison", "seen_share", "slot_table", "tie_rule_effect", "training_signals",
 ]
 
 
@@ -420,6 +422,10 @@ PREPARED_SEQUENCES = {
     "Sci-fi and action": [195, 96, 183, 176],
     "Romantic comedies": [88, 739, 294],
     "Autumn 1997 releases": [258, 300, 286, 313],
+    "Hitchcock and 1930s classics": [483, 604, 479, 603],
+    "Horror": [200, 184, 219],
+    "Star Trek films": [449, 228, 229, 230],
+    "Indiana Jones": [174, 210],
 }
 """A handful of sequences (raw MovieLens item ids, oldest first) for the precomputed widget."""
 
@@ -492,3 +498,145 @@ def next_item_dropdown(model, ml, sequences: Mapping[str, Sequence[int]] | None 
     return precomputed_slider(lambda name: _payload_html(name, payload[name]), list(payload),
                               "sequence", control="dropdown")
 
+
+
+# --------------------------------------------------------------------------------------------
+# Losses compared (the committed file book/results/gru4rec_losses.csv)
+# --------------------------------------------------------------------------------------------
+
+LOSSES_FILE = "gru4rec_losses.csv"
+LOSS_EPOCHS = 8
+"""Epoch cap of the loss comparison (the leaderboard's entries allow 25 with patience 3; their
+best epochs were 5 to 13)."""
+
+
+def loss_entries(epochs: int = LOSS_EPOCHS) -> list:
+    """The configurations of the loss comparison as :class:`recbook.bench.Entry` objects (**not**
+    registered on the leaderboard): the three losses at the leaderboard entries' settings, then
+    cross-entropy with 0 or 2048 extra negatives instead of 512, BPR-max with 2048, then BPR-max with
+    ``alpha`` 0 or 1 instead of 0.5. Everything else is the entries' (GRU 100, tied embeddings,
+    dropout 0.5/0.3, AdagradM, 64 slots, longest sequences first), with at most ``epochs`` epochs."""
+    from ..bench import GRU4REC_FIT, Entry
+    from ..models.gru4rec import GRU4Rec, SessionLoss, adagradm, session_parallel
+
+    epochs = require_positive_int(epochs, name="epochs")
+    net = {"layers": (100,), "tied": True, "dropout_embed": 0.5, "dropout_hidden": 0.3}
+    fit_ = dict(GRU4REC_FIT, epochs=min(epochs, GRU4REC_FIT["epochs"]))
+    losses = {
+        "XE": (SessionLoss("cross-entropy", logq=1.0), 0.05, "cross-entropy with logQ"),
+        "BPRmax": (SessionLoss("bpr-max", bpreg=2.0, elu=0.5), 0.1, "BPR-max (bpreg 2, ELU 0.5)"),
+        "TOP1max": (SessionLoss("top1-max"), 0.1, "TOP1-max"),
+    }
+    # BPR-max without extra negatives is left out: when one slot is left at the end of an epoch,
+    # its only candidate is its own target and BPR-max has no negative to weigh.
+    runs = [("XE", 512, 0.5), ("BPRmax", 512, 0.5), ("TOP1max", 512, 0.5),
+            ("XE", 0, 0.5), ("XE", 2048, 0.5), ("BPRmax", 2048, 0.5),
+            ("BPRmax", 512, 0.0), ("BPRmax", 512, 1.0)]
+    out = []
+    for loss, n_neg, alpha in runs:
+        loss_fn, lr, words = losses[loss]
+        out.append(Entry(f"GRU4Rec-{loss}-S{n_neg}-a{alpha:g}", "sequence", GRU4Rec.from_data, dict(net),
+                         dict(fit_, optimizer=adagradm(lr=lr), loss_fn=loss_fn),
+                         train_data=session_parallel(n_negatives=n_neg, alpha=alpha, order="longest-first"),
+                         description=f"GRU4Rec 100, {words}, {n_neg} extra negatives, alpha {alpha:g}"))
+    return out
+
+
+def run_loss_comparison(path=None, seed: int = 0, *, epochs: int = LOSS_EPOCHS, threads: int = 1,
+                        progress: bool = False) -> pd.DataFrame:
+    """Train every configuration of :func:`loss_entries` once (``seed``) as the leaderboard does
+    (:func:`recbook.bench.train_entry`: early stopping on validation Recall@20) and write one row
+    per configuration to ``path`` (default: the repository's ``book/results/gru4rec_losses.csv``):
+    ``model``, ``loss``, ``n_negatives``, ``alpha``, ``seed``, ``epochs``, ``best_epoch``,
+    ``cpu_s_per_epoch``, validation (best epoch) and test Recall@20 / MRR@20, ``settings`` (the
+    entry's description) and ``fingerprint`` (:func:`recbook.bench.fingerprint`). About ten minutes
+    with one thread::
+
+        python -c "from recbook.chapters import gru4rec; gru4rec.run_loss_comparison()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol
+
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / LOSSES_FILE
+    data = load_protocol("sequence")
+    rows = []
+    for entry in loss_entries(epochs):
+        rows.append(_loss_row(entry, data, seed, threads=threads, progress=progress))
+    out = pd.DataFrame(rows)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+def _loss_row(entry, data, seed: int, *, threads: int = 1, progress: bool = False) -> dict:
+    """One row of :func:`run_loss_comparison`."""
+    from ..bench import PROTOCOLS, fingerprint, train_entry
+    from ..train import num_threads, seed_everything
+
+    protocol = PROTOCOLS["sequence"]
+    with num_threads(threads):
+        seed_everything(int(seed))
+        model = entry.build(data)
+        res = train_entry(entry, model, data, int(seed), threads=threads, progress=progress)
+        test = protocol.evaluate(model, data, "test")
+    h = res.history
+    best = h.loc[res.best_epoch]
+    row = {"model": entry.name, "loss": entry.name.split("-")[1],
+           "n_negatives": entry.train_data.settings["n_negatives"],
+           "alpha": entry.train_data.settings["alpha"], "seed": int(seed), "epochs": len(h),
+           "best_epoch": int(res.best_epoch), "cpu_s_per_epoch": float(h["cpu_seconds"].mean()),
+           "valid_recall@20": float(best["valid_recall@20"]), "valid_mrr@20": float(best["valid_mrr@20"]),
+           "test_recall@20": float(test["recall@20"]), "test_mrr@20": float(test["mrr@20"]),
+           "settings": entry.description, "fingerprint": fingerprint(entry)}
+    if progress:
+        print(row)
+    return row
+
+
+def next_item_builder(model, ml, k: int = 10):
+    """A kernel-only control (``ipywidgets``): type a title into a searchable box, add it to the
+    sequence, and see the model's top-``k`` next movies, recomputed by ``model.score_next`` after
+    every change. Returns the ``VBox``; its ``.sequence`` (a list of item codes) is the sequence
+    built so far. The website cannot run it (no kernel): the chapter tags its cell ``remove-cell``
+    and shows :func:`next_item_dropdown` instead."""
+    import ipywidgets as w
+
+    k = require_positive_int(k, name="k")
+    cat = movie_titles(ml)
+    labels = [f"{t} [{i}]" for t, i in zip(cat["title"], cat["item_id"])]
+    code_of = dict(zip(labels, cat["code"]))
+    search = w.Combobox(options=labels, placeholder="type a title", ensure_option=True,
+                        description="movie", layout=w.Layout(width="420px"))
+    add, undo, clear = w.Button(description="add"), w.Button(description="remove last"), w.Button(description="clear")
+    out = w.HTML()
+    box = w.VBox([w.HBox([search, add, undo, clear]), out])
+    box.sequence = []
+
+    def render():
+        if not box.sequence:
+            out.value = "<i>add a movie to start a sequence</i>"
+            return
+        entry = next_item_payload(model, ml, {"your sequence": box.sequence}, k)["your sequence"]
+        out.value = _payload_html("your sequence", entry)
+
+    def on_add(_):
+        if search.value in code_of:
+            box.sequence.append(int(code_of[search.value]))
+            search.value = ""
+            render()
+
+    def on_undo(_):
+        if box.sequence:
+            box.sequence.pop()
+            render()
+
+    def on_clear(_):
+        box.sequence.clear()
+        render()
+
+    add.on_click(on_add)
+    undo.on_click(on_undo)
+    clear.on_click(on_clear)
+    box.search, box.add, box.undo, box.clear, box.output = search, add, undo, clear, out
+    render()
+    return box
