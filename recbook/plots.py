@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "plot_learning_curves"]
+__all__ = ["LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "diagram_arrow", "diagram_axes",
+           "diagram_box", "plot_learning_curves"]
 
 SPLITS = ("train", "valid", "test")
 SPLIT_COLORS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#C44E52"}
@@ -30,6 +32,36 @@ def axes_or_new(ax: Axes | None, figsize=(6.4, 3.6)) -> Axes:
     elif not isinstance(ax, Axes):
         raise ValueError(f"ax: expected a matplotlib Axes or None, got {type(ax).__name__}")
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture diagrams: boxes and arrows on a blank canvas
+# --------------------------------------------------------------------------------------------
+
+def diagram_axes(ax: Axes | None, figsize, xlim: tuple[float, float], ylim: tuple[float, float]) -> Axes:
+    """A blank canvas for a diagram: ``ax`` (or a new figure of ``figsize``) with the given data
+    limits and no axes drawn; boxes and arrows are placed in those data coordinates."""
+    ax = axes_or_new(ax, figsize=figsize)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.axis("off")
+    return ax
+
+
+def diagram_box(ax: Axes, x: float, y: float, w: float, h: float, text: str, colour, size: float = 9.5,
+                weight: str = "normal") -> None:
+    """A rounded box with its lower-left corner at ``(x, y)``, ``text`` centred in it."""
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
+                                edgecolor="0.35", lw=1))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
+
+
+def diagram_arrow(ax: Axes, x0: float, y0: float, x1: float, y1: float, colour="0.3", style: str = "-",
+                  head: float = 12) -> None:
+    """An arrow from ``(x0, y0)`` to ``(x1, y1)`` (``style``: a matplotlib line style; ``head``:
+    the arrow head's size)."""
+    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=head,
+                                 color=colour, lw=1, linestyle=style))
 
 
 # --------------------------------------------------------------------------------------------

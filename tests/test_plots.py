@@ -30,3 +30,22 @@ def test_learning_curves_mark_the_restored_epoch_on_every_panel():
     assert auc_ax.get_ylabel() == "validation AUC" and loss_ax.get_ylabel() == "validation logloss"
     with pytest.raises(ValueError, match="fits"):
         plots.plot_learning_curves({"M": SimpleNamespace(history=h, best_epoch=1)}, ["gauc"])
+
+
+def test_diagram_helpers_draw_a_box_with_centred_text_and_an_arrow():
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from recbook.plots import diagram_arrow, diagram_axes, diagram_box
+
+    ax = diagram_axes(None, (4, 3), (0, 100), (-5, 50))
+    assert ax.get_xlim() == (0, 100) and ax.get_ylim() == (-5, 50) and not ax.axison
+    diagram_box(ax, 10, 20, 30, 6, "MLP", "#EAEAF2", size=11)
+    diagram_arrow(ax, 40, 23, 60, 23, style="--", head=9)
+    box, arrow = ax.patches
+    assert isinstance(box, FancyBboxPatch) and isinstance(arrow, FancyArrowPatch)
+    assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == (10, 20, 30, 6)
+    (text,) = ax.texts
+    assert text.get_text() == "MLP" and text.get_position() == (25, 23) and text.get_fontsize() == 11
+    assert arrow.get_linestyle() == "--"
+    plt.close(ax.figure)

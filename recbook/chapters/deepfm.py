@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import altair as alt
 import numpy as np
@@ -46,7 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.patches import Rectangle
 from torch import nn
 
 from .. import widgets
@@ -54,6 +55,7 @@ from .._checks import require_columns, require_positive_int
 from ..data.features import Schema
 from ..models import DeepFM, FactorizationMachine
 from ..plots import axes_or_new as _axes
+from ..plots import diagram_arrow, diagram_axes, diagram_box
 from ..train import num_threads
 from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 
@@ -670,19 +672,8 @@ def plot_deepfm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age
         raise ValueError(f"fields: expected at least two field names, got {fields}")
     dim = require_positive_int(dim, name="dim")
     hidden = [require_positive_int(h, name="hidden") for h in hidden]
-    ax = _axes(ax, figsize=(7.2, 4.2))
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 54)
-    ax.axis("off")
-
-    def box(x, y, w, h, text, colour, size=9.5, weight="normal"):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
-                                    edgecolor="0.35", lw=1))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
-
-    def arrow(x0, y0, x1, y1, colour="0.3"):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
-                                     color=colour, lw=1))
+    ax = diagram_axes(ax, (7.2, 4.2), (0, 100), (0, 54))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax)
 
     n = len(fields)
     step = 44 / n

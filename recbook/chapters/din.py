@@ -17,13 +17,13 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .._checks import require_columns, require_positive_int
 from ..data import GENRES
@@ -31,6 +31,7 @@ from ..data.features import UNK
 from ..metrics import ctr_report
 from ..models.din import DIN
 from ..plots import axes_or_new as _axes
+from ..plots import diagram_arrow, diagram_axes, diagram_box
 from ..train import predict
 from ..widgets import precomputed_slider
 
@@ -512,7 +513,7 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
         .transform_lookup(lookup="h", from_=alt.LookupData(d_hidden.ref, "h", ["b1", "alpha", "mean", "var", "w2"]))
         .transform_calculate(z="datum.s + toNumber(datum.b1)")
         .transform_calculate(out=f"toNumber(datum.w2) * ({act})")
-        .transform_aggregate(score=f"sum(out)", groupby=["pos", "title", "gmask", "cmask"])
+        .transform_aggregate(score="sum(out)", groupby=["pos", "title", "gmask", "cmask"])
         .transform_calculate(score=f"datum.score + {b2!r}")
     )
     if model.attention.softmax:
@@ -633,7 +634,7 @@ def dice_chart(*, mean: float = 0.0, std: float = 1.0, alpha: float = 0.25, at: 
     head = (alt.Chart(alt.sequence(0, 1, 1, as_="i"))
             .transform_calculate(s=at_expr)
             .transform_calculate(d=dice, p=prelu)
-            .transform_calculate(t=f"'at s = ' + format(datum.s, '+.1f') + ': Dice ' + format(datum.d, '+.2f')"
+            .transform_calculate(t="'at s = ' + format(datum.s, '+.1f') + ': Dice ' + format(datum.d, '+.2f')"
                                    " + ', PReLU ' + format(datum.p, '+.2f')")
             .mark_text(align="left", fontSize=14).encode(x=alt.value(0), y=alt.value(8), text="t:N")
             .properties(width=420, height=22))
@@ -660,19 +661,8 @@ def plot_din_architecture(n_items: int = 4, *, attention_hidden: int = 36, hidde
         raise ValueError(f"n_items: expected at least 2 history items to draw, got {n_items}")
     attention_hidden = require_positive_int(attention_hidden, name="attention_hidden")
     hidden = [require_positive_int(h, name="hidden") for h in hidden]
-    ax = _axes(ax, figsize=(7.2, 4.6))
-    ax.set_xlim(0, 110)
-    ax.set_ylim(-6, 62)
-    ax.axis("off")
-
-    def box(x, y, w, h, text, colour, size=9.5, weight="normal"):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
-                                    edgecolor="0.35", lw=1))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
-
-    def arrow(x0, y0, x1, y1, colour="0.3", style="-"):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=11,
-                                     color=colour, lw=1, linestyle=style))
+    ax = diagram_axes(ax, (7.2, 4.6), (0, 110), (-6, 62))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax, head=11)
 
     top, bottom = 50.0, 22.0
     step = (top - bottom) / (n_items - 1)

@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import altair as alt
 import matplotlib.pyplot as plt
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
 from .. import widgets
@@ -45,8 +46,8 @@ from ..data.protocols import CTR_FIELDS, encode_ctr
 from ..layers import FMInteraction, check_batch, pairwise_interaction_naive
 from ..models import FactorizationMachine
 from ..plots import axes_or_new as _axes
+from ..plots import diagram_arrow, diagram_axes, diagram_box
 from ..train import num_threads
-
 
 __all__ = [
     "FMTables", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed", "fm_tables",
@@ -886,19 +887,8 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     if len(fields) < 2:
         raise ValueError(f"fields: expected at least two field names, got {fields}")
     dim = require_positive_int(dim, name="dim")
-    ax = _axes(ax, figsize=(7.2, 3.9))
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 50)
-    ax.axis("off")
-
-    def box(x, y, w, h, text, colour, size=9.5, weight="normal"):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
-                                    edgecolor="0.35", lw=1))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
-
-    def arrow(x0, y0, x1, y1):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
-                                     color="0.3", lw=1))
+    ax = diagram_axes(ax, (7.2, 3.9), (0, 100), (0, 50))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax)
 
     n = len(fields)
     step = 44 / n

@@ -38,13 +38,13 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import torch
-import altair as alt
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
 from .. import widgets
@@ -53,8 +53,8 @@ from ..data.features import PAD, Schema
 from ..layers import check_batch
 from ..metrics import auc as _auc
 from ..models import LogisticRegression, WideDeep
+from ..plots import diagram_arrow, diagram_axes, diagram_box
 from ..train import num_threads
-from ..plots import axes_or_new as _axes
 
 __all__ = [
     "EXPLORED_CROSSES", "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage",
@@ -703,18 +703,11 @@ def plot_widedeep_architecture(fields: Sequence[str] = ("user_id", "item_id", "a
         raise ValueError(f"fields: expected at least two field names, got {fields}")
     dim = require_positive_int(dim, name="dim")
     hidden = [require_positive_int(h, name="hidden") for h in hidden]
-    ax = _axes(ax, figsize=(7.2, 4.4))
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 56)
-    ax.axis("off")
+    ax = diagram_axes(ax, (7.2, 4.4), (0, 100), (0, 56))
+    arrow = partial(diagram_arrow, ax)
 
-    def box(x, y, w, h, text, colour, size=9.0, weight="normal"):
-        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=colour,
-                                    edgecolor="0.35", lw=1))
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, fontweight=weight)
-
-    def arrow(x0, y0, x1, y1, colour="0.3"):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color=colour, lw=1))
+    def box(x, y, w, h, text, colour, size=9.0, weight="normal"):   # this figure's text is smaller
+        diagram_box(ax, x, y, w, h, text, colour, size, weight)
 
     n = len(fields)
     step = 44 / n
