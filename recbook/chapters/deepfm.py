@@ -58,6 +58,7 @@ from ..plots import axes_or_new as _axes
 from ..plots import diagram_arrow, diagram_axes, diagram_box
 from ..train import num_threads
 from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
+from .widedeep import _require, _require_data
 
 __all__ = [
     "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
@@ -70,18 +71,6 @@ __all__ = [
 PARTS = ("bias", "first order", "FM (pairs)", "deep (MLP)")
 """The parts of a DeepFM logit, in the order the chapter shows them."""
 
-
-def _require(model, cls):
-    if not isinstance(model, cls):
-        raise ValueError(f"model: expected a recbook.models.{cls.__name__}, got {type(model).__name__}")
-    return model
-
-
-def _require_data(data):
-    for key in ("schema", "train", "valid", "test"):
-        if not hasattr(data, key):
-            raise ValueError(f"data: expected a recbook.data.CTRData, got {type(data).__name__} without .{key}")
-    return data
 
 
 # --------------------------------------------------------------------------------------------
