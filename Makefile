@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Leaderboard runs at once (one torch thread each): one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries data clean
+.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries bench-speed data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-quick: $(STAMP) data
 # The established libraries on the book's split, each in its own environment (benchmarks/libraries/).
 bench-libraries: $(STAMP) data
 	RECBOOK_PYTHON=$(BIN)/python bash benchmarks/libraries/run.sh
+
+# Speed side by side in one run: recbook and each library's counterpart, seed 0, two epochs each,
+# one after another -> book/results/speed.csv|md (about 25 minutes on 2 cores).
+bench-speed: $(STAMP) data
+	RECBOOK_PYTHON=$(BIN)/python bash benchmarks/libraries/run.sh --speed
 
 clean:
 	rm -rf _build .pytest_cache

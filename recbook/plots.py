@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 __all__ = ["LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "diagram_arrow", "diagram_axes",
            "diagram_box", "plot_learning_curves"]
@@ -62,6 +62,31 @@ def diagram_arrow(ax: Axes, x0: float, y0: float, x1: float, y1: float, colour="
     the arrow head's size)."""
     ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=head,
                                  color=colour, lw=1, linestyle=style))
+
+
+def diagram_fields_table(ax: Axes, fields: Sequence[str], *, top: float, table_x: float, table_w: float,
+                         fields_title: str = "fields", row_label: str = "{}") -> None:
+    """The left half of the FM-family diagrams: one box per field (``genres`` marked as a mean),
+    each with an arrow into "one shared table" drawn as one block of rows per field.
+
+    ``top``: the y of the fields' column top (titles above it); ``table_x``, ``table_w``: where the
+    table stands; ``row_label``: a block's text, ``{}`` replaced by the field name.
+    """
+    n = len(fields)
+    step, block, centre = 44 / n, 40 / n, top - 22
+    ax.text(8, top + 2.5, fields_title, ha="center", fontsize=10, fontweight="bold")
+    for i, f in enumerate(fields):
+        y = top - step * (i + 0.5)
+        diagram_box(ax, 1.5, y - step * 0.32, 13, step * 0.64, f + (" (mean)" if f == "genres" else ""),
+                    "#EAEAF2", 8.5)
+        diagram_arrow(ax, 15.3, y, table_x - 0.5, centre + (y - centre) * 0.75)
+    mid = table_x + table_w / 2
+    ax.text(mid, top + 2.5, "one shared table", ha="center", fontsize=10, fontweight="bold")
+    for i, f in enumerate(fields):
+        y0 = top - 1 - block * (i + 1)
+        ax.add_patch(Rectangle((table_x, y0), table_w, block, facecolor="#F3C9A6" if i % 2 else "#FBE3CF",
+                               edgecolor="0.5", lw=0.6))
+        ax.text(mid, y0 + block / 2, row_label.format(f), ha="center", va="center", fontsize=7.5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,3 +49,22 @@ def test_diagram_helpers_draw_a_box_with_centred_text_and_an_arrow():
     assert text.get_text() == "MLP" and text.get_position() == (25, 23) and text.get_fontsize() == 11
     assert arrow.get_linestyle() == "--"
     plt.close(ax.figure)
+
+
+def test_diagram_fields_table_draws_one_box_arrow_and_table_block_per_field():
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+
+    from recbook.plots import diagram_axes, diagram_fields_table
+
+    ax = diagram_axes(None, (4, 3), (0, 100), (0, 54))
+    diagram_fields_table(ax, ["user_id", "genres", "zip1"], top=49, table_x=26, table_w=18, row_label="{} rows")
+    kinds = [type(p) for p in ax.patches]
+    assert kinds.count(FancyBboxPatch) == 3 and kinds.count(FancyArrowPatch) == 3 and kinds.count(Rectangle) == 3
+    texts = [t.get_text() for t in ax.texts]
+    assert "genres (mean)" in texts and "zip1 rows" in texts and "one shared table" in texts
+    blocks = [p for p in ax.patches if type(p) is Rectangle]
+    assert all(b.get_x() == 26 and b.get_width() == 18 for b in blocks)
+    tops = sorted(b.get_y() + b.get_height() for b in blocks)
+    assert tops[-1] == pytest.approx(48) and tops[0] > 0        # the blocks stack down from top - 1
+    plt.close(ax.figure)

@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BUILD = Path(os.environ.get("RECBOOK_LIBRARIES_BUILD", ROOT / "_build" / "libraries"))
 DATA = BUILD / "data"
-RUNS = BUILD / "runs"
+# Where runs are written; the timing run (`run.sh --speed`) keeps its own folder.
+RUNS = Path(os.environ.get("RECBOOK_LIBRARIES_RUNS", BUILD / "runs"))
 
 # The book's CTR protocol settings (recbook.bench.CTR_FIT): embedding 16, batch 1024, Adam 1e-3,
 # at most 100 epochs, early stopping on validation AUC with patience 3.
@@ -69,6 +70,19 @@ def sequences() -> pd.DataFrame:
 
 def items() -> pd.DataFrame:
     return pd.read_csv(DATA / "items.csv")
+
+
+def ctr_arrays(inputs, meta: dict, din: bool):
+    """The three CTR splits as a library's arrays: ``x[split] = inputs(frame, meta, item_year, din)``
+    (``item_year``: the year bucket of every item code, 0 where a code has no item) and
+    ``y[split]`` the float32 labels."""
+    table = items()
+    item_year = np.zeros(meta["field_sizes"]["item_id"], dtype=np.int64)
+    item_year[table["item_id"].to_numpy()] = table["year_bucket"].to_numpy()
+    splits = {s: ctr_split(s) for s in ("train", "valid", "test")}
+    x = {s: inputs(f, meta, item_year, din) for s, f in splits.items()}
+    y = {s: f["label"].to_numpy(np.float32) for s, f in splits.items()}
+    return x, y
 
 
 class CPUClock:

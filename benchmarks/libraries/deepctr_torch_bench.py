@@ -105,12 +105,7 @@ def run(name: str, seed: int, max_epochs: int | None) -> None:
     common.seed_everything(seed)
     meta = common.meta()
     din = name == "DIN"
-    item_table = common.items()
-    item_year = np.zeros(meta["field_sizes"]["item_id"], dtype=np.int64)
-    item_year[item_table["item_id"].to_numpy()] = item_table["year_bucket"].to_numpy()
-    splits = {s: common.ctr_split(s) for s in ("train", "valid", "test")}
-    x = {s: inputs(f, meta, item_year, din) for s, f in splits.items()}
-    y = {s: f["label"].to_numpy(np.float32) for s, f in splits.items()}
+    x, y = common.ctr_arrays(inputs, meta, din)
     cols = feature_columns(meta, din)
     model = build(name, cols, seed)
     model.compile(torch.optim.Adam(model.parameters(), lr=common.CTR["lr"]), "binary_crossentropy",

@@ -3,6 +3,10 @@
 # library, the book's split exported once, each library's script, then every run scored with
 # recbook's metrics into book/results/libraries.csv. See benchmarks/libraries/README.md.
 #
+# `run.sh --speed` (`make bench-speed`) is the timing run instead: recbook's entries and every
+# library model with a recbook counterpart, seed 0, two epochs each, one process after another in
+# this one invocation, collected into book/results/speed.csv|md (the full runs stay untouched).
+#
 # Environment:
 #   RECBOOK_PYTHON   recbook's interpreter (default .venv/bin/python)
 #   BASE_PYTHON      interpreter that creates the library environments (default python3.11)
@@ -12,6 +16,12 @@
 #   RECBOOK_LIBRARIES_BUILD  working folder: data, environments, runs (default _build/libraries)
 #   LIBRARIES_OUT    folder of libraries.csv and libraries.md (default book/results)
 set -euo pipefail
+SPEED=0
+case "${1:-}" in
+    --speed) SPEED=1 ;;
+    "") ;;
+    *) echo "usage: run.sh [--speed]" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/../.."
 HERE=benchmarks/libraries
 RECBOOK_PYTHON=${RECBOOK_PYTHON:-.venv/bin/python}
@@ -51,10 +61,33 @@ gru4rec_source() {
     export GRU4REC_OFFICIAL_DIR=$dir
 }
 
+if [ "$SPEED" = 1 ]; then
+    RUN_ID=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    export RECBOOK_LIBRARIES_RUNS="$RECBOOK_LIBRARIES_BUILD/speed/runs"
+    rm -rf "$RECBOOK_LIBRARIES_BUILD/speed"
+    LIBRARY_ARGS="--seeds 0 --max-epochs 2 $LIBRARY_ARGS"
+fi
+
+# The models a library runs: all of its script's models, or in the timing run those with a
+# recbook counterpart.
+speed_models() {
+    case $1 in
+        deepctr) echo "--models LR,FM,WDL,DeepFM,DIN" ;;
+        rechub)  echo "--models WDL,DeepFM,DIN,GRU4Rec,DSSM" ;;
+        recbole) echo "--models FM,WDL,DIN,GRU4Rec" ;;
+        gru4rec) echo "--models GRU4Rec" ;;
+    esac
+}
+
 echo "== exporting the book's protocols"
 "$RECBOOK_PYTHON" "$HERE/export.py" --out "$BUILD/data"
 
 status=0
+if [ "$SPEED" = 1 ]; then
+    echo "== recbook (timing run $RUN_ID)"
+    "$RECBOOK_PYTHON" -m recbook.bench --quick --seeds 0 --jobs 1 --no-progress \
+        --models LR,FM,WideDeep,DeepFM,DIN,GRU4Rec-XE,TwoTower --out "$RECBOOK_LIBRARIES_BUILD/speed/recbook"
+fi
 for lib in $LIBRARIES; do
     case $lib in
         deepctr) script=deepctr_torch_bench.py ;;
@@ -66,9 +99,18 @@ for lib in $LIBRARIES; do
     esac
     venv "$lib"
     echo "== $lib"
+    models=""
+    if [ "$SPEED" = 1 ]; then models=$(speed_models "$lib"); fi
     # shellcheck disable=SC2086
-    "$BUILD/venv-$lib/bin/python" "$HERE/$script" $LIBRARY_ARGS || status=1
+    "$BUILD/venv-$lib/bin/python" "$HERE/$script" $models $LIBRARY_ARGS || status=1
 done
+
+if [ "$SPEED" = 1 ]; then
+    echo "== collecting the timing run"
+    "$RECBOOK_PYTHON" "$HERE/speed.py" --run "$RUN_ID" --recbook "$RECBOOK_LIBRARIES_BUILD/speed/recbook/bench.csv" \
+        --out "${LIBRARIES_OUT:-book/results}"
+    exit $status
+fi
 
 echo "== scoring every run with recbook's metrics"
 "$RECBOOK_PYTHON" "$HERE/collect.py" --out "${LIBRARIES_OUT:-book/results}"

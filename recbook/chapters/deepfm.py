@@ -47,7 +47,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
-from matplotlib.patches import Rectangle
 from torch import nn
 
 from .. import widgets
@@ -55,7 +54,7 @@ from .._checks import require_columns, require_positive_int
 from ..data.features import Schema
 from ..models import DeepFM, FactorizationMachine
 from ..plots import axes_or_new as _axes
-from ..plots import diagram_arrow, diagram_axes, diagram_box
+from ..plots import diagram_arrow, diagram_axes, diagram_box, diagram_fields_table
 from ..train import num_threads
 from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 from .widedeep import _require, _require_data
@@ -665,19 +664,7 @@ def plot_deepfm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age
     box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax)
 
     n = len(fields)
-    step = 44 / n
-    ys = [49 - step * (i + 0.5) for i in range(n)]
-    ax.text(8, 52, "fields", ha="center", fontsize=10, fontweight="bold")
-    for f, y in zip(fields, ys):
-        box(1.5, y - step * 0.32, 13, step * 0.64, f + (" (mean)" if f == "genres" else ""), "#EAEAF2", 8.5)
-        arrow(15.3, y, 25.5, 27 + (y - 27) * 0.75)
-    ax.text(35, 52, "one shared table", ha="center", fontsize=10, fontweight="bold")
-    block = 40 / n
-    for i, f in enumerate(fields):
-        y0 = 47 - block * (i + 1)
-        ax.add_patch(Rectangle((26, y0), 18, block, facecolor="#F3C9A6" if i % 2 else "#FBE3CF",
-                               edgecolor="0.5", lw=0.6))
-        ax.text(35, y0 + block / 2, f"{f}", ha="center", va="center", fontsize=7.5)
+    diagram_fields_table(ax, fields, top=49, table_x=26, table_w=18)
     ax.text(35, 5.5, f"w (1) and v ({dim}) per value", ha="center", va="top", fontsize=8, color="0.3")
     fm_colour, deep_colour = "#DCE6F2", "#E5DCF2"
     arrow(44.5, 40, 55, 44)

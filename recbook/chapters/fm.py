@@ -46,7 +46,7 @@ from ..data.protocols import CTR_FIELDS, encode_ctr
 from ..layers import FMInteraction, check_batch, pairwise_interaction_naive
 from ..models import FactorizationMachine
 from ..plots import axes_or_new as _axes
-from ..plots import diagram_arrow, diagram_axes, diagram_box
+from ..plots import diagram_arrow, diagram_axes, diagram_box, diagram_fields_table
 from ..train import num_threads
 
 __all__ = [
@@ -890,21 +890,8 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     ax = diagram_axes(ax, (7.2, 3.9), (0, 100), (0, 50))
     box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax)
 
-    n = len(fields)
-    step = 44 / n
-    ys = [47 - step * (i + 0.5) for i in range(n)]
-    ax.text(8, 49.5, "one-hot fields", ha="center", fontsize=10, fontweight="bold")
-    for f, y in zip(fields, ys):
-        box(1.5, y - step * 0.32, 13, step * 0.64, f + (" (mean)" if f == "genres" else ""), "#EAEAF2", 8.5)
-        arrow(15.3, y, 26.5, 25 + (y - 25) * 0.75)
-    # The shared table, its blocks one per field.
-    ax.text(37, 49.5, "one shared table", ha="center", fontsize=10, fontweight="bold")
-    block = 40 / n
-    for i, f in enumerate(fields):
-        y0 = 46 - block * (i + 1)
-        ax.add_patch(Rectangle((27, y0), 20, block, facecolor="#F3C9A6" if i % 2 else "#FBE3CF",
-                               edgecolor="0.5", lw=0.6))
-        ax.text(37, y0 + block / 2, f"{f} rows", ha="center", va="center", fontsize=7.5)
+    diagram_fields_table(ax, fields, top=47, table_x=27, table_w=20, fields_title="one-hot fields",
+                         row_label="{} rows")
     ax.text(37, 4.2, "row = offset[field] + code\ncolumns: w (1) and v (" + str(dim) + ")", ha="center",
             va="top", fontsize=8, color="0.3")
     # The two terms.

@@ -537,7 +537,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
     ).properties(width=250, height={"step": 12})
     header_data = alt.Chart(user_text.ref).transform_filter("datum.user == user").transform_calculate(
         t="'score = ' + format(wide, '.2f') + ' × wide + ' + format(deep, '.2f') + ' × deep'"
-          " + (wide == 0 && deep == 0 ? ': both parts off, every movie scores 0' : '')")
+          " + (wide == 0 && deep == 0 ? ': all scores 0' : '')")
     head = alt.layer(
         header_data.mark_text(align="left", fontSize=14, fontWeight="bold").encode(
             x=alt.value(0), y=alt.value(8), text="t:N"),
