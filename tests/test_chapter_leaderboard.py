@@ -83,9 +83,14 @@ def test_speed_table_ratio():
         {"source": "L1", "model": "FM", "family": "FM", "protocol": "ctr", "cpu_s_per_epoch": 2.0},
         {"source": "L2", "model": "FM", "family": "FM", "protocol": "ctr", "cpu_s_per_epoch": 1.5},
         {"source": "L2", "model": "SASRec", "family": "SASRec", "protocol": "ctr", "cpu_s_per_epoch": 1.0},
+        {"source": "recbook", "model": "LR", "family": "LR", "protocol": "ctr", "cpu_s_per_epoch": 0.1},
+        {"source": "L3", "model": "LR", "family": "LR", "protocol": "ctr", "cpu_s_per_epoch": 0.3},
     ])
-    t = lb.speed_table(long).set_index("model")
-    assert list(t.index) == ["FM"]                      # no recbook SASRec: no row
+    t = lb.speed_table(long)
+    assert list(t.columns) == ["model", "recbook", "L1", "L2", "L3", "fastest library ÷ recbook"]  # ratio last
+    t = t.set_index("model")
+    assert list(t.index) == ["FM", "LR"]                # no recbook SASRec: no row
+    assert t.loc["LR", "fastest library ÷ recbook"] == pytest.approx(3.0) and pd.isna(t.loc["LR", "L1"])
     assert t.loc["FM", "recbook"] == 0.5 and t.loc["FM", "L2"] == 1.5
     assert t.loc["FM", "fastest library ÷ recbook"] == pytest.approx(3.0)
 

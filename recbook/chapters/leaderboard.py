@@ -192,7 +192,9 @@ def speed_table(long: pd.DataFrame, protocol: str = "ctr") -> pd.DataFrame:
         libs = [v for k, v in rec.items() if k not in ("model", "recbook")]
         rec["fastest library ÷ recbook"] = min(libs) / rec["recbook"]
         out.append(rec)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    ratio = "fastest library ÷ recbook"
+    return table[[c for c in table.columns if c != ratio] + [ratio]] if out else table
 
 
 def view_name(protocol, metric):
