@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "BrowserChart", "CsvData", "EMBED_OPTIONS", "MAX_SPEC_BYTES", "bound_params", "browser_chart", "checkbox",
-    "dropdown", "precomputed_slider", "show_source", "slider", "spec_bytes",
+    "decode_digits", "dropdown", "encode_digits", "precomputed_slider", "show_source", "slider", "spec_bytes",
 ]
 
 EMBED_OPTIONS = {"renderer": "svg", "actions": False}
@@ -232,6 +232,49 @@ def bound_params(spec) -> dict[str, dict]:
             if isinstance(p, Mapping) and "bind" in p and "name" in p:
                 found[p["name"]] = dict(p)
     return found
+
+
+def encode_digits(codes, width: int, alphabet: str) -> list[str]:
+    """Each row of the non-negative integers ``codes`` ``[rows, cols]`` as one string of ``cols``
+    numbers of ``width`` digits in base ``len(alphabet)`` (high digit first, no separators): how a
+    page ships a quantised weight matrix compactly. The caller quantises (and says how the browser
+    decodes); :func:`decode_digits` inverts it.
+
+    Raises:
+        ValueError: if ``codes`` is not a 2-D integer array or a code needs more than ``width`` digits.
+    """
+    width = int(width)
+    base = len(alphabet)
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer) or width < 1 or base < 2:
+        raise ValueError(f"codes: expected a 2-D integer array, width >= 1 and at least 2 digits; got shape "
+                         f"{codes.shape}, dtype {codes.dtype}, width {width}, {base} digits")
+    if codes.size and (codes.min() < 0 or codes.max() >= base ** width):
+        raise ValueError(f"codes: expected integers in [0, {base ** width}) ({width} digits in base {base}), "
+                         f"got {codes.min()} .. {codes.max()}")
+    powers = base ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    digits = (codes[:, :, None] // powers) % base                     # [rows, cols, width]
+    letters = np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8)[digits]
+    return [row.tobytes().decode("ascii") for row in letters.reshape(len(codes), -1)]
+
+
+def decode_digits(strings: Sequence[str], width: int, alphabet: str) -> np.ndarray:
+    """The integer codes :func:`encode_digits` wrote: int64 ``[len(strings), cols]``.
+
+    Raises:
+        ValueError: if a string's length is not a multiple of ``width`` or it holds another character.
+    """
+    base = len(alphabet)
+    lookup = np.full(128, -1, dtype=np.int64)
+    lookup[np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8)] = np.arange(base)
+    powers = base ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    out = []
+    for s in strings:
+        digits = lookup[np.frombuffer(s.encode("ascii"), dtype=np.uint8)] if s.isascii() else None
+        if digits is None or len(s) % width or (digits < 0).any():
+            raise ValueError(f"strings: {s[:20]!r}... is not {width}-digit numbers in the alphabet {alphabet!r}")
+        out.append(digits.reshape(-1, width) @ powers)
+    return np.asarray(out, dtype=np.int64)
 
 
 def spec_bytes(chart) -> int:

@@ -249,3 +249,21 @@ def test_precomputed_slider_closes_pyplot_figures_of_render_returning_none():
 def test_precomputed_slider_bad_input_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         widgets.precomputed_slider(**kwargs)
+
+
+def test_encode_digits_by_hand_round_trip_and_refusals():
+    from recbook.widgets import decode_digits, encode_digits
+
+    assert encode_digits([[0, 35, 36], [1295, 1, 2]], 2, "0123456789abcdefghijklmnopqrstuvwxyz") == ["000z10",
+                                                                                                     "zz0102"]
+    assert encode_digits(np.array([[27 * 52 + 0]]), 2, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == ["bA"]
+    codes = np.random.default_rng(0).integers(0, 52 ** 3, size=(20, 7))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    np.testing.assert_array_equal(decode_digits(encode_digits(codes, 3, alphabet), 3, alphabet), codes)
+    with pytest.raises(ValueError, match="codes"):
+        encode_digits([[36]], 1, "0123456789abcdefghijklmnopqrstuvwxyz")      # needs two digits
+    with pytest.raises(ValueError, match="codes"):
+        encode_digits([[0.5]], 1, "01")                                        # not integers
+    for bad in ["0", "0!", "0é"]:
+        with pytest.raises(ValueError, match="strings"):
+            decode_digits([bad], 2, "0123456789")

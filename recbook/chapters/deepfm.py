@@ -165,18 +165,15 @@ def encode36(values, width: int) -> tuple[list[str], float]:
     top = float(np.abs(values).max())
     step = top / (half - 1) if top > 0 else 1.0
     codes = np.rint(values / step).astype(np.int64) + half            # [rows, cols], in [1, 36**width)
-    powers = 36 ** np.arange(width - 1, -1, -1)
-    digits = (codes[:, :, None] // powers) % 36                       # [rows, cols, width]
-    ascii_ = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)[digits]
-    out = [row.tobytes().decode("ascii") for row in ascii_.reshape(len(values), -1)]
-    return out, step
+    return widgets.encode_digits(codes, width, _BASE36), step
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"   # the digits of JavaScript's parseInt(..., 36)
 
 
 def decode36(strings: Sequence[str], step: float, width: int) -> np.ndarray:
     """The matrix :func:`encode36` wrote (up to its rounding): ``[len(strings), cols]``."""
-    half = 36 ** width // 2
-    rows = [[int(s[i:i + width], 36) - half for i in range(0, len(s), width)] for s in strings]
-    return np.asarray(rows, dtype=float) * step
+    return (widgets.decode_digits(strings, width, _BASE36) - 36 ** width // 2).astype(float) * step
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from .._checks import require_columns, require_positive_int
 from ..data.features import N_RESERVED, PAD
 from ..plots import axes_or_new as _axes
 from ..retrieval import evaluate_retrieval, train_two_tower, user_item_scores
-from ..widgets import precomputed_slider
+from ..widgets import decode_digits, encode_digits, precomputed_slider
 
 __all__ = [
     "BANDS", "RETRIEVAL_MODELS", "ann_chart", "ann_summary", "frequency_estimates", "negative_exposure",
@@ -648,20 +648,16 @@ def encode_vectors(vectors) -> list[str]:
     if q.min() < 0 or q.max() >= _BASE * _BASE:
         raise ValueError(f"vectors: components must lie in [{-_OFFSET / VECTOR_SCALE}, "
                          f"{(_BASE * _BASE - 1 - _OFFSET) / VECTOR_SCALE}], got {x.min():.3f} .. {x.max():.3f}")
-    letters = np.array(list(VECTOR_ALPHABET))
-    pairs = np.char.add(letters[q // _BASE], letters[q % _BASE])
-    return ["".join(row) for row in pairs]
+    return encode_digits(q, 2, VECTOR_ALPHABET)
 
 
 def decode_vectors(strings: Sequence[str]) -> np.ndarray:
     """The inverse of :func:`encode_vectors` (up to its rounding): ``[N, D]`` floats."""
-    index = {c: i for i, c in enumerate(VECTOR_ALPHABET)}
-    out = []
-    for s in strings:
-        if len(s) % 2 or any(c not in index for c in s):
-            raise ValueError(f"strings: {s[:20]!r}... is not a vector written by encode_vectors")
-        out.append([(index[s[i]] * _BASE + index[s[i + 1]] - _OFFSET) / VECTOR_SCALE for i in range(0, len(s), 2)])
-    return np.asarray(out, dtype=np.float64)
+    try:
+        codes = decode_digits(strings, 2, VECTOR_ALPHABET)
+    except ValueError as err:
+        raise ValueError(f"strings: not vectors written by encode_vectors ({err})") from None
+    return (codes - _OFFSET).astype(np.float64) / VECTOR_SCALE
 
 
 def _dot_expr(a: str, b: str, dim: int) -> str:
