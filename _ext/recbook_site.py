@@ -17,8 +17,16 @@ B. **Figures that compute in the browser.** Altair charts (Vega-Lite with parame
 C. **Diagrams drawn at build time**: the ``{recbook-diagram}`` directive runs a drawing function
    of ``_ext/recbook_diagrams.py`` and shows the SVG it writes (see there).
 D. **Exercises are numbered per chapter** (Exercise 1, 2, ... in every chapter), not across the
-   book; solutions follow their exercise's number. **Citations and the bibliography** both read
-   author–year ("Rendle, 2010"), the list sorted by author (pybtex style ``recbook``).
+   book; solutions follow their exercise's number, and so does every reference to an exercise:
+   write ``{numref}`fm-ex-poly2``` (it reads "Exercise 5", the number printed on that exercise),
+   never a typed number. **Citations and the bibliography** both read author–year
+   ("Rendle, 2010"), the list sorted by author (pybtex style ``recbook``).
+F. **Chinese text.** A line break inside a paragraph is a space in HTML, which Chinese does not
+   put between characters: a break between two Chinese characters (or Chinese punctuation) is
+   removed at build time (:func:`join_cjk_lines`), so Chinese paragraphs may be wrapped in the
+   source like English ones. Straight double quotes in a paragraph with Chinese text become
+   “ and ” in pairs (:func:`cjk_quotes`) before Sphinx's smart quotes, which would take a quote
+   after a Chinese character for a closing one (”宽”).
 E. Three fixes for browser errors, each found by the browser test (tests/browser/):
 
    1. Sphinx 7.4 writes every inline script that an extension registers after the builder has
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 from sphinx.application import Sphinx
@@ -258,12 +267,88 @@ def _add_stylesheet(app: Sphinx) -> None:
     app.config.html_static_path.append(str(Path(__file__).parent / "static"))
 
 
+# ---------------------------------------------------------------------------------------------
+# F. Chinese text: no stray spaces from line breaks, quotes the right way round
+# ---------------------------------------------------------------------------------------------
+CJK = re.compile(
+    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")
+"""Chinese (and Japanese) characters and punctuation, full-width forms included."""
+
+
+def join_cjk_lines(text: str) -> str:
+    """Remove each line break (with the indentation around it) that sits between two CJK
+    characters: ``"处相遇，\n  物品向量"`` -> ``"处相遇，物品向量"``. Other breaks are kept."""
+    return re.sub(f"(?<={CJK.pattern})[ \t]*\n[ \t]*(?={CJK.pattern})", "", text)
+
+
+def cjk_quotes(text: str, opening: bool = True) -> tuple[str, bool]:
+    """Straight double quotes as “ and ”, alternating, starting with “ when ``opening``.
+
+    Returns the text and whether the next quote opens (quotes may pair across text nodes)."""
+    out = []
+    for char in text:
+        if char == '"':
+            out.append("“" if opening else "”")
+            opening = not opening
+        else:
+            out.append(char)
+    return "".join(out), opening
+
+
+_NOT_PROSE = {"literal", "literal_block", "math", "math_block", "raw", "comment"}
+
+
+def _is_prose(text, paragraph) -> bool:
+    """Whether a text node of ``paragraph`` is prose (not code, maths or raw markup)."""
+    parent = text.parent
+    while parent is not None and parent is not paragraph:
+        if parent.tagname in _NOT_PROSE:
+            return False
+        parent = parent.parent
+    return True
+
+
+def _chinese_text_transform():
+    from docutils import nodes
+    from sphinx.transforms import SphinxTransform
+
+    class ChineseTextTransform(SphinxTransform):
+        """:func:`join_cjk_lines` and :func:`cjk_quotes` on every paragraph with CJK text."""
+
+        default_priority = 740  # before SphinxSmartQuotes (750), which would turn the quotes
+
+        def apply(self, **kwargs) -> None:
+            for paragraph in list(self.document.findall(nodes.paragraph)):
+                texts = list(paragraph.findall(nodes.Text))
+                strings = [str(t) for t in texts]
+                if not any(CJK.search(t) for t in strings):
+                    continue
+                opening = True
+                for i, text in enumerate(texts):
+                    if not _is_prose(text, paragraph):
+                        continue
+                    new = strings[i]
+                    if "\n" in new:  # look one character into the neighbouring text nodes
+                        before = strings[i - 1][-1:] if i > 0 else ""
+                        after = strings[i + 1][:1] if i + 1 < len(texts) else ""
+                        joined = join_cjk_lines(before + new + after)
+                        new = joined[len(before):len(joined) - len(after)]
+                    new, opening = cjk_quotes(new, opening)
+                    if new != strings[i]:
+                        text.parent.replace(text, nodes.Text(new))
+                        strings[i] = new
+
+    return ChineseTextTransform
+
+
 def setup(app: Sphinx) -> dict:
     import recbook_diagrams  # the same folder is on sys.path (local_extensions)
 
     app.add_config_value("recbook_vega_base", "https://cdn.jsdelivr.net/npm", "html", str)
     _register_bibliography_style()
     app.connect("env-get-updated", _number_exercises_per_chapter, priority=900)
+    app.add_transform(_chinese_text_transform())
     app.connect("config-inited", _set_repository_url)
     app.connect("builder-inited", _add_stylesheet)
     # Tables drawn by pandas' Styler carry no class, so the theme gives their cells no padding.
