@@ -25,6 +25,7 @@ from .protocols import (
     year_bucket,
 )
 from .tensors import TensorData
+from .titles import display_titles, duplicate_titles
 
 __all__ = [
     "AGE_BUCKETS", "CTR_FIELDS", "DataUnavailableError", "FIELD_ROLES", "GENRES", "N_RESERVED", "PAD",
@@ -34,4 +35,5 @@ __all__ = [
     "item_field", "leave_last_out", "load_movielens100k", "sequence_protocol", "time_order",
     "year_bucket",
 ]
+__all__ += ["display_titles", "duplicate_titles"]
 __all__ += ["CROSSES", "Cross", "Crosses", "build_crosses", "ctr_crosses"]
