@@ -264,3 +264,21 @@ def test_tie_statistics_on_a_hand_made_case():
     assert stats["users"] == 2 and stats["users_last_two_tied"] == 1
     # item 1: 3 ratings, item 2: 2, item 3: 1 -> ids and counts perfectly anti-correlated
     assert stats["spearman_id_popularity"] == pytest.approx(-1.0)
+
+
+def test_charts_pick_their_own_browser_checks(ml):
+    """The chapter calls the charts without ``checks``: each helper adds checks of its own."""
+    spec = _chart_spec(chapter.popularity_chart(ml.ratings, percent=10))
+    assert [c["set"]["top"] for c in spec["usermeta"]["recbook"]["checks"]] == [10, 1, 50, 100]
+    splits = chapter.ctr_splits(ml)
+    kinds = chapter.timeline_check_users(splits)
+    per_user = pd.crosstab(splits["user_id"], splits["split"].astype(str))
+    tests = [lambda r: r["train"] == r.sum(), lambda r: r["train"] > 0 and r["test"] > 0,
+             lambda r: r["train"] == 0 and r["test"] > 0]
+    kind_of = [next(i for i, t in enumerate(tests) if t(per_user.loc[u])) for u in kinds]
+    assert kinds and kind_of == sorted(set(kind_of))       # one user of each kind the data has, in order
+    for i, t in enumerate(tests):                          # ... the first such user
+        has = [u for u in per_user.index if t(per_user.loc[u])]
+        assert (i in kind_of) == bool(has) and (not has or has[0] == kinds[kind_of.index(i)])
+    spec = _chart_spec(chapter.user_timeline_chart(splits, user=kinds[0]))
+    assert [c["set"]["user"] for c in spec["usermeta"]["recbook"]["checks"]] == kinds

@@ -443,3 +443,23 @@ def test_contribution_chart_ships_the_tables_and_checks_the_model_s_logit(ctr, t
         chapter.contribution_chart(LogisticRegression(ctr.schema), ctr, user=int(users[0]), movie=1)
 
 
+
+
+def test_charts_pick_their_own_browser_checks(ctr, trained):
+    """The chapter calls the charts without ``checks``: each helper adds checks of its own."""
+    spec = chapter.two_vector_chart().to_dict(validate=False)
+    checks = spec["usermeta"]["recbook"]["checks"]
+    assert len(checks) == 2 and checks[1]["set"] == chapter.TWO_VECTOR_CHECK
+    users = chapter.fm_tables(trained, ctr).users
+    first_seen = int(users.loc[users["seen"] == 1, "user"].iloc[0])
+    spec = chapter.contribution_chart(trained, ctr, user=first_seen, movie=1).to_dict(validate=False)
+    checks = spec["usermeta"]["recbook"]["checks"]
+    pairs = [(c["set"]["user"], c["set"]["movie"]) for c in checks]
+    assert len(pairs) == 4 and len(set(pairs)) == 4 and pairs[0] == (first_seen, 1)
+    kinds = [c["texts"][1] for c in checks]
+    assert {"seen in training", "new user"} <= set(kinds)          # both kinds of user
+    for check in checks:
+        u, m = check["set"]["user"], check["set"]["movie"]
+        with torch.no_grad():
+            logit = trained(chapter.user_movie_batch(ctr, u, m)).item()
+        assert check["texts"][0] == "logit = " + chapter.d3_signed(logit)

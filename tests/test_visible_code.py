@@ -127,12 +127,14 @@ def test_visible_code_runs_alone(path, request):
     start = time.perf_counter()
     try:
         client.execute()
+        failure = None
     except CellExecutionError as err:
+        failure = err
+    if failure is not None:
         failed = next((c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
                       None)
-        where = f"cell {failed.id}" if failed is not None else "a cell"
         error = next((o for o in failed.outputs if o.get("output_type") == "error"), {}) if failed else {}
-        pytest.fail(f"{_name(path)} {where}, run with only the setup cell before the visible "
-                    f"cells: {error.get('ename', type(err).__name__)}: {error.get('evalue', err)}",
-                    pytrace=False)
+        pytest.fail(f"{_name(path)} cell {failed.id if failed is not None else '?'}, run with only the setup "
+                    f"cell before the visible cells: {error.get('ename', type(failure).__name__)}: "
+                    f"{error.get('evalue', failure)}", pytrace=False)
     print(f"{path.name}: visible cells ran in {time.perf_counter() - start:.0f} s")

@@ -41,7 +41,7 @@ __all__ = [
     "ctr_splits", "plot_genre_counts", "plot_item_popularity", "plot_rating_distribution",
     "plot_split_timeline", "plot_user_activity", "plot_users_over_time", "popularity_chart",
     "popularity_share", "random_split_protocol", "split_counts", "tie_statistics",
-    "user_timeline_chart",
+    "timeline_check_users", "user_timeline_chart",
 ]
 
 _thousands = FuncFormatter(lambda v, _: f"{v:,.0f}")
@@ -304,15 +304,17 @@ def _d3_percent(x: float) -> str:
     return f"{x:.0%}"
 
 
-def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequence[int] = ()):
+def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequence[int] | None = None):
     """The share of all ratings that the most rated x% of movies receive, x set by a slider
     (1-100%), computed in the browser from the ratings per movie (one number per movie).
 
     The curve is a Lorenz curve: the diagonal is what equal popularity would give. ``percent`` is
-    the slider's start; it and each of ``checks`` become browser checks of the title, computed
-    with :func:`popularity_share`.
+    the slider's start; it and each of ``checks`` (by default the slider's ends, 1 and 100, and
+    50) become browser checks of the title, computed with :func:`popularity_share`.
     """
     _ratings(ratings, ["item_id"])
+    if checks is None:
+        checks = [p for p in (1, 50, 100) if p != percent]
     counts = ratings["item_id"].value_counts().to_numpy()
     n, total = len(counts), int(counts.sum())
     table = pd.DataFrame({"rank": np.arange(1, n + 1), "ratings": counts})
@@ -348,14 +350,27 @@ def popularity_chart(ratings: pd.DataFrame, *, percent: int = 10, checks: Sequen
         {"set": {"top": int(pct)}, "texts": texts(int(pct))} for pct in (percent, *checks)])
 
 
-def user_timeline_chart(splits: pd.DataFrame, *, user: int, checks: Sequence[int] = ()):
+def timeline_check_users(splits: pd.DataFrame) -> list[int]:
+    """The first user (by id) of each kind of :func:`user_timeline_chart`'s examples: all ratings
+    in training; ratings in training and in test; no training rating but some in test."""
+    require_columns(splits, ["user_id", "split"], name="splits")
+    per_user = pd.crosstab(splits["user_id"], splits["split"].astype(str)).reindex(columns=list(SPLITS),
+                                                                                    fill_value=0)
+    kinds = [per_user["train"] == per_user.sum(axis=1),
+             (per_user["train"] > 0) & (per_user["test"] > 0),
+             (per_user["train"] == 0) & (per_user["test"] > 0)]
+    return [int(per_user.index[k.to_numpy()][0]) for k in kinds if k.any()]
+
+
+def user_timeline_chart(splits: pd.DataFrame, *, user: int, checks: Sequence[int] | None = None):
     """Any user's ratings over time, picked from a dropdown of every user, computed in the browser.
 
     One point per user, hour and star value (its size counts the ratings), coloured by the block of
     the time split the ratings fall in; the dashed line separates the CTR label (4 and 5 stars
     are positives). The time axis follows the chosen user's own time range, and the title counts
     the user's ratings per block. ``splits`` is :func:`ctr_splits`'s table; ``user`` and each of
-    ``checks`` become browser checks of the title, computed here with pandas.
+    ``checks`` become browser checks of the title, computed here with pandas. By default
+    (``None``) the checks are one user of each kind (:func:`timeline_check_users`).
     """
     require_columns(splits, ["user_id", "rating", "timestamp", "split"], name="splits")
     t = pd.to_datetime(splits["timestamp"])
@@ -370,6 +385,8 @@ def user_timeline_chart(splits: pd.DataFrame, *, user: int, checks: Sequence[int
     per_user = pd.crosstab(splits["user_id"], splits["split"].astype(str)).reindex(columns=list(SPLITS),
                                                                                     fill_value=0)
     users = per_user.index.to_numpy()
+    if checks is None:
+        checks = [u for u in timeline_check_users(splits) if u != user]
     for u in (user, *checks):
         if u not in set(users.tolist()):
             raise ValueError(f"user: {u!r} has no ratings in splits")

@@ -50,7 +50,8 @@ from ..plots import diagram_arrow, diagram_axes, diagram_box, diagram_fields_tab
 from ..train import num_threads
 
 __all__ = [
-    "FMTables", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed", "fm_tables",
+    "FMTables", "TWO_VECTOR_CHECK", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed",
+    "default_contribution_checks", "fm_tables",
     "pair_contributions", "pair_names", "pairwise_interaction_gram",
     "plot_fm_architecture",
     "plot_gram_identity", "plot_interaction_heatmaps", "plot_pairwise_timing",
@@ -342,8 +343,12 @@ def _two_vector_texts(r: TwoVectors) -> list[str]:
             f"p = {r.probability:.2f}"]
 
 
+TWO_VECTOR_CHECK = dict(angle1=20, len1=2.0, angle2=150, len2=1.0, bias=0.5)
+"""The browser check :func:`two_vector_chart` adds by default: every slider moved."""
+
+
 def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, len2: float = 1.2,
-                     bias: float = -0.5, *, checks: Sequence[Mapping] = ()) -> alt.HConcatChart:
+                     bias: float = -0.5, *, checks: Sequence[Mapping] | None = None) -> alt.HConcatChart:
     """Two feature vectors in the plane and the probability an FM predicts from them, computed in
     the browser as five sliders move (the angles in degrees, the lengths, the bias).
 
@@ -351,8 +356,11 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
     product is that projection times ``|v1|``) and the angle between them. Right: the sigmoid with
     the logit ``bias + <v1, v2>`` marked. The arguments are the sliders' starting values; each of
     ``checks`` (``{"angle1": ..., "len1": ..., ...}``) becomes a browser check whose expected
-    texts :func:`two_vector_interaction` computes in Python.
+    texts :func:`two_vector_interaction` computes in Python; by default (``None``), one setting
+    that moves every slider (:data:`TWO_VECTOR_CHECK`).
     """
+    if checks is None:
+        checks = [TWO_VECTOR_CHECK]
     start = two_vector_interaction(angle1, len1, angle2, len2, bias)  # validates
     params = {
         "angle1": widgets.slider("angle1", 0, 360, 5, angle1, "angle of v₁ (°)"),
@@ -584,9 +592,35 @@ def _contribution_texts(model, data, tables: FMTables, user: int, movie: int) ->
     return [f"logit = {d3_signed(logit)}", "seen in training" if seen else "new user"]
 
 
+def default_contribution_checks(model: FactorizationMachine, data, tables: FMTables, user: int,
+                                movie: int, n: int = 3) -> list[tuple[int, int]]:
+    """``n`` (user, movie) pairs for the browser checks of :func:`contribution_chart`, besides its
+    start: users of both kinds (seen in training and new, alternating, starting with the kind
+    ``user`` is not) and movies other than ``movie``, in table order, skipping pairs whose logit
+    is too close to a rounding boundary for a 2-decimal check."""
+    users, movies = tables.users, tables.items["movie"].tolist()
+    seen = int(users.set_index("user").loc[user, "seen"])
+    by_kind = {s: [u for u in users.loc[users["seen"] == s, "user"].tolist() if u != user] for s in (0, 1)}
+    pairs, kind, i, j = [], 1 - seen, 0, 0
+    candidates = [movie, *[m for m in movies if m != movie]]
+    while len(pairs) < n and j < len(candidates):
+        pool = by_kind[kind] or by_kind[1 - kind]
+        if not pool:
+            break
+        u, m = pool[i % len(pool)], candidates[j]
+        j += 1
+        try:
+            _contribution_texts(model, data, tables, u, m)
+        except ValueError:
+            continue                                # too close to a rounding boundary
+        pairs.append((int(u), int(m)))
+        kind, i = 1 - kind, i + (kind == 1)
+    return pairs
+
+
 def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: int,
                        titles: Mapping | None = None, top: int = 12,
-                       checks: Sequence[tuple[int, int]] = (), decimals: int = 4):
+                       checks: Sequence[tuple[int, int]] | None = None, decimals: int = 4):
     """Every term of the FM's logit for any user × movie, computed in the browser.
 
     The trained model travels with the chart as :func:`fm_tables` (weights rounded to
@@ -597,12 +631,15 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
     first-order weights and the vectors, and computes the bias, the eight first-order terms and the
     28 dot products. The ``top`` largest terms get a bar each, the rest one "other terms" bar, so
     the bars always add up to the logit in the header. ``(user, movie)`` and each pair of
-    ``checks`` become browser checks of the header, with the logit computed by the PyTorch model.
+    ``checks`` become browser checks of the header, with the logit computed by the PyTorch model;
+    by default (``None``), :func:`default_contribution_checks` picks three pairs.
     """
     model = _require_fm(model)
     top = require_positive_int(top, name="top")
     tables = fm_tables(model, data, titles)
     users, items = tables.users, tables.items
+    if checks is None:
+        checks = default_contribution_checks(model, data, tables, user, movie)
     for u, m in [(user, movie), *checks]:
         if u not in set(users["user"]):
             raise ValueError(f"user: {u!r} is not a user of data")
