@@ -238,3 +238,33 @@ def test_built_pages_have_no_stray_spaces_or_reversed_quotes_in_chinese():
                                  text):
                 hits.append(f"{page.name}: {text[max(0, m.start() - 15):m.end() + 15]!r}")
     assert not hits, "\n".join(hits)
+
+
+def _api_docstrings():
+    """(where, text) of every docstring the API page (book/api.md) renders, and of the model
+    descriptions that the leaderboard's tables print (``description=`` in recbook/bench.py)."""
+    import ast
+    import importlib
+    import inspect
+
+    api = (ROOT / "book" / "api.md").read_text(encoding="utf-8")
+    for name in re.findall(r"automodule::\s*(\S+)", api):
+        module = importlib.import_module(name)
+        yield name, inspect.getdoc(module) or ""
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            yield f"{name}.{attr}", inspect.getdoc(obj) or ""
+            for member, value in vars(obj).items() if inspect.isclass(obj) else []:
+                if not member.startswith("_") or member == "__init__":
+                    yield f"{name}.{attr}.{member}", inspect.getdoc(value) or ""
+    tree = ast.parse((ROOT / "recbook" / "bench.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "description" and isinstance(node.value, ast.Constant):
+            yield f"recbook/bench.py line {node.value.lineno} (description)", str(node.value.value)
+
+
+def test_api_page_and_result_tables_speak_to_the_reader():
+    hits = [f"{where}: {why}: ...{text[max(0, m.start() - 40):m.end() + 40]}...".replace("\n", " ")
+            for where, text in _api_docstrings()
+            for pattern, why in PROJECT_PHRASES.items() for m in re.finditer(pattern, text, flags=re.I)]
+    assert not hits, "\n".join(hits)
