@@ -26,12 +26,15 @@ data: $(STAMP)
 # Unit tests, then every notebook under nbval.
 test: $(STAMP) data
 	$(BIN)/python -m pytest --nbval-lax $(PYTEST_ARGS) tests book
+	$(BIN)/python -m pytest -m visible_code $(PYTEST_ARGS) tests/test_visible_code.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 notebooks: $(STAMP) data
 	$(BIN)/python -m pytest --nbval-lax book $(PYTEST_ARGS)
+	# The code the reader sees, alone: the setup cell and the visible cells in a fresh kernel.
+	$(BIN)/python -m pytest -m visible_code $(PYTEST_ARGS) tests/test_visible_code.py
 
 # Execute each notebook in a fresh kernel and print its wall time (budget: 60 s each).
 time-notebooks: $(STAMP) data
