@@ -275,6 +275,7 @@ def _register_builtin() -> None:
                          WideDeep, ensemble_loss, ftrl_adagrad, two_tower_examples, two_tower_loss)
     from .models.baselines import ItemKNNLast, MostPopular
     from .models.gru4rec import GRU4Rec, SessionLoss, adagradm, session_parallel
+    from .models.itemknn import ItemKNN
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
     # Two towers on the retrieval protocol, settings chosen on validation Recall@50 (seed 0): 64-d
@@ -322,6 +323,10 @@ def _register_builtin() -> None:
         Entry("TwoTower-logQ", "retrieval", TwoTower.from_data, dict(TWO_TOWER, correction="counts", temperature=0.1),
               dict(TWO_TOWER_FIT), train_data=two_tower_examples,
               description="two towers, in-batch softmax with logQ correction (counts), temperature 0.1"),
+        # Item-based kNN, neighbours and shrinkage chosen on validation Recall@50
+        # (book/results/itemknn_sweep.csv, written by `python -m recbook.models.itemknn`).
+        Entry("ItemKNN-retrieval", "retrieval", ItemKNN.from_data, {"neighbours": 10, "shrink": 0.0}, None,
+              description="item-based kNN: cosine over users, 10 neighbours per item, whole history"),
         # Sequence protocol (the GRU4Rec chapter). Settings chosen on validation Recall@20 only.
         Entry("Pop-seq", "sequence", MostPopular.from_data, {}, None,
               description="most popular items in the training sequences"),

@@ -640,3 +640,54 @@ def next_item_builder(model, ml, k: int = 10):
     box.search, box.add, box.undo, box.clear, box.output = search, add, undo, clear, out
     render()
     return box
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture diagram
+# --------------------------------------------------------------------------------------------
+
+def plot_gru4rec_architecture(n_steps: int = 3, *, hidden: int = 100, tied: bool = True,
+                              ax: Axes | None = None) -> Axes:
+    """GRU4Rec unrolled over ``n_steps`` items of one session: each item's vector (a row of the
+    item table when ``tied``) enters the GRU, whose state ``h_t`` carries on to the next step and
+    scores every item, ``r_t = W h_t + b``, against the next item of the session."""
+    from functools import partial
+
+    from ..plots import diagram_arrow, diagram_axes, diagram_box
+
+    n_steps = require_positive_int(n_steps, name="n_steps")
+    if not 2 <= n_steps <= 4:
+        raise ValueError(f"n_steps: expected 2 to 4 steps to draw, got {n_steps}")
+    hidden = require_positive_int(hidden, name="hidden")
+    ax = diagram_axes(ax, (7.2, 4.3), (0, 100), (0, 60))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax, head=10)
+
+    x0, width = 22.0, 76.0 / n_steps
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    lookup = "row of W" if tied else "input embedding"
+    ax.text(10, 56, "one session", ha="center", fontsize=10, fontweight="bold")
+    box(2, 25, 15, 5, "h₀ = 0", "#EAEAF2", 9)
+    prev = (17.6, 27.5)
+    for t in range(n_steps):
+        cx = x0 + width * (t + 0.5)
+        w = min(15.0, width - 6)
+        i_t, i_next, h_t, r_t = (f"{a}{b}".translate(sub) for a, b in
+                                 (("i", t + 1), ("i", t + 2), ("h", t + 1), ("r", t + 1)))
+        box(cx - w / 2, 4, w, 5, f"item {i_t}", "#EAEAF2", 9)
+        arrow(cx, 9.6, cx, 14.4)
+        box(cx - w / 2, 15, w, 5, lookup, "#FBE3CF", 9)
+        arrow(cx, 20.6, cx, 24.4)
+        box(cx - w / 2, 25, w, 5, f"GRU ({hidden})", "#DCE6F2", 9, "bold")
+        arrow(prev[0], prev[1], cx - w / 2 - 0.6, 27.5)
+        ax.text(cx + w / 2 + 1.0, 31.2, h_t, fontsize=9, color="0.3")
+        arrow(cx, 30.6, cx, 35.4)
+        box(cx - w / 2, 36, w, 5, f"{r_t} = W {h_t} + b", "#D5EDE4", 9)
+        arrow(cx, 41.6, cx, 45.4)
+        box(cx - w / 2, 46, w, 5, f"target {i_next}", "#EAEAF2", 9)
+        prev = (cx + w / 2 + 0.6, 27.5)
+    ax.text(10, 38.5, "scores: one\nper item of\nthe table W", ha="center", va="center", fontsize=9, color="0.3")
+    ax.text(10, 17.5, "tied: the input\nis the item's\noutput vector" if tied else "separate input\nembedding",
+            ha="center", va="center", fontsize=9, color="0.3")
+    ax.text(60, 56.5, "loss at every step: the target's score against sampled negatives",
+            ha="center", va="center", fontsize=9, color="0.3")
+    return ax

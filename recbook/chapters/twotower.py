@@ -824,3 +824,70 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
     if not checks:
         raise ValueError("users: no user whose top list is stable under the browser's rounding; offer other users")
     return W.browser_chart(chart, params=[user, logq, tau], data=[items_d, users_d, hist_d], checks=checks)
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture diagram
+# --------------------------------------------------------------------------------------------
+
+def plot_twotower_architecture(user_fields: Sequence[str] = ("user_id", "age_bucket", "gender", "occupation",
+                                                             "zip1"),
+                               item_fields: Sequence[str] = ("item_id", "year_bucket", "genres"), *,
+                               history_len: int | None = 3, hidden: Sequence[int] = (128,), out_dim: int = 64,
+                               temperature: float = 0.2, ax: Axes | None = None) -> Axes:
+    """The two-tower model as the book builds it: the user's fields and the mean of their
+    ``history_len`` most recent items (``None``: no history) → concat → MLP → L2-normalised user
+    vector ``u``; the item's fields → concat → MLP → item vector ``v``; the logit is
+    ``<u, v> / temperature``. Notes say how it trains (softmax over the batch's items, logQ) and
+    serves (item vectors computed once, searched with an index)."""
+    from functools import partial
+
+    from ..plots import diagram_arrow, diagram_axes, diagram_box
+
+    user_fields, item_fields = [str(f) for f in user_fields], [str(f) for f in item_fields]
+    if not user_fields or not item_fields:
+        raise ValueError("user_fields, item_fields: expected at least one field on each side")
+    if history_len is not None:
+        history_len = require_positive_int(history_len, name="history_len")
+    hidden = [require_positive_int(h, name="hidden") for h in hidden]
+    out_dim = require_positive_int(out_dim, name="out_dim")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+
+    user_boxes = user_fields + ([f"last {history_len} items (mean)"] if history_len else [])
+    item_boxes = [f + " (mean)" if f == "genres" else f for f in item_fields]
+    n = len(user_boxes) + len(item_boxes)
+    step = 6.0
+    height = n * step + 22
+    ax = diagram_axes(ax, (7.2, 0.3 + height * 0.072), (0, 100), (0, height))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax, head=10)
+    mlp_text = "MLP\n" + "-".join(str(h) for h in [*hidden, out_dim])
+
+    def tower(names, top, colour, title, vec):
+        ys = [top - step * (i + 0.5) for i in range(len(names))]
+        mid = (ys[0] + ys[-1]) / 2
+        ax.text(12, top + 1.2, title, ha="center", fontsize=10, fontweight="bold")
+        for name, y in zip(names, ys):
+            box(2, y - 1.7, 20, 3.4, name, colour, 9)
+            arrow(22.6, y, 30.4, mid + (y - mid) * 0.4)
+        half = max(2.2, (ys[0] - ys[-1]) * 0.25)
+        box(31, mid - half, 9, 2 * half, "concat", "#EAEAF2", 9)
+        arrow(40.6, mid, 44.4, mid)
+        box(45, mid - 3.4, 11, 6.8, mlp_text, "#DCE6F2", 9)
+        arrow(56.6, mid, 60.4, mid)
+        box(61, mid - 3.4, 12, 6.8, f"normalise\n{vec}, |{vec}| = 1", "#DCE6F2", 9)
+        return mid
+
+    top = height - 4
+    u_mid = tower(user_boxes, top, "#EAEAF2", "user tower", "u")
+    i_top = top - step * len(user_boxes) - 5
+    i_mid = tower(item_boxes, i_top, "#FBE3CF", "item tower", "v")
+    centre = (u_mid + i_mid) / 2
+    arrow(73.6, u_mid, 79.4, centre + 2.5)
+    arrow(73.6, i_mid, 79.4, centre - 2.5)
+    box(80, centre - 4, 17, 8, "logit\n" + r"$\langle u, v\rangle / \tau$" + f"\nτ = {temperature:g}", "#D5EDE4", 9.5, "bold")
+    ax.text(50, 8.5, "training: softmax over the items of the batch (in-batch negatives), "
+            "optionally − log Q per item", ha="center", va="center", fontsize=9, color="0.3")
+    ax.text(50, 3.5, "serving: every v computed once and put in a vector index; one u per request",
+            ha="center", va="center", fontsize=9, color="0.3")
+    return ax
