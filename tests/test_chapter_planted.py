@@ -11,8 +11,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import io  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -256,3 +259,29 @@ def test_record_matches_a_live_run_and_shows_the_margins(din, deepfm, widedeep, 
     assert (control["max"].abs() < 0.01).all() and (control["min"].abs() < 0.01).all()
     with pytest.raises(ValueError, match="results"):
         P.planted_summary(record.drop(columns="value"))
+
+
+def test_attention_table_and_chart(din):
+    result = din[0]
+    table = P.planted_attention_table(result, n_users=3)
+    assert len(table) == 3 * 10 * 15 and set(table["user"]) == {0, 1, 2}
+    # Each user's rows repeat the model: the weights of one candidate come from attention_weights.
+    one = table[(table["user"] == 0) & (table["topic"] == 4)]
+    assert one["weight"].notna().all() and one["probability"].nunique() == 1
+    liked = table[table["liked"]]
+    by = liked.assign(a=liked["weight"].abs()).groupby("match")["a"].mean()
+    assert by[True] > 4 * by[False]                       # the weight sits on the candidate's topic
+    assert (table.groupby(["user", "topic"])["liked"].first().groupby("user").sum() == 3).all()
+    chart = P.planted_attention_chart(result, n_users=3, user=1)
+    spec = chart.to_dict()
+    checks = spec["usermeta"]["recbook"]["checks"]
+    assert checks[0]["set"]["user"] == 1 and checks[0]["texts"][0].startswith(f"topic {checks[0]['set']['topic']}: liked")
+    shipped = pd.read_csv(io.StringIO(spec["datasets"]["planted_bars"]))
+    both = shipped.merge(table, on=["user", "topic", "position"])
+    assert len(both) == len(table) and np.abs(both["weight_x"] - both["weight_y"]).max() <= 5e-4
+    with pytest.raises(ValueError, match="user"):
+        P.planted_attention_chart(result, n_users=3, user=3)
+    with pytest.raises(ValueError, match="topic"):
+        P.planted_attention_chart(result, n_users=3, topic=12)
+    with pytest.raises(ValueError, match="result"):
+        P.planted_attention_table(object())

@@ -55,7 +55,8 @@ from ..train import evaluate_ctr, fit, num_threads, seed_everything
 __all__ = [
     "DINExperiment", "DeepFMExperiment", "EXPERIMENTS", "PlantedCTR", "PlantedInterests", "PlantedPopularity",
     "RESULTS_FILE", "SEEDS", "TwoTowerExperiment", "WideDeepExperiment", "deepfm_experiment", "din_experiment",
-    "paired_interval", "planted_cross", "planted_interests", "planted_popularity", "planted_results",
+    "paired_interval", "planted_attention_chart", "planted_attention_table", "planted_cross", "planted_interests",
+    "planted_popularity", "planted_results",
     "planted_summary", "planted_third_order", "plot_cross_weights", "plot_deep_part", "plot_logq_scores",
     "plot_planted_attention", "seed_table", "twotower_experiment", "widedeep_experiment",
 ]
@@ -851,3 +852,110 @@ if __name__ == "__main__":  # pragma: no cover - the command line writes the com
         raise SystemExit("usage: python -m recbook.chapters.planted PATH.csv")
     planted_results().to_csv(sys.argv[1], index=False)
     print(planted_summary(pd.read_csv(sys.argv[1])).to_string())
+
+
+# --------------------------------------------------------------------------------------------
+# DIN: a browser chart (pick a user and a candidate topic)
+# --------------------------------------------------------------------------------------------
+
+def _attention_rows(result: DINExperiment, n_users: int) -> np.ndarray:
+    """Positions in the test block of the first ``n_users`` rows whose every interest has at least
+    one history item (so that each interest can be tried as a candidate)."""
+    p = result.planted
+    rows = np.arange(len(p.data))[p.test_rows]
+    counts = (p.history_topic[rows][:, :, None] == p.interests[rows][:, None, :]).sum(axis=1)
+    good = np.flatnonzero(counts.min(axis=1) >= 1)
+    if len(good) < n_users:
+        raise ValueError(f"n_users: only {len(good)} test rows have items of every interest; expected {n_users}")
+    return good[:n_users]
+
+
+def planted_attention_table(result: DINExperiment, n_users: int = 4) -> pd.DataFrame:
+    """DIN's attention weight on each history item of ``n_users`` planted test users, for a
+    candidate of every topic (the topic's first item), with the predicted click probability.
+
+    One row per (user, candidate topic, history position): ``user`` (0 .. n_users - 1), ``topic``,
+    ``position`` (1 = oldest), ``item topic``, ``weight``, ``match`` (the item is of the candidate's
+    topic), ``liked`` (the candidate's topic is one of the user's interests) and ``probability``.
+    """
+    if not isinstance(result, DINExperiment):
+        raise ValueError(f"result: expected din_experiment(...)'s DINExperiment, got {type(result).__name__}")
+    n_users = require_positive_int(n_users, name="n_users")
+    p, model = result.planted, result.models["attention"]
+    n_topics = len(p.schema["topic"].categories)
+    per_topic = len(p.schema["item_id"].categories) // n_topics
+    test_start = p.test_rows.start
+    out = []
+    for u, pos in enumerate(_attention_rows(result, n_users)):
+        r = test_start + int(pos)
+        batch = {k: v[r:r + 1].repeat(n_topics, *([1] * (v.dim() - 1))) for k, v in p.data.items()}
+        topics = np.arange(n_topics)
+        batch["x"] = torch.from_numpy(np.stack([topics * per_topic, topics], axis=1) + N_RESERVED)
+        weights = model.attention_weights(batch).numpy()
+        with torch.no_grad():
+            prob = torch.sigmoid(model.eval()(batch)).numpy()
+        hist = p.history_topic[r]
+        for t in topics:
+            out.append(pd.DataFrame({"user": u, "topic": int(t), "position": np.arange(1, len(hist) + 1),
+                                     "item topic": hist, "weight": weights[t], "match": hist == t,
+                                     "liked": bool(np.isin(t, p.interests[r])), "probability": prob[t]}))
+    return pd.concat(out, ignore_index=True)
+
+
+def _chart_header(rows: pd.DataFrame) -> str:
+    first = rows.iloc[0]
+    n = int(rows["match"].sum())
+    liked = f"liked ({n} of {len(rows)} items)" if first["liked"] else "not liked"
+    return f"topic {int(first['topic'])}: {liked} · predicted click probability {first['probability']:.2f}"
+
+
+def planted_attention_chart(result: DINExperiment, *, n_users: int = 4, user: int = 0, topic: int | None = None):
+    """A browser chart: pick one of ``n_users`` planted test users and a candidate topic; bars show
+    DIN's weight on each history item (items of the candidate's topic in red) and the header the
+    predicted click probability. Everything is computed in PyTorch and shipped (rounded to 3
+    decimals); the controls only select. Returns a :class:`recbook.widgets.BrowserChart`."""
+    import altair as alt
+
+    from .. import widgets
+
+    table = planted_attention_table(result, n_users)
+    if isinstance(user, bool) or not isinstance(user, (int, np.integer)) or not 0 <= user < n_users:
+        raise ValueError(f"user: expected an index in [0, {n_users}), got {user!r}")
+    topics = sorted(table["topic"].unique().tolist())
+    first = table[table["user"] == user]
+    if topic is None:
+        topic = int(first.loc[first["liked"], "topic"].iloc[0])
+    if isinstance(topic, bool) or topic not in topics:
+        raise ValueError(f"topic: expected one of {topics}, got {topic!r}")
+    heads = pd.DataFrame([{"user": int(u), "topic": int(t), "header": _chart_header(rows)}
+                          for (u, t), rows in table.groupby(["user", "topic"], sort=True)])
+    bars = table.assign(match=table["match"].map({True: "of the candidate's topic", False: "of another topic"}),
+                        label=table["item topic"].astype(str))[["user", "topic", "position", "label", "weight", "match"]]
+    d_bars = widgets.CsvData(bars, name="planted_bars", decimals=3)
+    d_heads = widgets.CsvData(heads, name="planted_heads")
+    interests = result.planted.interests[result.planted.test_rows][_attention_rows(result, n_users)]
+    u_param = widgets.dropdown("user", list(range(n_users)), int(user), label="user",
+                               labels=[f"user {i + 1} (likes topics {', '.join(map(str, sorted(t)))})"
+                                       for i, t in enumerate(interests)])
+    t_param = widgets.dropdown("topic", topics, int(topic), label="candidate topic",
+                               labels=[f"topic {t}" for t in topics])
+    lim = float(np.abs(table["weight"]).max()) * 1.05
+    selected = "datum.user == user && datum.topic == topic"
+    head = (alt.Chart(d_heads.ref).transform_filter(selected)
+            .mark_text(align="left", fontSize=13, fontWeight="bold")
+            .encode(x=alt.value(0), y=alt.value(10), text="header:N").properties(width=420, height=20))
+    base = alt.Chart(d_bars.ref).transform_filter(selected)
+    x = alt.X("position:O", title="history items, oldest → newest (label: the item's topic)")
+    colour = alt.Color("match:N", title=None, scale=alt.Scale(
+        domain=["of the candidate's topic", "of another topic"], range=[MATCH_COLOR, OTHER_COLOR]))
+    chart = alt.vconcat(head, alt.layer(
+        base.mark_bar().encode(x=x, y=alt.Y("weight:Q", title="attention weight", scale=alt.Scale(domain=[-lim, lim])),
+                               color=colour, tooltip=[alt.Tooltip("label:N", title="topic"),
+                                                      alt.Tooltip("weight:Q", format=".2f")]),
+        base.mark_text(dy=-8, fontSize=10, color="#333333").encode(x=x, y=alt.value(0), text="label:N"),
+    ).properties(width=420, height=220), spacing=6)
+    checks = []
+    for u, t in ((user, topic), (n_users - 1, topics[-1])):
+        rows = table[(table["user"] == u) & (table["topic"] == t)]
+        checks.append({"set": {"user": int(u), "topic": int(t)}, "texts": [_chart_header(rows)]})
+    return widgets.browser_chart(chart, params=[u_param, t_param], data=[d_bars, d_heads], checks=checks)
