@@ -871,6 +871,18 @@ def replace_files(texts: Mapping[Path, str]) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def write_table(frame: pd.DataFrame, path, *, float_format: str = "%.6g") -> Path:
+    """Write one results table as CSV, whole or not at all, under its folder's
+    :func:`results_lock` and keeping the mode of the file it replaces (:func:`replace_files`):
+    the one way the package writes a results file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = frame.to_csv(index=False, float_format=float_format)
+    with results_lock(path.parent):
+        replace_files({path: text})
+    return path
+
+
 def read_results_file(path: Path) -> pd.DataFrame:
     """A results CSV, refused unless it parses cleanly: UTF-8, ending with a line break, and every
     line with as many fields as the header. A file cut off mid-line (an interrupted copy, a full

@@ -12,6 +12,8 @@ F6  a write that fails after training: one error line naming the fallback file t
     rows, exit status 1, no traceback
 F7  --jobs above the machine's CPUs is capped, with a message
 F8  Ctrl-C: one line, exit status 130, no traceback
+F9  the package's other results writers (the ANN benchmark, the chapters' sweeps) go through the
+    same writer: whole files, the mode kept, under the folder's lock
 """
 from __future__ import annotations
 
@@ -347,3 +349,52 @@ def test_F8_ctrl_c_ends_with_one_line(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "interrupted; no rows were written" in err
+
+
+# --------------------------------------------------------------------------------------------
+# F9: the other results writers
+# --------------------------------------------------------------------------------------------
+
+def test_F9_other_results_writers_keep_the_mode_and_take_the_lock(tmp_path, monkeypatch):
+    from recbook import ann_bench
+
+    path = tmp_path / "ann_bench.csv"
+    ann_bench.write(rows(["A"], [0]), path)
+    os.chmod(path, 0o640)
+    ann_bench.write(rows(["A"], [0, 1]), path)
+    assert _mode(path) == 0o640 and len(pd.read_csv(path)) == 2
+    locked = []
+    real = bench.results_lock
+
+    def spy(folder, **kwargs):
+        locked.append(Path(folder))
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(bench, "results_lock", spy)
+    bench.write_table(rows(["B"], [0]), tmp_path / "sweep.csv")
+    assert locked == [tmp_path] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_F9_the_lock_waits_for_the_other_holder(tmp_path):
+    import threading
+
+    order, release = [], threading.Event()
+
+    def second():
+        with bench.results_lock(tmp_path):
+            order.append("second")
+            release.wait(10)
+
+    with bench.results_lock(tmp_path):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first")
+    assert _wait_for(lambda: order == ["first", "second"], 10), order
+    with pytest.raises(TimeoutError, match="held the results lock"):
+        with bench.results_lock(tmp_path, timeout=0.2):  # the thread holds it now
+            pass
+    release.set()
+    t.join(timeout=10)
+    with bench.results_lock(tmp_path, timeout=1):
+        pass
