@@ -743,16 +743,14 @@ def _check_out(out) -> Path:
     """``out`` as a Path, once it is known that this process can create files in it.
 
     Not a guess from permission bits (``os.access`` says yes to root on a read-only folder's
-    parent, or to ``/dev/null/x`` through ``/dev/null``): the folder is created if needed and a
-    file is created in it and removed. Folders created only for the test are removed again.
+    parent, or to ``/dev/null/x`` through ``/dev/null``): the folder is created if needed (it is
+    about to be written) and a file is created in it and removed.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} exists and is not a folder; expected a folder for bench.csv and bench.md")
-    created = []
     probe = out
     while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
-        created.append(probe)
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise ValueError(f"out: {probe} is not a folder, so {out} cannot be created; expected a folder for "
@@ -765,12 +763,6 @@ def _check_out(out) -> Path:
     except OSError as err:
         raise ValueError(f"out: cannot write to {out} ({err.strerror or err}); expected a folder this user "
                          "can create files in") from None
-    finally:
-        for folder in created:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                break
     return out
 
 

@@ -259,9 +259,9 @@ def test_F5_an_out_below_a_file_is_refused_before_training(two_models, capsys, m
     assert e.value.code == 2 and "out: /dev/null is not a folder" in capsys.readouterr().err
 
 
-def test_F5_the_check_leaves_no_folder_behind(tmp_path):
+def test_F5_the_check_creates_the_folder_and_leaves_no_probe(tmp_path):
     assert bench._check_out(tmp_path / "a" / "b") == tmp_path / "a" / "b"
-    assert list(tmp_path.iterdir()) == []
+    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []
 
 
 def test_F6_a_write_failing_after_training_saves_the_rows_and_says_where(two_models, tmp_path, monkeypatch,
