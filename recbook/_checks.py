@@ -5,6 +5,7 @@ the offending field and what was expected, before any computation starts.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -57,4 +58,37 @@ def require_fraction(value, *, name: str, inclusive: bool = False) -> float:
     if not ok:
         interval = "[0, 1]" if inclusive else "(0, 1)"
         raise ValueError(f"{name}: expected a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def require_number(value, *, name: str, low: float | None = None, high: float | None = None,
+                   low_open: bool = False, high_open: bool = False) -> float:
+    """Raise unless ``value`` is a finite real number (not a bool) in the given interval.
+
+    ``low``/``high`` are the bounds (None: unbounded); ``low_open``/``high_open`` exclude them.
+    NaN and infinities are always refused: a setting of ``inf`` or ``nan`` silently turns a
+    model into a constant (every logit 0, every weight NaN) instead of failing. Returns a float.
+    """
+    if low is None and high is None:
+        expected = "a finite number"
+    else:
+        left = "-inf" if low is None else f"{low:g}"
+        right = "inf" if high is None else f"{high:g}"
+        lb = "(" if low is None or low_open else "["
+        rb = ")" if high is None or high_open else "]"
+        expected = f"a finite number in {lb}{left}, {right}{rb}"
+        if low == 0 and low_open and high is None:
+            expected = "a finite positive number"
+        elif low == 0 and not low_open and high is None:
+            expected = "a finite non-negative number"
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v)
+        if ok and low is not None:
+            ok = v > low if low_open else v >= low
+        if ok and high is not None:
+            ok = v < high if high_open else v <= high
+    if not ok:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return float(value)

@@ -239,13 +239,10 @@ def run(sizes: Sequence[int] = SIZES, *, dim: int = 64, n_queries: int = 1000, k
 
 
 def write(table: pd.DataFrame, path: str | Path = DEFAULT_OUT) -> Path:
-    """Write the table as CSV atomically; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(table.to_csv(index=False, float_format="%.6g"), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write the table as CSV atomically, locked and keeping the file's mode; return the path."""
+    from .bench import write_table
+
+    return write_table(table, path)
 
 
 def main(argv=None) -> int:

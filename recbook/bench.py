@@ -35,11 +35,17 @@ entries are always present.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import errno
 import hashlib
+import io
 import json
 import math
 import os
 import platform
+import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -546,6 +552,77 @@ def _run_in_worker(name: str, seed: int, threads: int, quick: bool) -> dict:
 _WORKER_DATA: dict = {}
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask on Linux; else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _worker_init(parent: int) -> None:
+    """Initializer of :func:`run`'s worker processes: end with the parent, leave Ctrl-C to it.
+
+    A worker ignores SIGINT (the terminal sends it to the whole process group; the parent
+    catches it and ends the workers, so the user sees one line rather than a traceback per
+    worker). It asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``, Linux),
+    and a watchdog thread checks the parent's pid every second (any POSIX system, and the case
+    where the parent died before the request): a parent killed outright (``kill -9``, the
+    out-of-memory killer) does not leave workers training, nor holding memory, on their own. The
+    resource tracker, whose pipe the workers keep open, then exits as well.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="recbook-watch-parent", daemon=True).start()
+
+
+def _worker_pool(jobs: int):
+    """A pool of ``jobs`` spawned worker processes that end with this process (:func:`_worker_init`)."""
+    import importlib
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    init = importlib.import_module("recbook.bench")._worker_init  # never __main__'s copy
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=init, initargs=(os.getpid(),))
+
+
+def _stop_pool(pool) -> None:
+    """End a worker pool now: cancel what has not started and kill what runs (after an error or
+    Ctrl-C, waiting for the other runs would only delay the message)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.kill()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(timeout=10)
+
+
+def _jobs_message(jobs: int) -> str:
+    cpus = available_cpus()
+    return (f"jobs: {jobs} runs at once asked for, but this machine has {cpus} CPU(s) for this process; "
+            f"running {cpus} at once (more would only share the same CPUs, each process holding its own "
+            "copy of the data)")
+
+
 def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, progress: bool = True,
         jobs: int = 1, on_model_done: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Run the leaderboard and return its rows (one per model x seed). Every argument is checked
@@ -554,15 +631,20 @@ def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, 
     later in the run loses nothing that finished).
 
     ``jobs > 1`` runs that many (model, seed) pairs at once, each in its own process with
-    ``threads`` torch threads (on 2 cores: ``jobs=2, threads=1``). Every run seeds itself, so the
-    rows are the same as with ``jobs=1`` except the times. Only the built-in entries can run in
-    worker processes (an entry registered at run time exists only in this process)."""
+    ``threads`` torch threads (on 2 cores: ``jobs=2, threads=1``); more than
+    :func:`available_cpus` is capped there, with a warning. Every run seeds itself, so the rows are
+    the same as with ``jobs=1`` except the times. Only the built-in entries can run in worker
+    processes (an entry registered at run time exists only in this process). The workers end
+    with this process, even when it is killed outright, and a failure or Ctrl-C ends them at once."""
     names = _check_models(models)
     seeds = _check_seeds(seeds)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive integer, got {threads!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected a positive integer, got {jobs!r}")
+    if jobs > available_cpus():
+        warnings.warn(_jobs_message(jobs), stacklevel=2)
+        jobs = available_cpus()
     if jobs > 1:
         local = [n for n in names if n not in _BUILTIN
                  or fingerprint(_BUILTIN[n], checksum="-") != fingerprint(REGISTRY[n], checksum="-")]
@@ -593,18 +675,21 @@ def run(models=None, seeds=(0, 1, 2), *, threads: int = 1, quick: bool = False, 
                                                  quick=quick, progress=progress))
         else:
             import importlib
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import as_completed
 
             worker = importlib.import_module("recbook.bench")._run_in_worker  # never __main__'s copy
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            pool = _worker_pool(min(jobs, len(names) * len(seeds)))
+            try:
                 futures = {pool.submit(worker, name, seed, threads, quick): (name, seed)
                            for name in names for seed in seeds}
                 for future in as_completed(futures):
                     name, seed = futures[future]
                     overall.set_postfix_str(f"{name} seed {seed} done")
                     finished(name, seed, future.result())
+            except BaseException:  # a failed run, Ctrl-C: end the other runs now
+                _stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
     finally:
         overall.close()
     return pd.DataFrame([rows[(n, s)] for n in names for s in seeds if (n, s) in rows])
@@ -660,67 +745,214 @@ def merge(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def _check_out(out) -> Path:
+    """``out`` as a Path, once it is known that this process can create files in it.
+
+    Not a guess from permission bits (``os.access`` says yes to root on a read-only folder's
+    parent, or to ``/dev/null/x`` through ``/dev/null``): the folder is created if needed (it is
+    about to be written) and a file is created in it and removed.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} exists and is not a folder; expected a folder for bench.csv and bench.md")
     probe = out
-    while not probe.exists():
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise ValueError(f"out: cannot write to {probe}; expected a writable folder")
+    if probe.exists() and not probe.is_dir():
+        raise ValueError(f"out: {probe} is not a folder, so {out} cannot be created; expected a folder for "
+                         "bench.csv and bench.md")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out, prefix=".write-test-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise ValueError(f"out: cannot write to {out} ({err.strerror or err}); expected a folder this user "
+                         "can create files in") from None
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# One writer for every results file: locked, complete or not at all, keeping the file's mode
+# --------------------------------------------------------------------------------------------
+
+LOCK_TIMEOUT_S = 600.0
+"""How long a writer waits for another writer of the same folder before giving up."""
+
+
+@contextlib.contextmanager
+def results_lock(folder: Path, *, timeout: float = LOCK_TIMEOUT_S):
+    """Hold an exclusive lock on ``folder`` (``flock`` on the folder itself, so no lock file is
+    left behind) while the block runs: two runs writing results into the same folder, in one
+    process or several, take turns, and each reads the files after the other has written them.
+    Waits up to ``timeout`` seconds, then raises ``TimeoutError``. Where ``fcntl`` does not exist
+    (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not Linux/macOS
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{folder}: another run has held the results lock for over "
+                                       f"{timeout:g} s; expected it to finish writing") from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _default_mode() -> int:
+    """The mode a new file gets from ``open()`` here: 0666 less the umask (read from /proc on
+    Linux, so that no other thread sees a changed umask)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def replace_files(texts: Mapping[Path, str]) -> None:
+    """Replace every file of ``texts`` (``{path: new text}``, all in existing folders) with its text,
+    all or none: each text goes to a temporary name next to its file, flushed to disk, with the
+    mode of the file it replaces (a new file gets the usual 0666 less umask); only when all are
+    complete are they renamed into place. If a rename fails, the files already renamed are put
+    back, so the files never disagree, and the ``OSError`` is raised. Hold
+    :func:`results_lock` around reading the old files and this call."""
+    temps, backups, done = {}, {}, []
+    default = None
+    try:
+        for path, text in texts.items():
+            path = Path(path)
+            if path.is_file():
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            else:
+                default = _default_mode() if default is None else default
+                mode = default
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps[path] = Path(tmp)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), mode)
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.is_file():  # a second name for the old file, to put it back if needed
+                backups[path] = Path(tempfile.mktemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+                os.link(path, backups[path])
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+            done.append(path)
+    except BaseException:  # OSError, or Ctrl-C between two renames
+        for path in done:  # undo the renames that happened
+            if path in backups:
+                os.replace(backups[path], path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for tmp in [*temps.values(), *backups.values()]:
+            tmp.unlink(missing_ok=True)
+
+
+def write_table(frame: pd.DataFrame, path, *, float_format: str = "%.6g") -> Path:
+    """Write one results table as CSV, whole or not at all, under its folder's
+    :func:`results_lock` and keeping the mode of the file it replaces (:func:`replace_files`):
+    the one way the package writes a results file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = frame.to_csv(index=False, float_format=float_format)
+    with results_lock(path.parent):
+        replace_files({path: text})
+    return path
+
+
+def read_results_file(path: Path) -> pd.DataFrame:
+    """A results CSV, refused unless it parses cleanly: UTF-8, ending with a line break, and every
+    line with as many fields as the header. A file cut off mid-line (an interrupted copy, a full
+    disk) would otherwise come back with a normal-looking last row holding a wrong value; the
+    ``ValueError`` names the file and the line."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: is not UTF-8 text ({err.reason}); expected a CSV written by "
+                         "recbook.bench. Nothing was written: repair or remove the file") from None
+    if not text.strip():
+        raise ValueError(f"{path}: is empty; expected a header line and result rows. Nothing was written: "
+                         "remove the file (or run with --replace) to start a new one")
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        raise ValueError(f"{path}, line {len(lines)}: is cut off (the file does not end with a line break: "
+                         f"{lines[-1][-40:]!r}); expected complete lines. Nothing was written: restore the "
+                         "file (e.g. from git) or remove that line")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    for row in reader:
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {reader.line_num}: has {len(row)} field(s); expected {len(header)} "
+                             "like the header. Nothing was written: restore the file (e.g. from git) or "
+                             "remove that line")
+    return pd.read_csv(io.StringIO(text))
+
+
+def _save_fallback(results: pd.DataFrame) -> str:
+    """Save ``results`` to a new file in the system's temporary folder; say where (or that it failed)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"recbook-bench-{os.getpid()}-{int(time.time())}-", suffix=".csv",
+                                    dir=tempfile.gettempdir())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(results.to_csv(index=False, float_format="%.6g"))
+        return f"the new rows are saved in {name}"
+    except OSError:
+        return "the new rows could not be saved either"
 
 
 def write(results: pd.DataFrame, out: Path, *, replace: bool = False) -> tuple[Path, Path]:
     """Merge ``results`` into ``out/bench.csv`` (by model, protocol and seed; ``replace=True``
     drops the old rows instead) and rewrite ``out/bench.md``; return the two paths.
 
-    Both files are written to temporary names in ``out`` first and renamed only when both are
-    complete; if the second rename fails, the first file is put back, so the CSV and the markdown
-    never disagree and a failed write leaves the old files as they were. The new rows are then
-    saved to a fallback CSV in the temporary folder, named in the error.
+    Safe with several runs writing into one folder at once: the merge happens under
+    :func:`results_lock`, re-reading ``bench.csv`` inside the lock, so no run's rows are lost.
+    An existing ``bench.csv`` that does not parse cleanly (:func:`read_results_file`) is refused
+    and nothing is written. Both files are replaced together (:func:`replace_files`), keeping
+    their modes, so the CSV and the markdown never disagree and a failed write leaves the old
+    files as they were. When anything fails, the new rows are saved to a fallback CSV in the
+    system's temporary folder, named in the error.
     """
-    out = _check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv, md = out / "bench.csv", out / "bench.md"
-    old = None
-    if csv.is_file() and not replace:
-        old = pd.read_csv(csv)
-    merged = merge(old, results)
-    texts = {csv: merged.to_csv(index=False, float_format="%.6g"), md: summarize(merged)}
-    temps, backups, done = {}, {}, []
+    csv_path, md = Path(out) / "bench.csv", Path(out) / "bench.md"
     try:
-        for path, text in texts.items():
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-            temps[path] = Path(tmp)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.is_file():  # a second name for the old file, to put it back if needed
-                backups[path] = Path(tempfile.mktemp(dir=out, prefix=f".{path.name}.", suffix=".old"))
-                os.link(path, backups[path])
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-            done.append(path)
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(out))
+        out.mkdir(parents=True, exist_ok=True)
+        with results_lock(out):
+            old = None
+            if csv_path.is_file() and not replace:
+                old = read_results_file(csv_path)
+            merged = merge(old, results)
+            replace_files({csv_path: merged.to_csv(index=False, float_format="%.6g"), md: summarize(merged)})
+    except ValueError as err:
+        raise ValueError(f"{err}; {_save_fallback(results)}") from None
     except OSError as err:
-        for path in done:  # undo the renames that happened
-            if path in backups:
-                os.replace(backups[path], path)
-            else:
-                path.unlink(missing_ok=True)
-        fallback = Path(tempfile.gettempdir()) / f"recbook-bench-{os.getpid()}-{int(time.time())}.csv"
-        try:
-            results.to_csv(fallback, index=False, float_format="%.6g")
-            where = f"the new rows are saved in {fallback}"
-        except OSError:
-            where = "the new rows could not be saved either"
-        raise OSError(f"writing {csv} and {md} failed ({err}); the previous files are unchanged and "
-                      f"{where}") from err
-    finally:
-        for tmp in [*temps.values(), *backups.values()]:
-            tmp.unlink(missing_ok=True)
-    return csv, md
+        raise OSError(f"writing {csv_path} and {md} failed ({err}); the previous files are unchanged and "
+                      f"{_save_fallback(results)}") from err
+    return csv_path, md
 
 
 # --------------------------------------------------------------------------------------------
@@ -823,19 +1055,45 @@ def main(argv=None) -> int:
         _check_models(args.models)
         _check_seeds(seeds)
         _check_out(out)
+        if not args.replace and (out / "bench.csv").is_file():
+            read_results_file(out / "bench.csv")  # a damaged file is refused now, not after training
     except ValueError as e:
         p.error(str(e))
+    except OSError as e:
+        p.error(f"out: cannot read {out / 'bench.csv'} ({e}); expected a readable results file")
+    jobs = args.jobs
+    if jobs > available_cpus():
+        print(f"{p.prog}: {_jobs_message(jobs)}", file=sys.stderr)
+        jobs = available_cpus()
     first = [True]
+    written = []
+
+    class WriteFailed(Exception):
+        pass
 
     def save(rows: pd.DataFrame) -> None:
-        write(rows, out, replace=args.replace and first[0])
+        try:
+            write(rows, out, replace=args.replace and first[0])
+        except (OSError, ValueError) as err:
+            raise WriteFailed(str(err)) from None
         first[0] = False
+        written.extend(rows["model"].unique())
+
+    def saved() -> str:
+        return (f"the rows of {', '.join(written)} are in {out / 'bench.csv'}" if written
+                else f"no rows were written to {out / 'bench.csv'}")
 
     try:
-        results = run(args.models, seeds, threads=args.threads, quick=args.quick, jobs=args.jobs,
+        results = run(args.models, seeds, threads=args.threads, quick=args.quick, jobs=jobs,
                       progress=not args.no_progress, on_model_done=save)
     except ValueError as e:
         p.error(str(e))
+    except WriteFailed as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{p.prog}: interrupted; {saved()}, the runs not finished were dropped", file=sys.stderr)
+        return 130
     print(summarize(results))
     print(f"wrote {out / 'bench.csv'} and {out / 'bench.md'} ({len(results)} new row(s) merged)")
     return 0

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import require_fraction, require_positive_int
+from ._checks import require_fraction, require_number, require_positive_int
 from .data.features import PAD, UNK, Schema
 
 __all__ = [
@@ -211,8 +211,7 @@ class FieldEmbedding(SchemaModule):
     def __init__(self, schema: Schema, dim: int, *, init_std: float = 0.01, validate: bool = True):
         super().__init__(schema, validate=validate)
         self.dim = require_positive_int(dim, name="dim")
-        if not (isinstance(init_std, (int, float)) and init_std >= 0):
-            raise ValueError(f"init_std: expected a non-negative number, got {init_std!r}")
+        require_number(init_std, name="init_std", low=0)
         self.table = nn.Embedding(schema.total_size, self.dim)
         nn.init.normal_(self.table.weight, 0.0, float(init_std))
         with torch.no_grad():  # padding and unknown start at exactly zero (see SchemaModule)
@@ -378,8 +377,7 @@ def mlp(in_dim: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, bat
     hidden = tuple(hidden)
     for i, h in enumerate(hidden):
         require_positive_int(h, name=f"hidden[{i}]")
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+    require_number(dropout, name="dropout", low=0, high=1, high_open=True)
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
@@ -531,7 +529,7 @@ class PReLU(nn.Module):
     def __init__(self, num_features: int, *, alpha_init: float = 0.25):
         super().__init__()
         self.num_features = require_positive_int(num_features, name="num_features")
-        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+        self.alpha = nn.Parameter(torch.full((self.num_features,), require_number(alpha_init, name="alpha_init")))
 
     def forward(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         # relu(s) + alpha * (s - relu(s)): measured about 1.5x faster here, forward + backward,
@@ -568,11 +566,9 @@ class Dice(nn.Module):
                  alpha_init: float = 0.0):
         super().__init__()
         self.num_features = require_positive_int(num_features, name="num_features")
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps: expected a positive number, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = require_number(eps, name="eps", low=0, low_open=True)
         self.momentum = require_fraction(momentum, name="momentum", inclusive=True)
-        self.alpha = nn.Parameter(torch.full((self.num_features,), float(alpha_init)))
+        self.alpha = nn.Parameter(torch.full((self.num_features,), require_number(alpha_init, name="alpha_init")))
         self.register_buffer("running_mean", torch.zeros(self.num_features))
         self.register_buffer("running_var", torch.ones(self.num_features))
 
@@ -649,8 +645,7 @@ class MaskedMLP(nn.Module):
         hidden = tuple(hidden)
         for i, h in enumerate(hidden):
             require_positive_int(h, name=f"hidden[{i}]")
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        require_number(dropout, name="dropout", low=0, high=1, high_open=True)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
         self.activation = activation
@@ -847,8 +842,7 @@ class MiniBatchAwareL2(nn.Module):
 
     def __init__(self, counts: torch.Tensor, l2: float, *, exclude: Sequence[int] = ()):
         super().__init__()
-        if not (isinstance(l2, (int, float)) and l2 >= 0):
-            raise ValueError(f"l2: expected a non-negative number, got {l2!r}")
+        require_number(l2, name="l2", low=0)
         if not isinstance(counts, torch.Tensor) or counts.dim() != 1 or bool((counts < 0).any()):
             raise ValueError("counts: expected a 1-D tensor of non-negative occurrence counts")
         self.l2 = float(l2)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._checks import require_number
+
 __all__ = ["bpr_max_loss", "negative_softmax", "sampled_softmax_loss", "top1_max_loss"]
 
 _TINY = 1e-30  # below this, BPR-max's inner sum is recomputed in log space
@@ -34,6 +36,10 @@ def _check_scores(scores) -> torch.Tensor:
     if scores.dim() != 2 or scores.shape[0] < 1 or scores.shape[1] < scores.shape[0]:
         raise ValueError(f"scores: expected shape [B, B + S] (the positives on the diagonal), "
                          f"got {tuple(scores.shape)}")
+    if scores.shape[1] < 2:
+        raise ValueError(f"scores: has shape {tuple(scores.shape)}: one row and no negative (B = 1, S = 0), "
+                         "so the loss is exactly 0 whatever the model; expected at least one negative "
+                         "column (a batch of 2 or more rows, or S >= 1 sampled negatives)")
     return scores
 
 
@@ -83,6 +89,9 @@ def bpr_max_loss(scores: torch.Tensor, reg: float = 1.0, elu: float | None = Non
     and finite without an ``+ eps``.
     """
     scores = _check_scores(scores)
+    require_number(reg, name="reg", low=0)
+    if elu is not None:
+        require_number(elu, name="elu", low=0)
     if elu:
         scores = F.elu(scores, alpha=float(elu))
     s = negative_softmax(scores)

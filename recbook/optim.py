@@ -41,7 +41,9 @@ import math
 
 import torch
 
-__all__ = ["AdagradM", "FTRLProximal", "check_ftrl_hyperparameters"]
+from ._checks import require_number
+
+__all__ = ["AdagradM", "FTRLProximal", "check_finite_gradients", "check_ftrl_hyperparameters"]
 
 
 def _require_number(value, name: str, *, positive: bool) -> float:
@@ -50,6 +52,28 @@ def _require_number(value, name: str, *, positive: bool) -> float:
     if not ok:
         raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value!r}")
     return float(value)
+
+
+def check_finite_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ``FloatingPointError`` naming the parameter if a gradient holds NaN or infinity.
+
+    Called before an optimiser changes anything: a non-finite gradient would otherwise become
+    part of the optimiser's state (FTRL's ``z`` and ``n``, Adagrad's accumulator) and keep the
+    weight NaN through every later, clean step.
+    """
+    found = [(i, j, p, p.grad._values() if p.grad.is_sparse else p.grad)
+             for i, group in enumerate(optimizer.param_groups)
+             for j, p in enumerate(group["params"]) if p.grad is not None]
+    if not found or bool(torch.stack([torch.isfinite(v).all() for *_, v in found]).all()):
+        return  # the usual case: one check, one synchronisation
+    for i, j, p, values in found:
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            raise FloatingPointError(
+                f"{type(optimizer).__name__}: the gradient of param_groups[{i}]['params'][{j}] "
+                f"(shape {tuple(p.shape)}) has {int((~finite).sum()):,} NaN or infinite value(s); expected "
+                "finite gradients. Nothing was updated: the weights and the optimiser's state are as "
+                "before this step")
 
 
 def check_ftrl_hyperparameters(*, alpha, beta, l1, l2, where: str = "") -> dict:
@@ -136,6 +160,7 @@ class FTRLProximal(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        check_finite_gradients(self)
         for group in self.param_groups:
             hyper = (group["alpha"], group["beta"], group["l1"], group["l2"])
             for p in group["params"]:
@@ -193,12 +218,9 @@ class AdagradM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.0, eps: float = 1e-6):
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr: expected a positive number, got {lr!r}")
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
-            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        require_number(lr, name="lr", low=0, low_open=True)
+        require_number(momentum, name="momentum", low=0, high=1, high_open=True)
+        require_number(eps, name="eps", low=0, low_open=True)
         super().__init__(params, dict(lr=float(lr), momentum=float(momentum), eps=float(eps)))
 
     @staticmethod
@@ -219,6 +241,7 @@ class AdagradM(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        check_finite_gradients(self)
         for group in self.param_groups:
             lr, momentum, eps = group["lr"], group["momentum"], group["eps"]
             dense = []

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import require_positive_int
+from ._checks import require_number, require_positive_int
 from .data.features import N_RESERVED
 
 __all__ = [
@@ -72,6 +72,10 @@ def sampled_softmax_loss(logits: torch.Tensor, candidates: torch.Tensor, positiv
     b, c = logits.shape
     if c < b:
         raise ValueError(f"logits: has {c} columns; expected at least one per row (B = {b})")
+    if c < 2:
+        raise ValueError(f"logits: has shape ({b}, {c}): one row and one candidate, its own positive, so no "
+                         "negative and a loss of exactly 0 whatever the model; expected at least one negative "
+                         "(a batch of 2 or more rows, or extra sampled negatives)")
     for name, t, n in (("candidates", candidates, c), ("positives", positives, b)):
         if not isinstance(t, torch.Tensor) or t.dtype != torch.long or t.shape != (n,):
             raise ValueError(f"{name}: expected an int64 tensor of shape ({n},), got "
@@ -123,8 +127,7 @@ class FrequencyEstimator:
     def __init__(self, n_items: int, *, alpha: float = 0.01, n_buckets: int | None = None, n_hashes: int = 1,
                  seed: int = 0):
         self.n_items = require_positive_int(n_items, name="n_items")
-        if not (isinstance(alpha, (int, float)) and 0 < alpha <= 1):
-            raise ValueError(f"alpha: expected a number in (0, 1], got {alpha!r}")
+        require_number(alpha, name="alpha", low=0, high=1, low_open=True)
         self.alpha = float(alpha)
         if n_buckets is None:
             self.n_buckets, self.n_hashes = self.n_items, 1
@@ -216,8 +219,7 @@ class NegativeSampler:
     def popularity(cls, counts: torch.Tensor, *, power: float = 1.0, seed: int = 0) -> NegativeSampler:
         if not isinstance(counts, torch.Tensor) or counts.dim() != 1:
             raise ValueError("counts: expected a 1-D tensor of counts per item code")
-        if not (isinstance(power, (int, float)) and power >= 0):
-            raise ValueError(f"power: expected a non-negative number, got {power!r}")
+        require_number(power, name="power", low=0)
         w = counts.to(torch.float64).clamp(min=0) ** power * (counts > 0)
         w[:N_RESERVED] = 0
         return cls(w, seed=seed)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import metrics as _metrics
+from ._checks import require_number
 
 # Threads for the small models of this book. Measured on a 2-core machine (one CTR epoch, 80k
 # rows, batch 1024): with the other core idle, 2 threads were ~5% faster in wall time than 1 at
@@ -81,17 +82,35 @@ def bce_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, data, batch_size: int = 8192) -> torch.Tensor:
-    """The model's outputs (logits) for every row of ``data``, in order, on the CPU."""
+    """The model's outputs (logits) for every row of ``data``, in order, on the CPU.
+
+    Raises ``ValueError`` when ``data`` cannot be cut into batches or yields none, or when the
+    model returns something other than a tensor of logits.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(data, "batches"):
+        raise ValueError(f"data: expected TensorData or an object with .batches(), got {type(data).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     was_training = model.training
     model.eval()
     # Batches follow the model to its device, so CPU data can be scored by a model on a GPU.
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    out = []
     try:
-        out = [model({k: v.to(device) for k, v in b.items()}).float().cpu()
-               for b in data.batches(batch_size, shuffle=False)]
+        for b in data.batches(batch_size, shuffle=False):
+            logits = model({k: v.to(device) for k, v in b.items()})
+            if not isinstance(logits, torch.Tensor):
+                raise ValueError(
+                    f"model: {type(model).__name__} returned a {type(logits).__name__}; expected a tensor "
+                    "of logits, one per row (predict and evaluate_ctr read model(batch) as the logits)")
+            out.append(logits.float().cpu())
     finally:
         model.train(was_training)
+    if not out:
+        raise ValueError(f"data: {type(data).__name__} produced no batches; expected at least one row to predict")
     return torch.cat(out)
 
 
@@ -184,9 +203,37 @@ def _check_eval_labels(valid) -> None:
                          f"labels), got values {shown}")
 
 
+# The hyper-parameter that scales the step, by name, for optimisers without an ``lr`` (FTRL's alpha).
+_STEP_SIZES = ("lr", "alpha")
+
+
 def _learning_rates(optimizers) -> str:
-    lrs = sorted({float(g["lr"]) for opt in optimizers for g in opt.param_groups if "lr" in g})
-    return ", ".join(f"{v:g}" for v in lrs) or "unknown"
+    """Every optimiser's step size(s), named: ``"lr=0.005"`` for one plain optimiser, or
+    ``"FTRLProximal alpha=0.05; Adagrad lr=0.005"`` when several optimisers train the model."""
+    parts = []
+    for opt in optimizers:
+        for key in _STEP_SIZES:
+            values = sorted({float(g[key]) for g in opt.param_groups if key in g})
+            if values:
+                parts.append((type(opt).__name__, key, ", ".join(f"{v:g}" for v in values)))
+                break
+        else:
+            parts.append((type(opt).__name__, "lr", "unknown"))
+    if len(parts) == 1 and parts[0][1] == "lr":
+        return f"lr={parts[0][2]}"
+    return "; ".join(f"{name} {key}={v}" for name, key, v in parts)
+
+
+def _non_finite_gradients(model) -> list[str]:
+    """Names of the parameters whose gradient holds a NaN or an infinity (one sync per step)."""
+    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return []
+    values = [g._values() if g.is_sparse else g for _, g in named]
+    finite = torch.stack([torch.isfinite(v).all() for v in values])
+    if bool(finite.all()):
+        return []
+    return [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
 
 
 def fit(
@@ -244,8 +291,8 @@ def fit(
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr: expected a positive number, got {lr!r}")
+    require_number(lr, name="lr", low=0, low_open=True)
+    require_number(weight_decay, name="weight_decay", low=0)
     if mode not in ("max", "min"):
         raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
     if not hasattr(train, "batches"):
@@ -305,7 +352,7 @@ def fit(
                     if not math.isfinite(value):
                         raise FloatingPointError(
                             f"the loss is {value} at epoch 1, batch 1, before any update "
-                            f"(lr={_learning_rates(optimizers)} has not been applied yet): the "
+                            f"({_learning_rates(optimizers)} has not been applied yet): the "
                             "model's initial outputs or the inputs are not finite")
                     first_loss = value
                 elif not math.isfinite(value) or (
@@ -317,11 +364,23 @@ def fit(
                            f"batch's {first_loss:.4g}")
                     raise FloatingPointError(
                         f"training diverged at epoch {epoch}, batch {count}{of}: the loss {why} "
-                        f"(lr={_learning_rates(optimizers)}). Try a learning rate 10 times "
-                        "smaller")
+                        f"({_learning_rates(optimizers)}). Try a learning rate 10 times "
+                        f"smaller{' (each optimiser' + chr(39) + 's)' if len(optimizers) > 1 else ''}")
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # Checked before the step: a NaN gradient under a finite loss is not a step that
+                # was too large, and FTRL's or Adam's state would keep the NaN for good.
+                bad = _non_finite_gradients(model)
+                if bad:
+                    of = f" of {n_batches}" if n_batches else ""
+                    raise FloatingPointError(
+                        f"the gradient of {', '.join(bad[:5])}{' and others' if len(bad) > 5 else ''} "
+                        f"is NaN or infinite at epoch {epoch}, batch {count}{of}, while the loss is "
+                        f"finite ({value:.4g}); no update was made ({_learning_rates(optimizers)}). "
+                        "A smaller learning rate does not cure this: look for an operation whose "
+                        "derivative is infinite at the inputs (sqrt or log at 0, a division by 0, "
+                        "a norm of a zero vector) in the model or the loss")
                 for opt in optimizers:
                     opt.step()
                 total += value
@@ -335,7 +394,7 @@ def fit(
                 except FloatingPointError as exc:
                     raise FloatingPointError(
                         f"validation after epoch {epoch} failed "
-                        f"(lr={_learning_rates(optimizers)}): {exc}") from None
+                        f"({_learning_rates(optimizers)}): {exc}") from None
                 if metric not in scores:
                     raise ValueError(f"metric: {metric!r} is not among the evaluation keys {sorted(scores)}")
                 row.update({f"valid_{k}": float(v) for k, v in scores.items()})
@@ -343,7 +402,7 @@ def fit(
                 if not math.isfinite(score):
                     raise FloatingPointError(
                         f"validation {metric} is {score} after epoch {epoch} "
-                        f"(lr={_learning_rates(optimizers)})")
+                        f"({_learning_rates(optimizers)})")
                 if best_state is None or sign * score > sign * best_score:
                     best_score, best_epoch, waited = score, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())

@@ -234,6 +234,22 @@ def bound_params(spec) -> dict[str, dict]:
     return found
 
 
+def _check_digits(width, alphabet) -> tuple[int, int]:
+    """``(width, base)`` of a digit codec, refusing what would not round-trip: a width that is not
+    a positive integer, an alphabet that is not a string of at least 2 distinct ASCII characters
+    (a repeated character would decode two digits as one)."""
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width: expected a positive integer number of digits per code, got {width!r}")
+    if not isinstance(alphabet, str) or not alphabet.isascii() or len(alphabet) < 2:
+        raise ValueError(f"alphabet: expected a string of at least 2 ASCII characters (the digits), "
+                         f"got {alphabet!r}")
+    repeated = sorted({ch for ch in alphabet if alphabet.count(ch) > 1})
+    if repeated:
+        raise ValueError(f"alphabet: the character(s) {repeated} appear more than once in {alphabet!r}; "
+                         "expected distinct characters, one per digit value")
+    return int(width), len(alphabet)
+
+
 def encode_digits(codes, width: int, alphabet: str) -> list[str]:
     """Each row of the non-negative integers ``codes`` ``[rows, cols]`` as one string of ``cols``
     numbers of ``width`` digits in base ``len(alphabet)`` (high digit first, no separators): how a
@@ -243,12 +259,10 @@ def encode_digits(codes, width: int, alphabet: str) -> list[str]:
     Raises:
         ValueError: if ``codes`` is not a 2-D integer array or a code needs more than ``width`` digits.
     """
-    width = int(width)
-    base = len(alphabet)
+    width, base = _check_digits(width, alphabet)
     codes = np.asarray(codes)
-    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer) or width < 1 or base < 2:
-        raise ValueError(f"codes: expected a 2-D integer array, width >= 1 and at least 2 digits; got shape "
-                         f"{codes.shape}, dtype {codes.dtype}, width {width}, {base} digits")
+    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes: expected a 2-D integer array, got shape {codes.shape}, dtype {codes.dtype}")
     if codes.size and (codes.min() < 0 or codes.max() >= base ** width):
         raise ValueError(f"codes: expected integers in [0, {base ** width}) ({width} digits in base {base}), "
                          f"got {codes.min()} .. {codes.max()}")
@@ -262,18 +276,26 @@ def decode_digits(strings: Sequence[str], width: int, alphabet: str) -> np.ndarr
     """The integer codes :func:`encode_digits` wrote: int64 ``[len(strings), cols]``.
 
     Raises:
-        ValueError: if a string's length is not a multiple of ``width`` or it holds another character.
+        ValueError: if a string's length is not a multiple of ``width`` or it holds another character;
+            if ``width`` or ``alphabet`` is not a valid codec (as for :func:`encode_digits`).
     """
-    base = len(alphabet)
+    width, base = _check_digits(width, alphabet)
+    if isinstance(strings, str):
+        raise ValueError(f"strings: expected a list of strings, got the string {strings[:20]!r}")
     lookup = np.full(128, -1, dtype=np.int64)
     lookup[np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8)] = np.arange(base)
     powers = base ** np.arange(width - 1, -1, -1, dtype=np.int64)
     out = []
     for s in strings:
+        if not isinstance(s, str):
+            raise ValueError(f"strings: expected strings, got {type(s).__name__} {s!r}")
         digits = lookup[np.frombuffer(s.encode("ascii"), dtype=np.uint8)] if s.isascii() else None
         if digits is None or len(s) % width or (digits < 0).any():
             raise ValueError(f"strings: {s[:20]!r}... is not {width}-digit numbers in the alphabet {alphabet!r}")
         out.append(digits.reshape(-1, width) @ powers)
+    if len({len(row) for row in out}) > 1:
+        raise ValueError(f"strings: hold {sorted({len(row) for row in out})} codes per string; expected the same "
+                         "number in every string (one row of a matrix each)")
     return np.asarray(out, dtype=np.int64)
 
 

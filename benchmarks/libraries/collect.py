@@ -169,22 +169,24 @@ def main(argv=None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     for lib, g in new.groupby("library"):
         _order(g).to_csv(results / f"{lib}.csv", index=False, float_format="%.6g")
+    from recbook.bench import read_results_file, replace_files, results_lock
+
     csv = args.out / "libraries.csv"
-    if csv.is_file():
-        old = pd.read_csv(csv)
-        keys = set(map(tuple, new[KEY].astype(str).to_numpy()))
-        old = old[~old[KEY].astype(str).apply(tuple, axis=1).isin(keys)]
-        merged = pd.concat([old, new], ignore_index=True)
-    else:
-        merged = new
-    merged = _order(merged)
     args.out.mkdir(parents=True, exist_ok=True)
-    merged.to_csv(csv, index=False, float_format="%.6g")
-    side = _order(pd.concat([merged, recbook_rows(args.out / "bench.csv")], ignore_index=True))
-    text = ("Established libraries on the book's protocols (rows from libraries.csv), with recbook's own "
-            "rows from bench.csv; mean ± std over seeds; CPU seconds per epoch with one thread.\n\n"
-            + summarize(side))
-    (args.out / "libraries.md").write_text(text)
+    with results_lock(args.out):  # read, merge and write as one step: a concurrent run loses nothing
+        if csv.is_file():
+            old = read_results_file(csv)
+            keys = set(map(tuple, new[KEY].astype(str).to_numpy()))
+            old = old[~old[KEY].astype(str).apply(tuple, axis=1).isin(keys)]
+            merged = pd.concat([old, new], ignore_index=True)
+        else:
+            merged = new
+        merged = _order(merged)
+        side = _order(pd.concat([merged, recbook_rows(args.out / "bench.csv")], ignore_index=True))
+        text = ("Established libraries on the book's protocols (rows from libraries.csv), with recbook's own "
+                "rows from bench.csv; mean ± std over seeds; CPU seconds per epoch with one thread.\n\n"
+                + summarize(side))
+        replace_files({csv: merged.to_csv(index=False, float_format="%.6g"), args.out / "libraries.md": text})
     print(text)
     print(f"wrote {csv} ({len(new)} run(s) scored) and {args.out / 'libraries.md'}")
     return 0

@@ -90,15 +90,14 @@ def main(argv=None) -> int:
     frame = frame.sort_values(["_p", "_f", "_s", "source"], kind="stable")[COLUMNS].reset_index(drop=True)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "speed.csv"
-    tmp = csv.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
     text = (f"CPU seconds per epoch with one thread, every row from one run ({args.run}) on one machine: "
             "recbook's entries and the libraries' models one after another, seed 0, two epochs each "
             "(`make bench-speed`).\n\n" + summarize(frame))
     md = args.out / "speed.md"
-    md.with_suffix(".md.tmp").write_text(text)
-    tmp.replace(csv)
-    md.with_suffix(".md.tmp").replace(md)
+    from recbook.bench import replace_files, results_lock
+
+    with results_lock(args.out):  # both files whole or neither, keeping their modes
+        replace_files({csv: frame.to_csv(index=False, float_format="%.6g"), md: text})
     print(text)
     print(f"wrote {csv} ({len(frame)} rows) and {md}")
     return 0

@@ -638,7 +638,9 @@ def run_configs(path=None, seeds: Sequence[int] = (0, 1, 2), *, threads: int = 1
     data = load_protocol("ctr")
     rows = [run_one(e, data, s, threads=threads, quick=False, progress=False) for e in config_entries() for s in seeds]
     out = pd.DataFrame(rows)
-    out.to_csv(path, index=False, float_format="%.6g")
+    from ..bench import write_table
+
+    write_table(out, path)  # whole or not at all, locked, keeping the mode
     return out
 
 

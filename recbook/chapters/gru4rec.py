@@ -564,7 +564,9 @@ def run_loss_comparison(path=None, seed: int = 0, *, epochs: int = LOSS_EPOCHS, 
     for entry in loss_entries(epochs):
         rows.append(_loss_row(entry, data, seed, threads=threads, progress=progress))
     out = pd.DataFrame(rows)
-    out.to_csv(path, index=False, float_format="%.6g")
+    from ..bench import write_table
+
+    write_table(out, path)  # whole or not at all, locked, keeping the mode
     return out
 
 

@@ -364,7 +364,9 @@ def run_temperature_sweep(path=None, temperatures: Sequence[float] = TEMPERATURE
                 print(f"{e.name} seed {s}: valid {row['valid_recall@50']:.4f} test {row['test_recall@50']:.4f}",
                       flush=True)
     out = pd.DataFrame(rows)
-    out.to_csv(path, index=False, float_format="%.6g")
+    from ..bench import write_table
+
+    write_table(out, path)  # whole or not at all, locked, keeping the mode
     return out
 
 

@@ -80,6 +80,35 @@ def _require_same_id_kind(ratings: pd.DataFrame, table: pd.DataFrame, key: str, 
                          "(e.g. convert both to int64)")
 
 
+def _require_timestamps(frame: pd.DataFrame, name: str) -> None:
+    """Timestamps must be numbers (seconds) or datetimes: strings would sort as text, so that
+    "999" comes after "1000" and the time order, and with it every split, would be wrong."""
+    kind = frame["timestamp"].dtype
+    if pd.api.types.is_bool_dtype(kind) or not (pd.api.types.is_numeric_dtype(kind)
+                                                or pd.api.types.is_datetime64_any_dtype(kind)):
+        example = _plain(frame["timestamp"].iloc[0]) if len(frame) else None
+        raise ValueError(f"{name}.timestamp: expected numbers (seconds since 1970) or datetimes, got dtype "
+                         f"{kind} (e.g. {example!r}); text would sort as text, not in time order. Convert "
+                         "them first, e.g. .astype('int64') or pd.to_datetime(...)")
+
+
+_RATING_KEY = ["user_id", "item_id", "timestamp"]
+
+
+def _require_unique_ratings(ratings: pd.DataFrame, why: str) -> None:
+    """Refuse a (user_id, item_id, timestamp) row given more than once, saying how often."""
+    dup = ratings.duplicated(_RATING_KEY, keep=False)
+    if dup.any():
+        row = ratings.loc[dup].iloc[0]
+        same = np.ones(len(ratings), dtype=bool)
+        for c in _RATING_KEY:
+            same &= (ratings[c] == row[c]).to_numpy()
+        extra = int(ratings.duplicated(_RATING_KEY).sum())
+        raise ValueError(f"ratings: the row (user_id={_plain(row['user_id'])}, item_id={_plain(row['item_id'])}, "
+                         f"timestamp={_plain(row['timestamp'])}) appears {int(same.sum())} times "
+                         f"({extra} repeated row(s) in all); expected each rating once ({why})")
+
+
 def time_order(frame: pd.DataFrame) -> np.ndarray:
     """Positions that put ``frame``'s rows in time order: by timestamp, ties by row position.
 
@@ -89,6 +118,7 @@ def time_order(frame: pd.DataFrame) -> np.ndarray:
     popularity: the test target would become "the highest item id of the user's last second".
     """
     require_columns(frame, ["timestamp"], name="frame")
+    _require_timestamps(frame, "frame")
     return np.argsort(frame["timestamp"].to_numpy(), kind="stable")
 
 
@@ -108,6 +138,9 @@ def ctr_frame(ml) -> pd.DataFrame:
     require_no_nan(ratings, ["user_id", "item_id", "rating", "timestamp"], name="ratings")
     require_no_nan(users, ["user_id", "age", "gender", "occupation", "zip_code"], name="users")
     require_no_nan(items, ["item_id"], name="items")
+    _require_timestamps(ratings, "ratings")
+    _require_unique_ratings(ratings, "a repeated rating would be counted twice, and could land in two "
+                                     "splits at once")
     rating = ratings["rating"]
     if not pd.api.types.is_numeric_dtype(rating.dtype):
         raise ValueError(f"ratings.rating: expected numbers from 1 to 5, got dtype {rating.dtype}")
@@ -329,6 +362,7 @@ def behaviour_histories(frame: pd.DataFrame, max_len: int = 50):
     """
     max_len = require_positive_int(max_len, name="max_len")
     require_columns(frame, ["user_id", "item_id", "timestamp"], name="frame")
+    _require_timestamps(frame, "frame")
     n = len(frame)
     order = np.lexsort((np.arange(n), frame["timestamp"].to_numpy(), frame["user_id"].to_numpy()))
     users = frame["user_id"].to_numpy()[order]
@@ -351,6 +385,34 @@ def behaviour_histories(frame: pd.DataFrame, max_len: int = 50):
     return hist, mask
 
 
+def _check_history(history, n_rows: int):
+    """``(items, mask)`` of :func:`behaviour_histories`: two ``[N, L]`` arrays of the same shape,
+    raw item ids (0 = padding) and a bool mask that is False wherever the id is padding."""
+    if not (isinstance(history, (tuple, list)) and len(history) == 2):
+        raise ValueError(f"history: expected a pair (items, mask) from behaviour_histories, got "
+                         f"{type(history).__name__}")
+    items, mask = (np.asarray(h.cpu() if isinstance(h, torch.Tensor) else h) for h in history)
+    if items.ndim != 2:
+        raise ValueError(f"history items: expected a 2-D array [rows, L] of item ids, got shape {items.shape}")
+    if len(items) != n_rows:
+        raise ValueError(f"history: has {len(items)} rows; expected {n_rows} like frame")
+    if mask.shape != items.shape:
+        raise ValueError(f"history mask: has shape {mask.shape}; expected {items.shape} like the history items "
+                         "(one flag per history position)")
+    if mask.dtype != np.bool_:
+        raise ValueError(f"history mask: expected a bool array (True where an item is present), got dtype "
+                         f"{mask.dtype}")
+    if not np.issubdtype(items.dtype, np.integer):
+        raise ValueError(f"history items: expected integer item ids (0 = padding), got dtype {items.dtype}")
+    on_padding = mask & (items == PAD)
+    if on_padding.any():
+        r, c = (int(v) for v in np.argwhere(on_padding)[0])
+        raise ValueError(f"history mask: is True at {int(on_padding.sum()):,} padding position(s) (item id 0), "
+                         f"the first at row {r}, column {c}; expected False wherever the item is padding, "
+                         "or padding would be pooled as an item")
+    return items, mask
+
+
 def encode_ctr(frame: pd.DataFrame, schema: Schema, *, history=None) -> TensorData:
     """Turn protocol rows into tensors.
 
@@ -369,9 +431,7 @@ def encode_ctr(frame: pd.DataFrame, schema: Schema, *, history=None) -> TensorDa
     tensors["label"] = torch.from_numpy(frame["label"].to_numpy(dtype=np.float32, copy=True))
     tensors["user"] = torch.from_numpy(frame["user_id"].to_numpy(dtype=np.int64, copy=True))
     if history is not None:
-        items, mask = history
-        if len(items) != len(frame):
-            raise ValueError(f"history: has {len(items)} rows; expected {len(frame)} like frame")
+        items, mask = _check_history(history, len(frame))
         codes = schema["item_id"].encode(pd.Series(items.ravel())).reshape(items.shape)
         tensors["hist_item"] = torch.from_numpy(np.where(mask, codes, 0))
         tensors["hist_mask"] = torch.from_numpy(mask)
@@ -406,8 +466,14 @@ def ctr_protocol(ml, *, history_len: int | None = None, fractions=(0.8, 0.1, 0.1
     With ``history_len`` set, each split also carries DIN behaviour histories of that length.
     """
     frame = ctr_frame(ml)
-    history = behaviour_histories(frame, history_len) if history_len is not None else None
     train, valid, test = chronological_split(frame, fractions)
+    sizes = {"train": len(train), "valid": len(valid), "test": len(test)}
+    if min(sizes.values()) == 0:
+        got = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        raise ValueError(f"ratings: {len(frame)} rating(s) split {'/'.join(f'{f:g}' for f in fractions)} by time "
+                         f"give {got}; expected at least one rating in each of the train, valid and test "
+                         "blocks (more ratings, or other fractions)")
+    history = behaviour_histories(frame, history_len) if history_len is not None else None
     schema = ctr_schema(train, items=ml.items)
     parts = {}
     for name, part in (("train", train), ("valid", valid), ("test", test)):
@@ -508,12 +574,8 @@ def leave_last_out(ratings: pd.DataFrame, *, items: Field | None = None, min_rat
     require_no_nan(ratings, ["user_id", "item_id", "timestamp"], name="ratings")
     _require_id_column(ratings, "user_id", "ratings")
     _require_id_column(ratings, "item_id", "ratings")
-    dup = ratings.duplicated(["user_id", "item_id", "timestamp"])
-    if dup.any():
-        row = ratings.loc[dup].iloc[0]
-        raise ValueError(f"ratings: the row (user_id={_plain(row['user_id'])}, item_id={_plain(row['item_id'])}, "
-                         f"timestamp={row['timestamp']}) appears {int(dup.sum()) + 1} or more times; expected "
-                         "each rating once (a duplicate would make the validation and test targets equal)")
+    _require_timestamps(ratings, "ratings")
+    _require_unique_ratings(ratings, "a duplicate would make the validation and test targets equal")
     r = ratings
     if min_rating is not None:
         require_columns(ratings, ["rating"], name="ratings")

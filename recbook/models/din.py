@@ -57,6 +57,11 @@ def _check_history(schema: Schema, batch: Mapping) -> None:
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != hist.shape:
         raise ValueError(f"hist_mask: expected a bool tensor of shape {tuple(hist.shape)} like hist_item, got "
                          f"{getattr(mask, 'dtype', type(mask).__name__)} of shape {tuple(getattr(mask, 'shape', ()))}")
+    on_padding = mask & (hist == 0)
+    if bool(on_padding.any()):
+        r, c = (int(v) for v in on_padding.nonzero()[0])
+        raise ValueError(f"hist_mask: is True at {int(on_padding.sum())} padding position(s) of hist_item (code 0), "
+                         f"the first at row {r}, column {c}; expected False wherever hist_item is padding")
     size = schema[ITEM_FIELD].size
     if hist.numel():
         lo, hi = torch.aminmax(hist)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import require_positive_int
+from .._checks import require_number, require_positive_int
 from ..data.features import Field, Schema
 from ..data.retrieval import ITEM_FIELDS, USER_FIELDS, TowerFeatures
 from ..layers import FieldEmbedding, mlp
@@ -78,8 +78,7 @@ class TwoTower(nn.Module):
         super().__init__()
         if not isinstance(features, TowerFeatures):
             raise ValueError(f"features: expected TowerFeatures (tower_features(ml)), got {type(features).__name__}")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+        require_number(temperature, name="temperature", low=0, low_open=True)
         user_fields, item_fields = tuple(user_fields), tuple(item_fields)
         for name, chosen, allowed in (("user_fields", user_fields, USER_FIELDS),
                                       ("item_fields", item_fields, (*ITEM_FIELDS, "genres"))):
