@@ -47,6 +47,7 @@ def _fit(**kw):
 def _settings():
     """(name, build(value)) of every float setting a user hands over."""
     from recbook import layers, losses, optim, sampled_softmax
+    from recbook.models.widedeep import ftrl_adagrad
 
     w = [nn.Parameter(torch.zeros(3))]
     scores = torch.zeros(2, 3)
@@ -68,11 +69,12 @@ def _settings():
         ("power", lambda v: sampled_softmax.NegativeSampler.popularity(torch.ones(10), power=v)),
         ("reg", lambda v: losses.bpr_max_loss(scores, reg=v)),
         ("elu", lambda v: losses.bpr_max_loss(scores, elu=v)),
+        ("deep_lr", lambda v: ftrl_adagrad(deep_lr=v)),
     ]
 
 
 @pytest.mark.parametrize("value", BAD, ids=["inf", "-inf", "nan"])
-@pytest.mark.parametrize("index", range(17))
+@pytest.mark.parametrize("index", range(18))
 def test_S1_float_settings_refuse_non_finite_values(index, value):
     name, build = _settings()[index]
     with pytest.raises(ValueError, match=rf"^(\S+\[.*\]\['?)?{name}'?\]?: expected .*got {value!r}"):

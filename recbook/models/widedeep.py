@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from .._checks import require_number
 from ..data.crosses import CROSSES, Crosses, ctr_crosses
 from ..data.features import Schema
 from ..layers import CrossLinear, FeatureLinear, FieldEmbedding, SchemaModule, mlp, resolve_base_rate
@@ -141,8 +142,7 @@ def ftrl_adagrad(alpha: float = 0.05, beta: float = 0.01, l1: float = 0.001, l2:
     a pair whose accumulated gradient ``|z|`` stays below it keeps a weight of exactly 0.
     """
     check_ftrl_hyperparameters(alpha=alpha, beta=beta, l1=l1, l2=l2)
-    if isinstance(deep_lr, bool) or not (isinstance(deep_lr, (int, float)) and deep_lr > 0):
-        raise ValueError(f"deep_lr: expected a positive number, got {deep_lr!r}")
+    deep_lr = require_number(deep_lr, name="deep_lr", low=0, low_open=True)
 
     def make(model: WideDeep) -> list[torch.optim.Optimizer]:
         if not isinstance(model, WideDeep):
