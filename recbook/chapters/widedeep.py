@@ -978,32 +978,47 @@ def ftrl_sweep_entries(grid: Sequence[Mapping] = FTRL_GRID) -> list:
     return out
 
 
+_SWEEP_DATA: dict = {}
+
+
+def _ftrl_sweep_run(task) -> dict:
+    """One run of the sweep (in a worker process): ``task = (setting, seed, threads)``."""
+    from ..bench import load_protocol, run_one
+
+    setting, seed, threads = task
+    entry = ftrl_sweep_entries([setting])[0]
+    if "ctr" not in _SWEEP_DATA:  # loaded once per process
+        _SWEEP_DATA["ctr"] = load_protocol("ctr")
+    row = run_one(entry, _SWEEP_DATA["ctr"], seed, threads=threads, quick=False, progress=False)
+    return {**row, **{k: float(setting[k]) for k in _FTRL_KEYS}}
+
+
 def run_ftrl_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), *, grid: Sequence[Mapping] = FTRL_GRID,
-                   threads: int = 1) -> pd.DataFrame:
+                   threads: int = 1, jobs: int = 1) -> pd.DataFrame:
     """Train every setting of ``grid`` with ``seeds`` as the leaderboard trains an entry
     (:func:`recbook.bench.run_one`: early stopping on validation AUC) and write the rows, with
     the setting in the columns ``alpha``, ``beta``, ``l1``, ``l2`` and ``deep_lr``, to ``path``
-    (default: the repository's ``book/results/widedeep_ftrl_sweep.csv``). 30 runs of 10-60 s with
-    one thread::
+    (default: the repository's ``book/results/widedeep_ftrl_sweep.csv``), in the order of the
+    grid and the seeds. 30 runs of 10-60 s with one thread each, ``jobs`` at a time::
 
-        python -c "from recbook.chapters import widedeep; widedeep.run_ftrl_sweep()"
+        python -c "from recbook.chapters import widedeep; widedeep.run_ftrl_sweep(jobs=4)"
     """
+    from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
-
-    from ..bench import load_protocol, run_one
 
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    entries = ftrl_sweep_entries(grid)
+    jobs = require_positive_int(jobs, name="jobs")
+    ftrl_sweep_entries(grid)  # validates the grid
     path = (Path(path) if path is not None
             else Path(__file__).resolve().parents[2] / "book" / "results" / FTRL_SWEEP_FILE)
-    data = load_protocol("ctr")
-    rows = []
-    for setting, entry in zip(grid, entries):
-        for s in seeds:
-            row = run_one(entry, data, s, threads=threads, quick=False, progress=False)
-            rows.append({**row, **{k: float(setting[k]) for k in _FTRL_KEYS}})
+    tasks = [(dict(setting), s, threads) for setting in grid for s in seeds]
+    if jobs == 1:
+        rows = [_ftrl_sweep_run(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            rows = list(pool.map(_ftrl_sweep_run, tasks))
     out = pd.DataFrame(rows)
     out.to_csv(path, index=False, float_format="%.6g")
     return out
