@@ -60,7 +60,7 @@ from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 from .widedeep import _require, _require_data
 
 __all__ = [
-    "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
     "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
     "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
     "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",

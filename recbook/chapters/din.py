@@ -13,6 +13,13 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
 * :func:`plot_attention_heatmap`: history titles x candidates, coloured by weight.
 * :func:`widget_table` and :func:`attention_dropdown`: precomputed attention for a handful of
   users and candidates (a small table), and a dropdown over it that works without a kernel.
+* :func:`catalogue_display_titles`: item labels that tell repeated titles apart.
+* :func:`attention_spread`, :func:`gradient_norms`, :func:`softmax_probe` and
+  :func:`run_softmax_probe`: how far attention weights are from the mean of the history, and how
+  much gradient reaches the activation unit (the softmax variant's record,
+  :data:`SOFTMAX_PROBE_FILE`); :func:`attention_probe_table` shows it.
+* :func:`leaderboard_table` and :func:`paired_summary`: the leaderboard's DIN rows, and two models
+  compared seed by seed.
 """
 from __future__ import annotations
 
@@ -38,6 +45,9 @@ from ..widgets import precomputed_slider
 __all__ = [
     "USER_TYPES", "catalogue_display_titles", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
+    "DICE_CHECKS", "LEADERBOARD_METRICS", "PROBE_COLUMNS", "SOFTMAX_PROBE_FILE", "attention_probe_table",
+    "attention_spread", "gradient_norms", "leaderboard_table", "paired_summary", "run_softmax_probe",
+    "softmax_probe",
 ]
 
 USER_TYPES = ("known", "cold")

@@ -63,7 +63,7 @@ __all__ = [
     "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
     "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
     "zero_share_by_support", "FTRL_SWEEP_FILE", "ftrl_sweep_entries", "run_ftrl_sweep", "ftrl_sweep_table",
-    "paired_seeds", "by_seed_table", "split_dates",
+    "paired_seeds", "by_seed_table", "split_dates", "CROSS_CHART_CHECKS", "SCALING_CHECKS", "FTRL_GRID",
 ]
 
 
