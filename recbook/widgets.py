@@ -537,3 +537,44 @@ def precomputed_slider(render: Callable, values: Sequence, description: str = "v
     box = widgets.VBox([picker, stack])
     box.control, box.stack, box.link = picker, stack, link
     return box
+
+
+def escape_html(value):
+    """``value`` made safe to place in HTML (and in a pandas ``Styler``, which escapes nothing).
+
+    A string has ``&``, ``<``, ``>`` and quotes replaced by their entities, so that a value such
+    as ``"<unk>"`` or ``"age_bucket=<18"`` is *shown* by the browser instead of being read as a
+    tag and hidden. A pandas ``DataFrame`` or ``Series`` is returned as a copy whose text cells,
+    index labels and column labels (every level) are escaped; numbers and other values are left
+    as they are, so number formats still apply. Anything else that is not a string is returned
+    unchanged. Escape once, right before the value is turned into HTML::
+
+        widgets.escape_html(table).style.format({"weight": "{:+.4f}"})
+    """
+    import html
+
+    def one(v):
+        return html.escape(v) if isinstance(v, str) else v
+
+    def labels(index: pd.Index) -> pd.Index:
+        if isinstance(index, pd.MultiIndex):
+            return index.set_levels([labels(level) for level in index.levels])
+        if index.dtype == object or pd.api.types.is_string_dtype(index.dtype):
+            return index.map(one)
+        return index
+
+    if isinstance(value, pd.DataFrame):
+        out = value.copy()
+        for i in range(out.shape[1]):
+            col = out.iloc[:, i]
+            if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+                out.isetitem(i, col.map(one))
+        out.index, out.columns = labels(out.index), labels(out.columns)
+        return out
+    if isinstance(value, pd.Series):
+        out = value.map(one) if (value.dtype == object or pd.api.types.is_string_dtype(value.dtype)) \
+            else value.copy()
+        out.index = labels(out.index)
+        out.name = one(value.name)
+        return out
+    return one(value)

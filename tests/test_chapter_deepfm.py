@@ -310,3 +310,21 @@ def test_committed_configurations_match_their_entries():
         changed = {k for k in {*e.params, *base.params} if e.params.get(k) != base.params.get(k)}
         changed |= {k for k in {*e.fit, *base.fit} if e.fit.get(k) != base.fit.get(k)}
         assert len(changed) == 1, (e.name, changed)
+
+
+def test_parts_chart_brings_its_own_browser_checks():
+    """Without ``checks`` the helper picks its candidates (the chart's user, a new user and a few
+    fixed users × movies), so the chapter's visible call carries no test hooks."""
+    from recbook.chapters import deepfm as chapter
+    from recbook.data import ctr_protocol, load_movielens100k
+    from recbook.models import DeepFM
+
+    data = ctr_protocol(load_movielens100k(progress=False))
+    torch.manual_seed(0)
+    model = DeepFM.from_data(data, dim=4, hidden=(8, 4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    chart = chapter.parts_chart(model, data, user=1, movie=50, n_checks=3)
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    assert len(checks) == 3 and all(c["texts"] for c in checks)

@@ -252,3 +252,102 @@ def test_architecture_diagram_draws_one_unit_per_history_item():
     assert any("16 units" in t for t in texts)
     with pytest.raises(ValueError, match="n_items: expected at least 2"):
         chapter.plot_din_architecture(1)
+
+
+# ---------------------------------------------------------------- titles, softmax probe, leaderboard
+
+def test_catalogue_display_titles_tell_repeated_titles_apart():
+    _, _, _, catalogue = small_world()
+    labels = chapter.catalogue_display_titles(catalogue)
+    assert labels[:2] == ["<unknown item>", "<unknown item>"] and len(set(labels[2:])) == len(labels) - 2
+    from recbook.data import ctr_protocol, load_movielens100k
+
+    data = ctr_protocol(load_movielens100k(progress=False), history_len=5)
+    labels = chapter.catalogue_display_titles(data.catalogue)
+    real = labels[2:]
+    assert len(set(real)) == len(real)                                   # every item its own label
+    codes = data.catalogue.codes([246, 268, 1])
+    assert [labels[c] for c in codes] == ["Chasing Amy (#246)", "Chasing Amy (#268)", "Toy Story"]
+    assert chapter._short("A very long title that goes on and on (#246)", 24).endswith("… (#246)")
+
+
+def _din(softmax, init_std, hidden=(6,), activation=None):
+    torch.manual_seed(0)
+    items = pd.DataFrame({"item_id": np.arange(1, 9), "title": [f"m{i}" for i in range(1, 9)],
+                          "release_year": 1990})
+    for g in GENRES:
+        items[g] = g == "Drama"
+    schema = Schema((Field("user_id", (1, 2), role="user"), Field("item_id", tuple(range(1, 9)), role="item"),
+                     Field("genres", GENRES, multi=True, role="item")))
+    catalogue = item_catalogue(items, schema)
+    model = DIN(schema, {"genres": catalogue.features["genres"]}, 4, hidden=(8,), attention_hidden=hidden,
+                softmax=softmax, init_std=init_std, attention_activation=activation)
+    g = torch.Generator().manual_seed(1)
+    n = 64
+    hist = torch.randint(2, 10, (n, 6), generator=g)
+    mask = torch.rand(n, 6, generator=g) > 0.2
+    mask[:, -2:] = True
+    split = TensorData(x=np.stack([np.full(n, 2), torch.randint(2, 10, (n,), generator=g).numpy()], 1),
+                       genres=np.zeros((n, 1), dtype=np.int64), label=(torch.rand(n, generator=g) > 0.5).float().numpy(),
+                       user=np.ones(n, dtype=np.int64), hist_item=(hist * mask).numpy(), hist_mask=mask.numpy())
+    return model, split
+
+
+def test_attention_spread_and_gradients_see_uniform_softmax_weights():
+    uniform, split = _din(True, 0.01, (80, 40), "sigmoid")     # the authors' unit, small embeddings
+    s = chapter.attention_spread(uniform, split)
+    assert s["rows"] == 64 and s["normalised entropy"] > 0.9999 and s["max weight x n"] < 1.001
+    assert s["weight cv"] < 1e-3
+    g = chapter.gradient_norms(uniform, split)
+    assert set(g) == {"activation unit", "embeddings", "MLP"} and g["activation unit"] < 1e-4 * g["MLP"]
+    assert all(p.grad is None for p in uniform.parameters())         # nothing left behind
+    raw, split = _din(False, 0.5)
+    r = chapter.attention_spread(raw, split)
+    assert r["weight cv"] > 100 * s["weight cv"] and r["max weight x n"] > 1.01
+    gr = chapter.gradient_norms(raw, split)
+    assert gr["activation unit"] > 1e3 * g["activation unit"]
+    # by hand: one row's normalised entropy
+    w = raw.attention_weights({k: v[:1] for k, v in split.items()})[0]
+    m = split["hist_mask"][0]
+    p = w[m].abs() / w[m].abs().sum()
+    one = chapter.attention_spread(raw, {k: v[:1] for k, v in split.items()})
+    assert abs(one["normalised entropy"] - float(-(p * p.log()).sum() / np.log(int(m.sum())))) < 1e-6
+
+
+def test_din_softmax_entry_is_the_authors_attention_and_its_probe_is_the_leaderboard_run():
+    """The leaderboard's DIN-softmax uses the authors' released attention (din/model.py:
+    unit 80-40 with sigmoid, softmax of score / sqrt(d)); the committed probe record is the
+    leaderboard's run of seed 0 (same validation and test AUC) and shows uniform weights."""
+    from recbook.bench import REGISTRY, read_results
+
+    e = REGISTRY["DIN-softmax"]
+    assert e.params["softmax"] is True and tuple(e.params["attention_hidden"]) == (80, 40)
+    assert e.params["attention_activation"] == "sigmoid"
+    probe = read_results(chapter.SOFTMAX_PROBE_FILE)
+    bench = read_results("bench.csv")
+    trained = probe[(probe["stage"] == "trained") & (probe["model"] == "DIN-softmax")]
+    for _, r in trained.iterrows():
+        row = bench.query("model == 'DIN-softmax' and protocol == 'ctr' and seed == @r.seed").iloc[0]
+        assert abs(r["valid_auc"] - row["valid_auc"]) < 1e-4 and abs(r["test_auc"] - row["test_auc"]) < 1e-4
+    assert (probe["normalised entropy"] > 0.9999).all()
+    table = chapter.attention_probe_table(probe)
+    assert list(table.columns) == list(chapter.PROBE_COLUMNS.values()) and len(table) == len(probe)
+
+
+def test_leaderboard_table_and_paired_summary_by_hand():
+    rows = [{"model": m, "protocol": "ctr", "seed": s, "test_auc": a + 0.001 * s, "test_gauc": a,
+             "test_logloss": 0.6, "valid_auc": 0.69 - (m == "B") * 0.001, "cpu_s_per_epoch": 1.0}
+            for s in range(3) for m, a in [("A", 0.70), ("B", 0.72)]]
+    results = pd.DataFrame(rows)
+    board, agg = chapter.leaderboard_table(results, ["A", "B"], base="A")
+    assert board.loc["B", "RelaImpr vs A"] == "+10.0%" and (board["seeds"] == 3).all()
+    assert board.loc["A", "test AUC"] == "0.7010 ± 0.0010"
+    out = chapter.paired_summary(results, "A", "B")
+    assert np.allclose(out.loc["test AUC, B − A"], 0.02) and np.allclose(out.loc["validation AUC, B − A"], -0.001)
+    with pytest.raises(ValueError, match="base"):
+        chapter.leaderboard_table(results, ["A", "B"], base="C")
+
+
+def test_dice_chart_brings_its_own_browser_checks():
+    chart = chapter.dice_chart()
+    assert len(chart.spec["usermeta"]["recbook"]["checks"]) == 1 + len(chapter.DICE_CHECKS)

@@ -437,3 +437,86 @@ def test_cross_weight_chart_checks_the_extreme_weights(data, trained_like):
                                   f"smallest: {lo['genre']} ({signed(lo['weight'])})"]
     with pytest.raises(ValueError, match="value: 'gender=X' is not among the crossed values"):
         chapter.cross_weight_chart(trained_like, data.train, value="gender=X")
+
+
+# --------------------------------------------------------------------------------------------
+# Written for the reader: escaped values, checks in the helpers, dates and records from code
+# --------------------------------------------------------------------------------------------
+
+def test_wide_terms_table_shows_unk_in_html(data, trained_like):
+    """The chapter's table of terms goes through recbook.widgets.escape_html: the browser must
+    show "<unk>", not read it as a tag (a Styler escapes nothing; a second .format() even drops
+    escape="html")."""
+    from recbook import widgets
+
+    from recbook.data.features import UNK
+
+    row = int(np.flatnonzero(data.test["x"][:, 0].numpy() == UNK)[0])    # a new user: user_id unknown
+    terms = chapter.wide_terms(trained_like, data.test, row=row)
+    assert terms["term"].str.contains("<unk>").any()
+    html = widgets.escape_html(terms).style.format({"x": "{:g}", "weight": "{:+.4f}"}).to_html()
+    assert "user_id=&lt;unk&gt;" in html and "&lt;unk&gt; (user_id × genres)" in html
+    assert "<unk>" not in html
+
+
+def test_chart_helpers_bring_their_own_browser_checks(data, trained_like):
+    chart = chapter.cross_weight_chart(trained_like, data.train, value="occupation=programmer")
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    assert len(checks) == 2 and all(c["texts"] for c in checks)
+    test = data.frames["test"]
+    users = [int(u) for u in test["user_id"].unique()[:2]]
+    parts = {u: chapter.catalogue_parts(trained_like, data, u) for u in users}
+    titles = data.catalogue.frame.set_index("item_id")["title"]
+    chart = chapter.scaling_chart(parts, data, user=users[0], titles=titles, n_checks=2)
+    assert len(chart.spec["usermeta"]["recbook"]["checks"]) == 2
+
+
+def test_split_dates_of_the_ctr_protocol(data):
+    dates = chapter.split_dates(data)
+    assert (str(dates.loc["valid", "first"]), str(dates.loc["valid", "last"])) == ("1998-03-07", "1998-03-31")
+    assert 3.25 < dates.loc["valid", "weeks"] < 3.75            # not "a week": three and a half
+    t = pd.to_datetime(data.frames["valid"]["timestamp"], unit="s")
+    assert abs(dates.loc["valid", "days"] - (t.max() - t.min()).total_seconds() / 86400) < 1e-9
+
+
+def test_paired_seeds_by_hand():
+    rows = [{"model": m, "protocol": "ctr", "seed": s, "test_auc": a + s * 0.01, "valid_auc": 0.6,
+             "test_logloss": 0.5} for s in range(3) for m, a in [("A", 0.70), ("B", 0.71)]]
+    by_seed, out = chapter.paired_seeds(pd.DataFrame(rows), "A", "B")
+    assert np.allclose(by_seed["test_auc B − A"], 0.01)
+    assert np.isclose(out.loc["test AUC, B − A", "mean"], 0.01)
+    assert out.loc["validation AUC, B − A", "max"] == 0
+    assert "&lt;" not in chapter.by_seed_table(by_seed).to_html()
+    with pytest.raises(ValueError, match="metrics"):
+        chapter.paired_seeds(pd.DataFrame(rows), "A", "B", metrics=["test_gauc"])
+
+
+def test_ftrl_sweep_holds_the_leaderboard_entry_and_its_record_matches_the_code():
+    """The WideDeep-FTRL entry's settings are one point of the sweep's grid, the committed record
+    (book/results/widedeep_ftrl_sweep.csv) ran exactly these entries (fingerprints), three seeds
+    each, and on validation the entry's setting is tied with the grid's best (the paired
+    difference changes sign across seeds and is below the seed spread)."""
+    from recbook.bench import REGISTRY, WIDEDEEP_FTRL, fingerprint, read_results
+
+    assert dict(WIDEDEEP_FTRL) in [dict(g) for g in chapter.FTRL_GRID]
+    entries = chapter.ftrl_sweep_entries()
+    assert len(entries) == len(chapter.FTRL_GRID)
+    reg = REGISTRY["WideDeep-FTRL"]
+    for e in entries:   # the same model and fit settings as the entry, but for the optimiser
+        assert e.factory == reg.factory and e.params == reg.params and e.train_data is reg.train_data
+        assert {k: v for k, v in e.fit.items() if k != "optimizer"} == \
+            {k: v for k, v in reg.fit.items() if k != "optimizer"}
+    opt = reg.fit["optimizer"]
+    bound = dict(zip(opt.__code__.co_freevars, (c.cell_contents for c in opt.__closure__)))
+    assert {k: bound[k] for k in WIDEDEEP_FTRL} == WIDEDEEP_FTRL     # the entry uses the constant
+    rows = read_results(chapter.FTRL_SWEEP_FILE)
+    assert set(rows["fingerprint"]) == {fingerprint(e) for e in entries}
+    assert (rows.groupby("model")["seed"].nunique() == 3).all()
+    table = chapter.ftrl_sweep_table(rows)
+    by_seed = rows.pivot_table(index=list(table.index.names), columns="seed", values="valid_auc")
+    ours = by_seed.loc[tuple(WIDEDEEP_FTRL[k] for k in table.index.names)]
+    gap = by_seed.loc[table.index[0]] - ours
+    assert gap.min() <= 0 <= gap.max() and gap.mean() < table["valid AUC ±"].max()
+    assert (table["seeds"] == 3).all() and np.isclose(table["valid AUC"].max(), by_seed.mean(axis=1).max())
+    board = read_results("bench.csv").query("model == 'WideDeep-FTRL' and protocol == 'ctr'")
+    assert np.allclose(board.set_index("seed")["valid_auc"].sort_index().to_numpy(), ours.to_numpy(), atol=2e-6)

@@ -567,3 +567,17 @@ def test_unknown_rate_replaces_user_codes_in_training_only():
     a = model(batch)
     model.load_state_dict(state)
     torch.testing.assert_close(a, model(unk))  # every user id replaced by unknown
+
+
+def test_attention_activation_sets_the_unit_alone():
+    """The authors' code scores with a sigmoid unit of 80 and 40 while the MLP keeps PReLU."""
+    m = build("din", attention_hidden=(80, 40), attention_activation="sigmoid", softmax=True)[0]
+    unit = m.attention.unit
+    assert isinstance(unit.first_activation, nn.Sigmoid) and unit.first.out_features == 80
+    assert any(isinstance(x, nn.Sigmoid) for x in unit.rest.modules())
+    assert not any(isinstance(x, nn.Sigmoid) for x in m.mlp.modules())
+    assert any(isinstance(x, PReLU) for x in m.mlp.modules())
+    same = build("din")[0]
+    assert isinstance(same.attention.unit.first_activation, PReLU)       # default: the MLP's activation
+    with pytest.raises(ValueError, match="attention_activation"):
+        build("din", attention_activation="tanh")

@@ -1,5 +1,5 @@
 """Helpers of the DeepFM chapter: one prediction split into its three parts and computed in the
-browser, the FM inside DeepFM, the leaderboard read as paired comparisons, and the source notes'
+browser, the FM inside DeepFM, the leaderboard read as paired comparisons, and a typical
 DeepFM listing run as written.
 
 The chapter calls these helpers; they hold the code, the chapter explains it.
@@ -23,7 +23,7 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   validation, trained like leaderboard entries into their own file (:data:`CONFIGS_FILE`).
 * :func:`plot_deepfm_architecture`: the model as a diagram.
 
-The source notes' DeepFM listing (``deep-recommendation-models.zh.md``, section 1), as written:
+A typical DeepFM listing, as found in tutorials and course notes, as written:
 :class:`ListingDeepFM` (and :class:`ListingDeepFMShapesFixed`), and
 
 * :func:`listing_broadcast`: the ``[B] + [B, 1]`` broadcast into ``[B, B]``;
@@ -60,7 +60,7 @@ from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 from .widedeep import _require, _require_data
 
 __all__ = [
-    "CONFIGS_FILE", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
     "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
     "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
     "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
@@ -304,8 +304,14 @@ def _part_texts(model: DeepFM, data, tables: DeepFMTables, user: int, movie: int
     return texts
 
 
+PARTS_CHECK_USERS = (1, 13, 100, 405, 500, 655)
+PARTS_CHECK_MOVIES = (1, 50, 100, 181, 258, 294, 313, 1682)
+"""The users and movies whose pairs :func:`parts_chart` tries as browser checks when it is given
+none (with the chart's first user, and a new user, first)."""
+
+
 def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping | None = None,
-                checks: Sequence[tuple[int, int]] = (), n_checks: int = 3):
+                checks: Sequence[tuple[int, int]] | None = None, n_checks: int = 3):
     """The three parts of DeepFM's logit for any user × movie, computed in the browser.
 
     The page carries the trained model (:func:`deepfm_tables`): the shared embedding table with the
@@ -319,13 +325,19 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
 
     ``checks``: candidate user × movie pairs; the first ``n_checks`` whose logit, FM and deep
     texts are safely away from a rounding boundary become browser checks, with the texts computed
-    by the PyTorch model.
+    by the PyTorch model. Without ``checks``, the candidates are the pairs of ``user``, the
+    first new user and :data:`PARTS_CHECK_USERS` with :data:`PARTS_CHECK_MOVIES` that the data has.
     """
     model = _require(model, DeepFM)
     tables = deepfm_tables(model, data, titles)
     page = _page(tables)
     fm = tables.fm
     users, items = fm.users, fm.items
+    if checks is None:
+        new_users = users.loc[~users["seen"].astype(bool), "user"].tolist()[:1]
+        known_u, known_m = set(users["user"]), set(items["movie"])
+        checks = [(u, m) for u in dict.fromkeys([user, *new_users, *PARTS_CHECK_USERS])
+                  for m in PARTS_CHECK_MOVIES if u in known_u and m in known_m]
     for u, m in [(user, movie), *checks]:
         if u not in set(users["user"]):
             raise ValueError(f"user: {u!r} is not a user of data")
@@ -683,11 +695,11 @@ def plot_deepfm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age
 
 
 # --------------------------------------------------------------------------------------------
-# The source notes' DeepFM listing, as written
+# A typical DeepFM listing, as written
 # --------------------------------------------------------------------------------------------
 
 class ListingDeepFM(nn.Module):
-    """The DeepFM of the source notes (section 1), as written (only comments translated).
+    """A DeepFM as you will typically find it, as written (only comments translated).
 
     ``x`` is ``[B, F]`` with one local index per field. Problems the chapter measures: the
     output is ``[B, B]`` (``linear_part`` is ``[B]``, the other parts ``[B, 1]``), ``sigmoid``

@@ -13,6 +13,13 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
 * :func:`plot_attention_heatmap`: history titles x candidates, coloured by weight.
 * :func:`widget_table` and :func:`attention_dropdown`: precomputed attention for a handful of
   users and candidates (a small table), and a dropdown over it that works without a kernel.
+* :func:`catalogue_display_titles`: item labels that tell repeated titles apart.
+* :func:`attention_spread`, :func:`gradient_norms`, :func:`softmax_probe` and
+  :func:`run_softmax_probe`: how far attention weights are from the mean of the history, and how
+  much gradient reaches the activation unit (the softmax variant's record,
+  :data:`SOFTMAX_PROBE_FILE`); :func:`attention_probe_table` shows it.
+* :func:`leaderboard_table` and :func:`paired_summary`: the leaderboard's DIN rows, and two models
+  compared seed by seed.
 """
 from __future__ import annotations
 
@@ -36,8 +43,11 @@ from ..train import predict
 from ..widgets import precomputed_slider
 
 __all__ = [
-    "USER_TYPES", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
+    "USER_TYPES", "catalogue_display_titles", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
+    "DICE_CHECKS", "LEADERBOARD_METRICS", "PROBE_COLUMNS", "SOFTMAX_PROBE_FILE", "attention_probe_table",
+    "attention_spread", "gradient_norms", "leaderboard_table", "paired_summary", "run_softmax_probe",
+    "softmax_probe",
 ]
 
 USER_TYPES = ("known", "cold")
@@ -194,7 +204,7 @@ def attention_table(model: DIN, split, frame: pd.DataFrame, catalogue, rows: int
         if missing or not candidates:
             raise ValueError(f"candidates: expected item ids of the catalogue, got {missing or candidates}")
     info = catalogue.frame
-    titles = ["<unknown item>" if pd.isna(t) else str(t) for t in info["title"]]
+    titles = catalogue_display_titles(catalogue)
     genres_of = [tuple(g) if isinstance(g, (tuple, list)) else () for g in info["genres"]]
     items = [-1 if pd.isna(i) else int(i) for i in info["item_id"]]
     out = []
@@ -264,7 +274,7 @@ def plot_attention_heatmap(table: pd.DataFrame, *, row: int | None = None, ax: A
     w = t.pivot_table(index="position", columns="candidate", values="weight", sort=True)[cands]
     shared = t.pivot_table(index="position", columns="candidate", values="shared_genres", sort=True)[cands]
     titles = t.drop_duplicates("position").set_index("position").loc[w.index, "title"]
-    titles = [s if len(s) <= max_title else s[: max_title - 1] + "…" for s in titles]
+    titles = [_short(s, max_title) for s in titles]
     ax = _axes(ax, figsize=(2.6 + 1.8 * len(cands), 1.0 + 0.26 * len(w)))
     lim = float(np.abs(w.to_numpy()).max()) or 1.0
     vmin = -lim if (w.to_numpy() < 0).any() else 0.0
@@ -313,7 +323,7 @@ def _plot_bars(t: pd.DataFrame, title: str, lim: float) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.16 * len(t)), layout="constrained")
     colors = ["#C44E52" if s > 0 else "#8C8C8C" for s in t["shared_genres"]]
     ax.barh(range(len(t)), t["weight"], color=colors)
-    ax.set_yticks(range(len(t)), [s if len(s) <= 36 else s[:35] + "…" for s in t["title"]], fontsize=7)
+    ax.set_yticks(range(len(t)), [_short(s, 36) for s in t["title"]], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(min(0.0, -lim), lim)
     ax.axvline(0, color="0.5", lw=0.8)
@@ -406,9 +416,29 @@ def _genre_mask(genres) -> int:
     return int(sum(1 << GENRE_BITS[g] for g in genres if g in GENRE_BITS))
 
 
+def catalogue_display_titles(catalogue) -> list[str]:
+    """One label per item code of ``catalogue`` (:class:`recbook.data.ItemCatalogue`) that tells
+    the items apart: the title, with `` (#item_id)`` added where another item of the catalogue has
+    the same title (MovieLens-100K lists some movies twice under two ids, such as *Chasing Amy*,
+    246 and 268). The padding and unknown codes read ``"<unknown item>"``."""
+    info = _require_catalogue(catalogue).frame
+    titles = ["<unknown item>" if pd.isna(t) else str(t) for t in info["title"]]
+    counts = pd.Series([t for t in titles if t != "<unknown item>"]).value_counts()
+    repeated = set(counts.index[counts > 1])
+    return [f"{t} (#{int(i)})" if t in repeated else t for t, i in zip(titles, info["item_id"])]
+
+
 def _short(title, n: int = 38) -> str:
+    """``title`` cut to ``n`` characters with "…", keeping a trailing " (#id)" that tells two
+    items of the same title apart (:func:`catalogue_display_titles`)."""
     title = "<unknown item>" if pd.isna(title) else str(title)
-    return title if len(title) <= n else title[: n - 1] + "…"
+    if len(title) <= n:
+        return title
+    head, sep, tail = title.rpartition(" (#")
+    if sep and tail.endswith(")") and tail[:-1].isdigit():
+        keep = n - len(sep + tail) - 1
+        return head[: max(keep, 1)] + "…" + sep + tail
+    return title[: n - 1] + "…"
 
 
 def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users: Sequence[int],
@@ -462,7 +492,8 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     scale = 10 ** decimals
     items = pd.DataFrame(np.rint(table[codes] * scale).astype(np.int64), columns=[f"e{d}" for d in range(di)])
     items.insert(0, "code", codes)
-    items["title"] = [_short(info.at[c, "title"]) for c in codes]
+    labels = catalogue_display_titles(catalogue)
+    items["title"] = [_short(labels[c]) for c in codes]
     items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in codes]
     blocks, hidden, b2, dice = _unit_parts(model)
     h = len(hidden)
@@ -479,9 +510,9 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     u_param = widgets.dropdown("user", users, user, label="user",
                                labels=[f"{u} · {'known' if k == 'known' else 'cold'} · {int(split['hist_mask'][r].sum())} items"
                                        for u, r, k in zip(users, rows, user_types(split)[rows])])
-    by_title = sorted(candidates, key=lambda c: str(info.at[code_of[c], "title"]))
+    by_title = sorted(candidates, key=lambda c: labels[code_of[c]])
     c_param = widgets.dropdown("candidate", [code_of[c] for c in by_title], code_of[candidate], label="candidate",
-                               labels=[_short(info.at[code_of[c], "title"], 44) for c in by_title])
+                               labels=[_short(labels[code_of[c]], 44) for c in by_title])
     ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
     unit_cols = [f"{n}{k}" for n in _BLOCKS for k in range(h)]
     # Per (history item, dimension d): its share of each hidden unit's input. Vectors are integers
@@ -601,14 +632,19 @@ def _dice_texts(at: float, mean: float, std: float, alpha: float) -> list[str]:
     return [f"at s = {_d3(at, '+.1f')}: Dice {_d3(dice, '+.2f')}, PReLU {_d3(prelu, '+.2f')}"]
 
 
+DICE_CHECKS = (dict(mean=1.0, std=0.5, alpha=0.5), dict(mean=-1.5, std=2.0, alpha=0.1))
+"""The slider settings :func:`dice_chart` checks in the browser when it is given no checks."""
+
+
 def dice_chart(*, mean: float = 0.0, std: float = 1.0, alpha: float = 0.25, at: float = -1.0,
-               checks: Sequence[Mapping] = ()):
+               checks: Sequence[Mapping] | None = None):
     """Dice and PReLU of one neuron, ``s`` from -4 to 4, computed in the browser.
 
     Sliders set the neuron's mean ``E[s]``, its standard deviation ``sqrt(Var[s])`` and the slope
     ``alpha`` (both activations use it); the header gives both values at ``s = at``, and each
     of ``checks`` (``dict(mean=..., std=..., alpha=...)``) becomes a browser check of it computed by
-    :class:`recbook.layers.Dice`. A dashed line marks ``E[s]``, where Dice's switch is centred.
+    :class:`recbook.layers.Dice` (without ``checks``: :data:`DICE_CHECKS`). A dashed line marks
+    ``E[s]``, where Dice's switch is centred.
     """
     import altair as alt
 
@@ -640,7 +676,7 @@ def dice_chart(*, mean: float = 0.0, std: float = 1.0, alpha: float = 0.25, at: 
             .properties(width=420, height=22))
     chart = alt.vconcat(head, alt.layer(centre, lines).properties(width=420, height=260), spacing=8)
     checks_ = [{"set": {"mean": mean, "std": std, "alpha": alpha}, "texts": _dice_texts(at, mean, std, alpha)}]
-    for c in checks:
+    for c in DICE_CHECKS if checks is None else checks:
         c = dict(c)
         checks_.append({"set": {"mean": c["mean"], "std": c["std"], "alpha": c["alpha"]},
                         "texts": _dice_texts(at, c["mean"], c["std"], c["alpha"])})
@@ -698,3 +734,197 @@ def plot_din_architecture(n_items: int = 4, *, attention_hidden: int = 36, hidde
     ax.text(55, -5.5, "base model: $v_U$ = mean of the $e_j$, the same for every candidate (no activation unit)",
             ha="center", va="bottom", fontsize=8.5, color="0.25", style="italic")
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Does a softmax variant attend at all?
+# --------------------------------------------------------------------------------------------
+
+def attention_spread(model: DIN, split, *, n_rows: int = 2000) -> dict:
+    """How far a DIN's attention weights are from the mean of the history, over the first
+    ``n_rows`` rows of ``split`` that hold at least two history items.
+
+    Returns a dict: ``rows``; ``normalised entropy`` (mean over rows of ``H(w) / log n``, with ``w``
+    the row's weights scaled to sum to one: 1 for uniform weights, the mean pooling of the base
+    model); ``max weight x n`` (mean over rows of the largest weight times the history length: 1
+    for uniform weights); ``weight cv`` (mean over rows of the weights' std / mean: 0 for uniform);
+    ``score std`` (mean over rows of the std of the unit's scores before any softmax, divided by
+    ``sqrt(Di)`` when the model normalises with a softmax, as it does before the softmax).
+    """
+    _require_din(model)
+    n_rows = require_positive_int(n_rows, name="n_rows")
+    batch = {k: t[:n_rows] for k, t in _require_split(split, history=True).items()}
+    mask = batch["hist_mask"]
+    keep = mask.sum(1) >= 2
+    if not bool(keep.any()):
+        raise ValueError("split: no row among the first n_rows has two or more history items")
+    w = model.attention_weights(batch)
+    softmax = model.attention.softmax
+    try:
+        model.attention.softmax = False
+        scores = model.attention_weights(batch)  # the unit's raw scores, 0 on padding
+    finally:
+        model.attention.softmax = softmax
+    if softmax:
+        scores = scores / float(model.item_dim) ** 0.5
+    w, scores, mask = w[keep].double(), scores[keep].double(), mask[keep]
+    n = mask.sum(1).double()
+    p = w.abs() / w.abs().sum(1, keepdim=True).clamp_min(1e-300)
+    entropy = -(torch.where(mask & (p > 0), p * p.clamp_min(1e-300).log(), torch.zeros_like(p))).sum(1)
+    mean_w = (w * mask).sum(1) / n
+    std_w = (((w - mean_w[:, None]) ** 2) * mask).sum(1).div(n).sqrt()
+    mean_s = (scores * mask).sum(1) / n
+    std_s = (((scores - mean_s[:, None]) ** 2) * mask).sum(1).div(n).sqrt()
+    return {"rows": int(keep.sum()),
+            "normalised entropy": float((entropy / n.log()).mean()),
+            "max weight x n": float(((p.masked_fill(~mask, 0)).max(1).values * n).mean()),
+            "weight cv": float((std_w / mean_w.abs().clamp_min(1e-300)).mean()),
+            "score std": float(std_s.mean())}
+
+
+def gradient_norms(model: DIN, split, *, batch_size: int = 1024) -> dict:
+    """The gradient norm of the loss (binary cross-entropy on the logits) on the first
+    ``batch_size`` rows of ``split``, per part of a DIN: ``activation unit``, ``embeddings``
+    and ``MLP``. The model's weights are left as they were (gradients are cleared)."""
+    _require_din(model)
+    batch_size = require_positive_int(batch_size, name="batch_size")
+    batch = {k: t[:batch_size] for k, t in _require_split(split, history=True).items()}
+    was_training = model.training
+    model.eval()  # no side effects: Dice uses its running statistics, nothing is updated
+    model.zero_grad(set_to_none=True)
+    try:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
+        loss.backward()
+        parts = {"activation unit": model.attention.parameters(), "embeddings": model.embedding.parameters(),
+                 "MLP": model.mlp.parameters()}
+        out = {name: float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params if p.grad is not None)))
+               for name, params in parts.items()}
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return out
+
+
+SOFTMAX_PROBE_FILE = "din_softmax_attention.csv"
+"""The record of :func:`run_softmax_probe` (``book/results/din_softmax_attention.csv``)."""
+
+
+def softmax_probe(data, seed: int = 0, *, entry: str = "DIN-softmax", n_rows: int = 2000) -> pd.DataFrame:
+    """Train the leaderboard's ``entry`` (by default ``DIN-softmax``) with ``seed`` exactly as the
+    leaderboard does (:func:`recbook.bench.run_one`'s steps) and measure its attention before and
+    after training: :func:`attention_spread` on the first ``n_rows`` test rows and
+    :func:`gradient_norms` on the first 1,024 training rows. One row per stage (``init``,
+    ``trained``), with the seed, the validation and test AUC of the trained model."""
+    from ..bench import REGISTRY, train_entry
+    from ..train import evaluate_ctr, num_threads, seed_everything
+
+    if entry not in REGISTRY:
+        raise ValueError(f"entry: {entry!r} is not a registered model; expected one of {list(REGISTRY)}")
+    e = REGISTRY[entry]
+    rows = []
+    with num_threads(1):
+        seed_everything(seed)
+        model = e.build(data)
+        _require_din(model)
+        rows.append({"stage": "init", **attention_spread(model, data.test, n_rows=n_rows),
+                     **gradient_norms(model, data.train)})
+        res = train_entry(e, model, data, seed, threads=1, quick=False, progress=False)
+        test = evaluate_ctr(model, data.test)
+        rows.append({"stage": "trained", **attention_spread(model, data.test, n_rows=n_rows),
+                     **gradient_norms(model, data.train), "valid_auc": res.best_score,
+                     "test_auc": test["auc"], "epochs": len(res.history), "best_epoch": res.best_epoch})
+    out = pd.DataFrame(rows)
+    out.insert(0, "seed", int(seed))
+    out.insert(0, "model", entry)
+    return out
+
+
+def run_softmax_probe(path=None, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """:func:`softmax_probe` for each of ``seeds``, written to ``path`` (default: the repository's
+    ``book/results/din_softmax_attention.csv``). One run of about a minute per seed::
+
+        python -c "from recbook.chapters import din; din.run_softmax_probe()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    path = (Path(path) if path is not None
+            else Path(__file__).resolve().parents[2] / "book" / "results" / SOFTMAX_PROBE_FILE)
+    data = load_protocol("ctr")
+    out = pd.concat([softmax_probe(data, s) for s in seeds], ignore_index=True)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The leaderboard's DIN rows
+# --------------------------------------------------------------------------------------------
+
+LEADERBOARD_METRICS = {"test_auc": "test AUC", "test_gauc": "test GAUC", "test_logloss": "test logloss",
+                       "valid_auc": "validation AUC", "cpu_s_per_epoch": "CPU s / epoch"}
+
+
+def leaderboard_table(results: pd.DataFrame, names: Sequence[str], *, base: str = "DIN-base"):
+    """The CTR rows of the leaderboard's ``results`` for the models ``names``, in that order:
+    ``(board, agg)``. ``board`` shows "mean ± std" over the seeds of each metric of
+    :data:`LEADERBOARD_METRICS` (CPU time: the mean), the number of seeds and the RelaImpr of the
+    mean test AUC against ``base`` (:func:`rela_impr`); ``agg`` holds the means and standard
+    deviations as numbers (columns ``(metric, "mean" | "std")``)."""
+    require_columns(results, ["model", "protocol", "seed", *LEADERBOARD_METRICS], name="results")
+    names = list(names)
+    if base not in names:
+        raise ValueError(f"base: {base!r} is not among names {names}")
+    ctr = results[(results["protocol"] == "ctr") & results["model"].isin(names)]
+    missing = [n for n in names if n not in set(ctr["model"])]
+    if missing:
+        raise ValueError(f"names: no CTR rows for {missing}")
+    agg = ctr.groupby("model")[list(LEADERBOARD_METRICS)].agg(["mean", "std"]).reindex(names)
+    board = pd.DataFrame({words: [f"{m:.4f} ± {s:.4f}" if key != "cpu_s_per_epoch" else f"{m:.2f}"
+                                  for m, s in agg[key].to_numpy()]
+                          for key, words in LEADERBOARD_METRICS.items()}, index=names)
+    board["seeds"] = ctr.groupby("model").size().reindex(names).to_numpy()
+    mean_auc = agg[("test_auc", "mean")]
+    board[f"RelaImpr vs {base}"] = [f"{rela_impr(a, mean_auc[base]):+.1f}%" for a in mean_auc]
+    return board, agg
+
+
+def paired_summary(results: pd.DataFrame, a: str, b: str,
+                   metrics: Sequence[str] = ("valid_auc", "test_auc", "test_gauc")) -> pd.DataFrame:
+    """Model ``b`` against model ``a``, paired by seed (:func:`recbook.bench.seed_comparison`):
+    the mean, smallest and largest difference ``b − a`` over the seeds, one row per metric
+    ("validation AUC, b − a")."""
+    from ..bench import seed_comparison
+
+    for m in metrics:
+        if m not in LEADERBOARD_METRICS:
+            raise ValueError(f"metrics: {m!r} is not one of {list(LEADERBOARD_METRICS)}")
+    by_seed = seed_comparison(results, a, b, metrics=list(metrics))
+    diff = by_seed[[f"{m} {b} − {a}" for m in metrics]]
+    out = pd.DataFrame({"mean": diff.mean().to_numpy(), "min": diff.min().to_numpy(),
+                        "max": diff.max().to_numpy()},
+                       index=[f"{LEADERBOARD_METRICS[m]}, {b} − {a}" for m in metrics])
+    return out
+
+
+PROBE_COLUMNS = {"normalised entropy": "normalised entropy", "max weight x n": "largest weight × n",
+                 "weight cv": "weights' std / mean", "activation unit": "|gradient|, activation unit",
+                 "embeddings": "|gradient|, embeddings", "MLP": "|gradient|, MLP"}
+"""The columns of :func:`attention_probe_table`: :func:`attention_spread` and
+:func:`gradient_norms` keys, in words."""
+
+
+def attention_probe_table(probe: pd.DataFrame, live: Mapping[str, tuple] | None = None) -> pd.DataFrame:
+    """The record of :func:`run_softmax_probe` (one row per seed and stage) as a table in words,
+    with one more row per entry of ``live``, ``{label: (model, data)}``: that DIN measured now, on
+    ``data.test`` (:func:`attention_spread`) and ``data.train`` (:func:`gradient_norms`)."""
+    require_columns(probe, ["model", "seed", "stage", *PROBE_COLUMNS], name="probe")
+    out = probe.set_index(probe["model"] + ", seed " + probe["seed"].astype(str) + ", " + probe["stage"])
+    out = out[list(PROBE_COLUMNS)]
+    for label, (model, data) in (live or {}).items():
+        out.loc[label] = {**attention_spread(model, data.test), **gradient_norms(model, data.train)}
+    out.index.name = None
+    return out.rename(columns=PROBE_COLUMNS)

@@ -1,5 +1,5 @@
 """Helpers of the Wide & Deep chapter: the cross-product transformation, what the wide part
-memorised, what the deep part adds, what FTRL-Proximal's L1 does, the source notes' listing, and a
+memorised, what the deep part adds, what FTRL-Proximal's L1 does, a typical listing, and a
 chart that scales the two parts and ranks the movies in the browser.
 
 The chapter calls these helpers; they hold the code, the chapter explains it.
@@ -24,7 +24,7 @@ Joint training against an ensemble and the optimiser split are compared over see
 leaderboard (``WideDeep``, ``WideDeep-ensemble``, ``WideDeep-FTRL``, ``WideDeep-nocross`` in
 :mod:`recbook.bench`); the chapter reads those results.
 
-The source notes' Wide & Deep (``deep-recommendation-models.zh.md``, section 2), as written:
+A typical Wide & Deep listing, as found in tutorials and course notes, as written:
 :class:`ListingWideAndDeep`, and
 
 * :func:`listing_wide_is_lr` and :func:`one_hot`: its wide part without cross features is
@@ -62,7 +62,8 @@ __all__ = [
     "dense_wide_input", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot", "plot_widedeep_architecture",
     "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
     "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
-    "zero_share_by_support",
+    "zero_share_by_support", "FTRL_SWEEP_FILE", "ftrl_sweep_entries", "run_ftrl_sweep", "ftrl_sweep_table",
+    "paired_seeds", "by_seed_table", "split_dates", "CROSS_CHART_CHECKS", "SCALING_CHECKS", "FTRL_GRID",
 ]
 
 
@@ -450,8 +451,14 @@ def _rank_texts(top: pd.DataFrame, titles: Mapping) -> list[str]:
     return [f"{r}. {short_title(titles[int(i)])}" for r, i in zip(top.index, top["item_id"])]
 
 
+SCALING_CHECKS = ((1.0, 0.0), (0.0, 1.0), (2.0, 0.5))
+"""The ``(a, b)`` settings :func:`scaling_chart` tries as browser checks, for every user it
+offers, when it is given no checks: each part alone, and one mix."""
+
+
 def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles: Mapping, k: int = 10,
-                  checks: Sequence[tuple[int, float, float]] = (), n_checks: int = 3, decimals: int = 4):
+                  checks: Sequence[tuple[int, float, float]] | None = None, n_checks: int = 3,
+                  decimals: int = 4):
     """One user's top ``k`` movies under ``score = a × wide + b × deep``, computed in the browser.
 
     ``parts`` maps each user the chart offers to :func:`catalogue_parts` (the trained model's wide
@@ -463,7 +470,8 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
     ranking). The browser adds, ranks and draws the two scaled parts of each movie of the top ``k``.
     ``checks``: candidate ``(user, a, b)``; the first ``n_checks`` whose top ``k + 1`` scores are
     at least ``4 × 10^-decimals`` apart become browser checks of the ``k`` titles in order, ranked
-    by the PyTorch model.
+    by the PyTorch model. Without ``checks``, every user of ``parts`` with the settings of
+    :data:`SCALING_CHECKS` are the candidates.
     """
     k = require_positive_int(k, name="k")
     if not isinstance(parts, Mapping) or not parts:
@@ -547,6 +555,8 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
     chart = alt.vconcat(head, bars, spacing=10)
 
     n_checks = require_positive_int(n_checks, name="n_checks")
+    if checks is None:
+        checks = [(u, a, b) for u in users for a, b in SCALING_CHECKS]
     checks_ = []
     for u, a, b in [(user, 1.0, 1.0), *checks]:
         if u not in models_top:
@@ -742,11 +752,11 @@ def plot_widedeep_architecture(fields: Sequence[str] = ("user_id", "item_id", "a
 
 
 # --------------------------------------------------------------------------------------------
-# The source notes' Wide & Deep listing, as written
+# A typical Wide & Deep listing, as written
 # --------------------------------------------------------------------------------------------
 
 class ListingWideAndDeep(nn.Module):
-    """The Wide & Deep of the source notes (section 2), as written (only comments translated).
+    """A Wide & Deep as you will typically find it, as written (only comments translated).
 
     ``wide_input`` is a dense ``[B, wide_dim]`` vector (one-hot or multi-hot features, and cross
     features if the caller builds them); ``deep_input`` a dense ``[B, deep_dim]`` vector. Without
@@ -847,8 +857,13 @@ def genre_cross_weights(model: WideDeep, train: Mapping, crosses: Sequence[str] 
     return sub[["cross", "group", "genre", "weight", "train rows", "positive rate"]].reset_index(drop=True)
 
 
+CROSS_CHART_CHECKS = ("gender=F", "age_bucket=<18", "occupation=student", "occupation=writer")
+"""The values :func:`cross_weight_chart` tries as browser checks when it is given none (those the
+trained model has)."""
+
+
 def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupation=programmer",
-                       crosses: Sequence[str] = EXPLORED_CROSSES, checks: Sequence[str] = (),
+                       crosses: Sequence[str] = EXPLORED_CROSSES, checks: Sequence[str] | None = None,
                        n_checks: int = 2, decimals: int = 4):
     """The learned weight of every genre crossed with one user value, chosen in a dropdown.
 
@@ -857,7 +872,8 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
     value's pairs, sorts them by weight and draws them, and writes the largest and the smallest
     weight in the header. ``checks``: candidate values (``"gender=F"``); the first ``n_checks`` of
     ``[value, *checks]`` whose extreme weights sit away from a rounding boundary become browser
-    checks of the header, with the weights read from the model.
+    checks of the header, with the weights read from the model. Without ``checks``, the values
+    of :data:`CROSS_CHART_CHECKS` that the model has are the candidates.
     """
     from .fm import d3_signed
 
@@ -906,6 +922,8 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
         return out
 
     n_checks = require_positive_int(n_checks, name="n_checks")
+    if checks is None:
+        checks = [g for g in CROSS_CHART_CHECKS if g in codes]
     checks_ = []
     for g in [value, *checks]:
         if g not in codes:
@@ -917,3 +935,149 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
         raise ValueError(f"checks: only {len(checks_)} values have extreme weights away from a rounding "
                          f"boundary (n_checks = {n_checks}); give more candidates")
     return widgets.browser_chart(chart, params=[group_param], data=[weights], checks=checks_)
+
+
+# --------------------------------------------------------------------------------------------
+# FTRL settings: the sweep behind the WideDeep-FTRL entry
+# --------------------------------------------------------------------------------------------
+
+FTRL_SWEEP_FILE = "widedeep_ftrl_sweep.csv"
+"""The results of :func:`run_ftrl_sweep` (``book/results/widedeep_ftrl_sweep.csv``), read with
+:func:`recbook.bench.read_results`."""
+
+FTRL_GRID = (
+    *[dict(alpha=a, beta=b, l1=0.001, l2=0.0, deep_lr=0.005) for a in (0.02, 0.05, 0.1) for b in (0.01, 1.0)],
+    *[dict(alpha=0.05, beta=0.01, l1=0.001, l2=0.0, deep_lr=lr) for lr in (0.002, 0.01)],
+    *[dict(alpha=0.05, beta=0.01, l1=l1, l2=0.0, deep_lr=0.005) for l1 in (0.0001, 0.01)],
+)
+"""The FTRL-Proximal (wide part) and AdaGrad (deep part) settings tried on validation: the rates
+``alpha`` x ``beta`` (``beta = 1`` is the value McMahan et al. 2013 suggest), then the deep part's
+learning rate and the L1 strength one at a time around the best of them."""
+
+_FTRL_KEYS = ("alpha", "beta", "l1", "l2", "deep_lr")
+
+
+def _ftrl_name(setting: Mapping) -> str:
+    return "WideDeep-FTRL " + " ".join(f"{k}={setting[k]:g}" for k in _FTRL_KEYS)
+
+
+def ftrl_sweep_entries(grid: Sequence[Mapping] = FTRL_GRID) -> list:
+    """One :class:`recbook.bench.Entry` per setting of ``grid``: the leaderboard's ``WideDeep-FTRL``
+    entry (same factory, same fit settings) with that optimiser setting; **not** registered on
+    the leaderboard. Names read ``"WideDeep-FTRL alpha=0.05 beta=0.01 l1=0.001 l2=0 deep_lr=0.005"``."""
+    from ..bench import CTR_FIT, Entry
+    from ..models import ftrl_adagrad
+
+    out = []
+    for setting in grid:
+        if not isinstance(setting, Mapping) or set(setting) != set(_FTRL_KEYS):
+            raise ValueError(f"grid: expected dicts with the keys {list(_FTRL_KEYS)}, got {setting!r}")
+        out.append(Entry(_ftrl_name(setting), "ctr", WideDeep.from_data, {},
+                         dict(CTR_FIT, optimizer=ftrl_adagrad(**setting)),
+                         description="Wide & Deep, FTRL-Proximal (wide) + AdaGrad (deep): " + _ftrl_name(setting)))
+    return out
+
+
+_SWEEP_DATA: dict = {}
+
+
+def _ftrl_sweep_run(task) -> dict:
+    """One run of the sweep (in a worker process): ``task = (setting, seed, threads)``."""
+    from ..bench import load_protocol, run_one
+
+    setting, seed, threads = task
+    entry = ftrl_sweep_entries([setting])[0]
+    if "ctr" not in _SWEEP_DATA:  # loaded once per process
+        _SWEEP_DATA["ctr"] = load_protocol("ctr")
+    row = run_one(entry, _SWEEP_DATA["ctr"], seed, threads=threads, quick=False, progress=False)
+    return {**row, **{k: float(setting[k]) for k in _FTRL_KEYS}}
+
+
+def run_ftrl_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), *, grid: Sequence[Mapping] = FTRL_GRID,
+                   threads: int = 1, jobs: int = 1) -> pd.DataFrame:
+    """Train every setting of ``grid`` with ``seeds`` as the leaderboard trains an entry
+    (:func:`recbook.bench.run_one`: early stopping on validation AUC) and write the rows, with
+    the setting in the columns ``alpha``, ``beta``, ``l1``, ``l2`` and ``deep_lr``, to ``path``
+    (default: the repository's ``book/results/widedeep_ftrl_sweep.csv``), in the order of the
+    grid and the seeds. 30 runs of 10-60 s with one thread each, ``jobs`` at a time::
+
+        python -c "from recbook.chapters import widedeep; widedeep.run_ftrl_sweep(jobs=4)"
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    jobs = require_positive_int(jobs, name="jobs")
+    ftrl_sweep_entries(grid)  # validates the grid
+    path = (Path(path) if path is not None
+            else Path(__file__).resolve().parents[2] / "book" / "results" / FTRL_SWEEP_FILE)
+    tasks = [(dict(setting), s, threads) for setting in grid for s in seeds]
+    if jobs == 1:
+        rows = [_ftrl_sweep_run(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            rows = list(pool.map(_ftrl_sweep_run, tasks))
+    out = pd.DataFrame(rows)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+def ftrl_sweep_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The sweep's rows (:func:`run_ftrl_sweep`, :data:`FTRL_SWEEP_FILE`) by setting: mean and
+    standard deviation of the validation AUC over the seeds, the number of seeds and the mean
+    number of epochs, best validation AUC first. Test AUC is left out: settings are chosen on
+    validation only."""
+    require_columns(rows, [*_FTRL_KEYS, "seed", "valid_auc", "epochs"], name="rows")
+    g = rows.groupby(list(_FTRL_KEYS))
+    out = pd.DataFrame({"seeds": g["seed"].nunique(), "valid AUC": g["valid_auc"].mean(),
+                        "valid AUC ±": g["valid_auc"].std(ddof=1), "epochs": g["epochs"].mean()})
+    return out.sort_values("valid AUC", ascending=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Leaderboard comparisons, and the dates of the splits
+# --------------------------------------------------------------------------------------------
+
+_METRIC_WORDS = {"test_auc": "test AUC", "valid_auc": "validation AUC", "test_logloss": "test logloss"}
+
+
+def paired_seeds(results: pd.DataFrame, a: str, b: str, metrics: Sequence[str] = tuple(_METRIC_WORDS)):
+    """Models ``a`` and ``b`` of the leaderboard's ``results`` compared seed by seed
+    (:func:`recbook.bench.seed_comparison`): returns ``(by_seed, summary)``, the per-seed table
+    (``"<metric> a"``, ``"<metric> b"``, ``"<metric> b − a"``) and, for each difference, its
+    ``mean``, ``min`` and ``max`` over the seeds, indexed in words ("test AUC, b − a")."""
+    from ..bench import seed_comparison
+
+    for m in metrics:
+        if m not in _METRIC_WORDS:
+            raise ValueError(f"metrics: {m!r} is not one of {list(_METRIC_WORDS)}")
+    by_seed = seed_comparison(results, a, b, metrics=list(metrics))
+    diff = by_seed.filter(like=" − ")
+    out = pd.DataFrame({"mean": diff.mean(), "min": diff.min(), "max": diff.max()})
+    out.index = [f"{_METRIC_WORDS[c.split(' ', 1)[0]]}, {c.split(' ', 1)[1]}" for c in out.index]
+    return by_seed, out
+
+
+def by_seed_table(by_seed: pd.DataFrame):
+    """:func:`paired_seeds`'s per-seed table for the page: metrics in words over the models and
+    their difference, four decimals, differences signed."""
+    shown = by_seed.copy()
+    shown.columns = pd.MultiIndex.from_tuples(
+        [(_METRIC_WORDS[c.split(" ", 1)[0]], c.split(" ", 1)[1]) for c in shown.columns])
+    return widgets.escape_html(shown).style.format("{:.4f}").format(
+        "{:+.4f}", subset=[c for c in widgets.escape_html(shown).columns if " − " in c[1]])
+
+
+def split_dates(data) -> pd.DataFrame:
+    """First and last rating date of each CTR split (``data.frames``, column ``timestamp`` in
+    seconds), with the span in days and weeks."""
+    rows = {}
+    for name in ("train", "valid", "test"):
+        frame = data.frames[name]
+        require_columns(frame, ["timestamp"], name=f"data.frames[{name!r}]")
+        t = pd.to_datetime(frame["timestamp"], unit="s")
+        days = (t.max() - t.min()).total_seconds() / 86400
+        rows[name] = {"first": t.min().date(), "last": t.max().date(), "days": days, "weeks": days / 7}
+    return pd.DataFrame(rows).T

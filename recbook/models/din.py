@@ -274,11 +274,14 @@ class DIN(_BehaviourModel):
         ignore: user/context fields left out of the model, e.g. ``("user_id",)``.
         linear: add a first-order term ``w0 + sum_i w_i x_i`` over the batch's fields to the
             logit (the authors' code adds a per-item bias).
-        attention_hidden: widths of the activation unit's MLP (the paper: 36).
+        attention_hidden: widths of the activation unit's MLP (the paper: 36; the authors' code:
+            80, 40).
         activation: ``"prelu"`` (the paper's DIN) or ``"dice"`` (DIN with Dice), in both MLPs.
             Dice in the activation unit takes its statistics over real history positions only.
-        softmax: normalise the weights with a softmax (authors' code) instead of the paper's raw
-            weights, which keep the intensity of interest.
+        attention_activation: the activation unit's own activation when it differs from the
+            MLP's (the authors' code: ``"sigmoid"``); ``None`` uses ``activation``.
+        softmax: normalise the weights with a softmax of ``score / sqrt(Di)`` (authors' code)
+            instead of the paper's raw weights, which keep the intensity of interest.
         dropout: dropout after each hidden layer of the MLP.
         init_std: standard deviation of the initial embeddings.
         validate: check each batch (turn off to benchmark).
@@ -292,13 +295,18 @@ class DIN(_BehaviourModel):
 
     def __init__(self, schema: Schema, item_features: Mapping[str, torch.Tensor], dim: int = 16, *,
                  hidden: Sequence[int] = (200, 80), attention_hidden: Sequence[int] = (36,),
-                 activation: str = "prelu", softmax: bool = False, dropout: float = 0.0,
+                 activation: str = "prelu", attention_activation: str | None = None,
+                 softmax: bool = False, dropout: float = 0.0,
                  product: bool = False, linear: bool = False, ignore: Sequence[str] = (),
                  init_std: float = 0.01, validate: bool = True, unknown_rate: dict | None = None):
         super().__init__(schema, item_features, dim, hidden=hidden, activation=activation,
                          dropout=dropout, product=product, linear=linear, ignore=ignore,
                          init_std=init_std, validate=validate, unknown_rate=unknown_rate)
-        self.attention = TargetAttention(self.item_dim, attention_hidden, activation=activation,
+        unit_activation = activation if attention_activation is None else attention_activation
+        if unit_activation not in ("prelu", "dice", "relu", "sigmoid"):
+            raise ValueError(f"attention_activation: expected 'prelu', 'dice', 'relu', 'sigmoid' or None, "
+                             f"got {attention_activation!r}")
+        self.attention = TargetAttention(self.item_dim, attention_hidden, activation=unit_activation,
                                          softmax=softmax)
 
     def pool(self, table, codes, candidate, mask):

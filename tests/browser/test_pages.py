@@ -293,6 +293,20 @@ def test_page_renders(page, browser, site):
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
 
 
+# Text from the data that looks like HTML must be shown, not read as a tag and hidden (values are
+# escaped with recbook.widgets.escape_html before they reach a table).
+SHOWN_TEXT = {"book/widedeep.html": ["user_id=<unk>", "<unk> (user_id × genres)"]}
+
+
+@pytest.mark.parametrize("page", sorted(p for p in SHOWN_TEXT if p in PAGES))
+def test_data_text_is_shown(page, browser, site):
+    browser.get("about:blank")
+    browser.get(site + page)
+    text = browser.execute_script("return document.body.innerText")
+    missing = [t for t in SHOWN_TEXT[page] if t not in text]
+    assert not missing, f"{page}: the page does not show {missing} (written as raw HTML?)"
+
+
 # ---------------------------------------------------------------------------------------------
 # Controls: every one must change its figure
 # ---------------------------------------------------------------------------------------------
