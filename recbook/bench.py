@@ -313,7 +313,7 @@ def _register_builtin() -> None:
               description="Wide & Deep's parts trained as an ensemble: each on its own loss, logits added"),
         Entry("WideDeep-nocross", "ctr", WideDeep.from_data, {"crosses": (), "base_rate": "train"},
               dict(CTR_FIT, weight_decay=1e-5),
-              description="Wide & Deep without crosses: LR + MLP, the source notes' listing"),
+              description="Wide & Deep without crosses: LR + MLP, as a typical implementation writes it"),
         Entry("DeepFM", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT),
               description="DeepFM: k = 16, MLP 256-128, one shared embedding table"),
         # DIN reads the last 50 items of the user before each row (with their genres).

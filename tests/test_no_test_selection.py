@@ -43,8 +43,12 @@ def selections_on_test(source: str) -> list[tuple[int, str]]:
         builtin = isinstance(node.func, ast.Name)
         if name in {"max", "min"} and not builtin:
             continue            # a column's max or min is a value (a spread, an axis limit), not a pick
-        keyed = [s for a in [*node.args, *node.keywords] for s in _strings(a)] \
-            if name in ORDERING or builtin else []
+        if name in {"max", "min"}:
+            # max(rows, key=lambda r: r["test_auc"]) picks a row; max(sd_a, table["test sd"]) is a value
+            keyed = [s for k in node.keywords if k.arg == "key" for s in _strings(k)]
+        else:
+            keyed = [s for a in [*node.args, *node.keywords] for s in _strings(a)] \
+                if name in ORDERING or builtin else []
         # df["test_auc"].idxmax(), df.test_auc.max(), df[["test_auc"]].sort_values(...)
         receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
         while isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Attribute) and \
@@ -91,6 +95,7 @@ def test_the_scan_sees_a_selection_on_test(code):
     'board = runs.groupby("model")["test_auc"].mean()',
     'assert diff["test_auc FM − LR"].mean() > 0',
     'chosen = runs.loc[runs["valid_auc"].idxmax()]; report = chosen["test_auc"]',
+    'assert gap > max(lib_sd, board.loc["DeepFM", "test AUC ±"])',
 ])
 def test_the_scan_lets_validation_choices_and_test_reports_pass(code):
     assert not selections_on_test(code), code
