@@ -4,7 +4,8 @@
 --nproc_per_node=N -m recbook.scale.worker`` in a new process group with one thread per process,
 waits at most ``timeout`` seconds (then ends the whole group: no process is left behind) and
 returns what rank 0 wrote. ``python -m recbook.scale.launch`` runs the larger sizes and writes
-``book/results/scale_cost.csv`` and ``book/results/scale_run.json``.
+``book/results/scale_cost.csv``, ``scale_stream.csv`` and ``scale_run.json`` (everything,
+including the exactness checks and the configuration).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .._checks import require_positive_int
 
-__all__ = ["DEFAULTS", "LARGE", "TASKS", "command", "cost_table", "main", "run_distributed"]
+__all__ = ["DEFAULTS", "LARGE", "TASKS", "command", "cost_table", "main", "run_distributed", "stream_frame"]
 
 DEFAULTS = {
     "tasks": ["ddp_exact", "torchrec_exact", "cost", "stream"],
