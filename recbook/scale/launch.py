@@ -26,15 +26,16 @@ DEFAULTS = {
     "seed": 0, "dim": 16, "hidden": [64], "batch": 4096,
     # the exactness checks: four tables of different sizes, so that a plan has something to place
     "exact_rows": [50_000, 20_000, 1_000, 100],
-    "cost_sizes": [100_000, 1_000_000], "cost_fields": 2, "cost_steps": 5, "warmup": 2,
+    "cost_sizes": [100_000, 1_000_000], "cost_fields": 2, "cost_steps": 3, "warmup": 1,
     "strategies": ["single", "ddp_dense", "ddp_sparse", "torchrec"], "dense_max_rows": 1_000_000,
     # the streamed log: rows generated and counted, rows trained on (one pass)
-    "stream_rows": 2_000_000, "stream_table_rows": 1_000_000, "chunk_rows": 65_536, "train_rows": 1_000_000,
+    "stream_rows": 1_000_000, "stream_table_rows": 1_000_000, "chunk_rows": 65_536, "train_rows": 500_000,
     "lr": 0.05, "counts_path": None,
 }
 TASKS = ("ddp_exact", "torchrec_exact", "cost", "stream")
 # `python -m recbook.scale.launch`: the sizes the page shows beside its live run
 LARGE = dict(DEFAULTS, cost_sizes=[100_000, 1_000_000, 4_000_000, 10_000_000], dense_max_rows=4_000_000,
+             cost_steps=5, warmup=2,
              stream_rows=100_000_000, stream_table_rows=10_000_000, train_rows=20_000_000)
 
 
@@ -123,3 +124,53 @@ def _end_group(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             continue
     proc.wait()
+
+
+def cost_table(results: dict):
+    """The ``cost`` task's rows as a DataFrame, with milliseconds and megabytes (2^20 bytes)."""
+    import pandas as pd
+    table = pd.DataFrame(results["cost"])
+    table["step_ms"] = table["step_s"] * 1000
+    table["state_mb"] = table["state_bytes"] / 2 ** 20
+    table["rss_mb"] = table["rss_bytes"] / 2 ** 20
+    return table
+
+
+def stream_frame(results: dict):
+    """The ``stream`` task's numbers as a one-row DataFrame (without the loss curve)."""
+    import pandas as pd
+    row = {k: v for k, v in results["stream"].items() if not isinstance(v, (list, dict))}
+    row["wall_s"] = results.get("wall_s")
+    return pd.DataFrame([row])
+
+
+def main(argv=None) -> int:
+    import argparse
+    import time
+    p = argparse.ArgumentParser(prog="python -m recbook.scale.launch",
+                                description="The scaling chapter's larger run: cost per strategy up to 10M rows "
+                                            "per table, and a 100M-row streamed log.")
+    p.add_argument("--out", type=Path, default=Path("book") / "results", help="folder for scale_*.csv/json")
+    p.add_argument("--sizes", default=",".join(str(s) for s in LARGE["cost_sizes"]))
+    p.add_argument("--stream-rows", type=int, default=LARGE["stream_rows"])
+    p.add_argument("--train-rows", type=int, default=LARGE["train_rows"])
+    p.add_argument("--timeout", type=float, default=3 * 3600)
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    t = time.perf_counter()
+    results = run_distributed(LARGE, timeout=args.timeout, cost_sizes=sizes, stream_rows=args.stream_rows,
+                              train_rows=args.train_rows)
+    results["wall_s"] = time.perf_counter() - t
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = cost_table(results)
+    table.to_csv(args.out / "scale_cost.csv", index=False, float_format="%.6g")
+    stream_frame(results).to_csv(args.out / "scale_stream.csv", index=False, float_format="%.6g")
+    keep = {k: results[k] for k in ("world", "config", "seconds", "wall_s", "ddp_exact", "torchrec_exact", "stream")}
+    (args.out / "scale_run.json").write_text(json.dumps(keep, indent=1) + "\n", encoding="utf-8")
+    print(table[["rows", "strategy", "processes", "step_ms", "state_mb", "rss_mb"]].to_string(index=False))
+    print(f"wall time {results['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
