@@ -76,11 +76,15 @@ def cost_chart():
           "(2 * (world - 1) / world * pow(2, log_batch) / world * {F} * dim * 4 "
           "+ (world - 1) / world * pow(2, log_batch) / world * {F} * 8) / 1e6").format(F=fields)
     base = alt.Chart(data.ref).transform_calculate(mb=mb).transform_calculate(
-        text="format(datum.mb, ',.2f') + ' MB'")
+        text="format(datum.mb, ',.2f') + ' MB'", floor="0.001")
+    ticks = [10.0 ** e for e in range(-3, 9)]
+    # a log axis has no zero: the bars start at its left edge (floor)
     bars = base.mark_bar().encode(
         y=alt.Y("label:N", title=None, sort=strategies, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("mb:Q", scale=alt.Scale(type="log", domain=[1e-3, 1e5]),
-                title="MB received per process per step (log scale)", axis=alt.Axis(format="~g")),
+        x=alt.X("mb:Q", scale=alt.Scale(type="log", domain=[1e-3, 1e8]),
+                title="MB received per process per step (log scale)",
+                axis=alt.Axis(format="~g", values=ticks, labelExpr="datum.value >= 1e4 ? format(datum.value, '.0e') : datum.label")),
+        x2="floor:Q",
         color=alt.Color("strategy:N", legend=None,
                         scale=alt.Scale(domain=strategies, range=[STRATEGY_COLORS[s] for s in strategies])))
     labels = base.mark_text(align="left", dx=4, fontSize=12).encode(
