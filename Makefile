@@ -8,11 +8,16 @@ PYTEST_ARGS ?=
 # Leaderboard runs at once (one torch thread each): one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries bench-speed data clean
+.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries bench-speed scale data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
+	# TorchRec (the scaling chapter) on CPU: the CPU build of FBGEMM first, then TorchRec without its
+	# dependencies (they would pull the multi-GB CUDA fbgemm-gpu, which breaks the CPU one); its pure
+	# Python dependencies are in requirements.txt. Both versions match torch 2.13.
+	$(BIN)/python -m pip install -q fbgemm-gpu-cpu==1.8.0
+	$(BIN)/python -m pip install -q --no-deps torchrec==1.8.0
 	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -61,6 +66,12 @@ bench-libraries: $(STAMP) data
 # one after another -> book/results/speed.csv|md (about 25 minutes on 2 cores).
 bench-speed: $(STAMP) data
 	RECBOOK_PYTHON=$(BIN)/python bash benchmarks/libraries/run.sh --speed
+
+# The scaling chapter's larger run: step time and memory per strategy up to 10M rows per table, a
+# 100M-row streamed log (2 processes), IVF-PQ at 1M items -> book/results/scale_*.csv, scale_run.json.
+scale: $(STAMP)
+	$(BIN)/python -m recbook.scale.launch --out book/results
+	$(BIN)/python -m recbook.scale.ann --n 1000000 --out book/results/scale_pq.csv
 
 clean:
 	rm -rf _build .pytest_cache
