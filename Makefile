@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Leaderboard runs at once (one torch thread each): one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries bench-speed data clean
+.PHONY: venv test unit notebooks time-notebooks book book-zh i18n-update i18n-check bench bench-quick bench-libraries bench-speed data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,40 @@ book: $(STAMP) data
 	@if [ -n "$$CI" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+# The Chinese edition (CONTRIBUTING.md, "Two editions"). Not part of `make book` yet: it joins
+# when every page is translated. Both run Sphinx on the configuration that Jupyter Book writes
+# (conf.py, gitignored), with the book's extensions on the path.
+I18N_LANG ?= zh_CN
+I18N_ARGS ?=
+SPHINX := PYTHONPATH=_ext $(BIN)/sphinx-build
+
+# Extract the English of every page (no notebook runs) and merge it into
+# locales/$(I18N_LANG)/LC_MESSAGES/*.po: changed English becomes fuzzy, the old English kept (#|).
+i18n-update: $(STAMP)
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	rm -rf _build/gettext
+	$(SPHINX) -b gettext -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(BIN)/python _ext/recbook_i18n_tool.py update $(I18N_ARGS)
+	$(BIN)/python _ext/recbook_i18n_tool.py stats
+
+# Pages listed in locales/$(I18N_LANG)/translated.txt: nothing untranslated, fuzzy or obsolete,
+# glossary terms translated consistently.
+i18n-check: $(STAMP)
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	rm -rf _build/gettext
+	$(SPHINX) -b gettext -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(BIN)/python _ext/recbook_i18n_tool.py check
+
+# The Chinese site, into _build/html/zh/, reusing the English build's execution cache (the cache
+# is keyed on code cells only, so nothing runs twice). Run `make book` first.
+book-zh: $(STAMP) data
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	$(SPHINX) -b html -W --keep-going -D language=$(I18N_LANG) -D recbook_edition_links=1 \
+		-D nb_execution_cache_path=$(CURDIR)/_build/.jupyter_cache \
+		-d _build/zh/.doctrees . _build/zh/html
+	rm -rf _build/html/zh && mkdir -p _build/html && cp -r _build/zh/html _build/html/zh
+	@echo "Chinese edition: $(CURDIR)/_build/html/zh/index.html"
 
 bench: $(STAMP) data
 	$(BIN)/python -m recbook.bench --jobs $(JOBS) $(BENCH_ARGS)
