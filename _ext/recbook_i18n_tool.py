@@ -19,7 +19,7 @@ beside it (``#| msgid "..."``), a removed one stays at the end as obsolete (``#~
   shows such text in English without a warning;
 * a glossary term translated inconsistently: a message whose English uses a term of
   ``book/glossary.md`` (any of its English names, as a word) must use one of the term's Chinese
-  names in its translation. A deliberate exception is written into the entry as a translator
+  names in its translation, or keep one of its English names as it is (AUC, MLP, logit). A deliberate exception is written into the entry as a translator
   comment ``# glossary: <English name>``.
 
 ``compare`` checks that the two built editions have the same structure: the same pages, and on
@@ -182,25 +182,33 @@ def _plain(text: str) -> str:
 
 def glossary_problems(messages, entries: list[GlossaryEntry]) -> list[str]:
     """``messages``: (where, English, Chinese, translator comments). One line per message whose
-    English uses a glossary term and whose Chinese uses none of that term's Chinese names."""
-    problems = []
+    English uses a glossary term (any English name of an entry, as a word; the longest name
+    first, so "vector retrieval" is not also "retrieval") and whose translation uses none of the
+    entry's names: neither a Chinese one nor an English one kept as it is (AUC, MLP, logit)."""
     names = {name.lower() for entry in entries for name in entry.english + entry.chinese}
+    by_length = sorted(((name, entry) for entry in entries if entry.chinese for name in entry.english),
+                       key=lambda pair: -len(pair[0]))
+    problems = []
     for where, english, chinese, comments in messages:
         if english == chinese and english.lower() in names:  # a glossary entry's own name
             continue
         plain = _plain(english)
         waived = {c.split(":", 1)[1].strip().lower() for c in comments if c.startswith("glossary:")}
-        for entry in entries:
-            if not entry.chinese:
+        seen = set()
+        for name, entry in by_length:
+            pattern = rf"(?<![\w-]){re.escape(name)}(?:s|es)?(?![\w-])"
+            found = re.search(pattern, plain, flags=re.I)
+            if not found:
                 continue
-            for name in entry.english:
-                if name.lower() in waived:
-                    continue
-                if re.search(rf"(?<![\w-]){re.escape(name)}(?:s|es)?(?![\w-])", plain, flags=re.I):
-                    if not any(zh in chinese for zh in entry.chinese):
-                        problems.append(f"{where}: '{name}' is translated without "
-                                        f"{' or '.join(entry.chinese)}: {chinese[:60]!r}")
-                    break
+            plain = re.sub(pattern, " ", plain, flags=re.I)
+            if id(entry) in seen or name.lower() in waived:
+                continue
+            seen.add(id(entry))
+            kept = any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", chinese, flags=re.I)
+                       for n in entry.english)
+            if not kept and not any(zh in chinese for zh in entry.chinese):
+                problems.append(f"{where}: '{name}' is translated without "
+                                f"{' or '.join(entry.chinese)}: {chinese[:60]!r}")
     return problems
 
 
