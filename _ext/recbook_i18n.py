@@ -14,6 +14,9 @@ B. **Three gaps of the stock stack closed**:
    2. The part captions of ``_toc.yml`` are extracted but inserted after the locale transform
       (sphinx-external-toc): :class:`TocCaptions` translates them after it.
    3. Display maths is shared, not a message: :class:`UntranslatableMaths`.
+
+   And a chapter's 本章要点 section (the Chinese summary for readers of the English edition) is
+   not a message, and the Chinese edition leaves it out (:class:`ChineseSummary`).
 C. **Site title and search-box text** of the Chinese edition from ``locales/<lang>/site.po``.
 D. **Search**: overlapping Han bigrams (``recbook_i18n_search.py``).
 E. **Language switcher** in the top bar (``navbar_end``; the phone menu shows the same items)
@@ -134,6 +137,28 @@ def _exercise_subtitle_extractor():
     return ExerciseSubtitleMessages
 
 
+CHINESE_SUMMARY = "本章要点"
+
+
+class ChineseSummary(SphinxTransform):
+    """A chapter's 本章要点 section restates its English summary in Chinese for readers of the
+    English edition. It is never a message (it is Chinese already), and the Chinese edition,
+    whose translated summary says the same, leaves it out: the summary appears once."""
+
+    default_priority = 15
+
+    def apply(self, **kwargs) -> None:
+        for section in list(self.document.findall(nodes.section)):
+            title = section.next_node(nodes.title)
+            if title is None or title.parent is not section or title.astext().strip() != CHINESE_SUMMARY:
+                continue
+            if is_source_language(self.config.language):
+                for node in section.findall(nodes.TextElement):
+                    node["translatable"] = False
+            else:
+                section.parent.remove(section)
+
+
 class UntranslatableMaths(SphinxTransform):
     """Display maths is the same in both editions: never a message of the catalogue."""
 
@@ -240,6 +265,7 @@ def setup(app: Sphinx) -> dict:
     app.add_transform(ExerciseTitles)
     app.add_post_transform(_exercise_subtitle_extractor())
     app.add_transform(UntranslatableMaths)
+    app.add_transform(ChineseSummary)
     app.add_transform(TocCaptions)
     app.add_search_language(SearchChineseBigrams)
     app.connect("html-page-context", _page_context)

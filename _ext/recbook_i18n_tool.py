@@ -289,7 +289,11 @@ def structure(html: str) -> dict[str, int]:
     start = html.find("<article")
     end = html.find("</article>")
     article = html[start:end] if start >= 0 and end > start else html
-    return {what: len(re.findall(pattern, article)) for what, pattern in STRUCTURE.items()}
+    counts = {what: len(re.findall(pattern, article)) for what, pattern in STRUCTURE.items()}
+    # The 本章要点 section of a chapter is in the English edition only (the Chinese edition's
+    # translated summary says the same).
+    counts["sections"] -= len(re.findall(r"<h[1-6][^>]*>\s*本章要点\s*<", article))
+    return counts
 
 
 def html_pages(site: Path, skip: tuple[str, ...] = ("_", "genindex", "search", "zh")) -> dict[str, Path]:
