@@ -220,6 +220,8 @@ def _add_switcher_template(app: Sphinx, config) -> None:
     if "recbook-language-switcher.html" not in end:
         end.insert(0, "recbook-language-switcher.html")
     options["navbar_end"] = end
+    # The top bar exists for the switcher; the search field stays where it is, in the sidebar.
+    options.setdefault("navbar_persistent", [])
     config.html_theme_options = options
 
 
