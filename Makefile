@@ -59,7 +59,7 @@ SPHINX := PYTHONPATH=_ext $(BIN)/sphinx-build
 i18n-update: $(STAMP)
 	$(BIN)/jupyter-book config sphinx . >/dev/null
 	rm -rf _build/gettext
-	$(SPHINX) -b gettext -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(SPHINX) -b gettext -E -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
 	$(BIN)/python _ext/recbook_i18n_tool.py update $(I18N_ARGS)
 	$(BIN)/python _ext/recbook_i18n_tool.py stats
 
@@ -68,14 +68,15 @@ i18n-update: $(STAMP)
 i18n-check: $(STAMP)
 	$(BIN)/jupyter-book config sphinx . >/dev/null
 	rm -rf _build/gettext
-	$(SPHINX) -b gettext -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(SPHINX) -b gettext -E -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
 	$(BIN)/python _ext/recbook_i18n_tool.py check
 
 # The Chinese site, into _build/html/zh/, reusing the English build's execution cache (the cache
-# is keyed on code cells only, so nothing runs twice). Run `make book` first.
+# is keyed on code cells only, so nothing runs twice). Run `make book` first. -E: every page is
+# read again (no notebook runs), so a changed catalogue reaches every page's sidebar.
 book-zh: $(STAMP) data
 	$(BIN)/jupyter-book config sphinx . >/dev/null
-	$(SPHINX) -b html -W --keep-going -D language=$(I18N_LANG) -D recbook_edition_links=1 \
+	$(SPHINX) -b html -E -W --keep-going -D language=$(I18N_LANG) -D recbook_edition_links=1 \
 		-D nb_execution_cache_path=$(CURDIR)/_build/.jupyter_cache \
 		-d _build/zh/.doctrees . _build/zh/html
 	rm -rf _build/html/zh && mkdir -p _build/html && cp -r _build/zh/html _build/html/zh

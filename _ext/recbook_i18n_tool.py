@@ -279,7 +279,7 @@ def stats(language: str = LANGUAGE, locales: Path = LOCALES) -> list[tuple[str, 
 STRUCTURE = {
     "sections": r"<section\b",
     "figures": r"<img\b|<svg\b|<figure\b",
-    "display equations": r'class="math notranslate nohighlight"|<div class="math',
+    "display equations": r'<div class="math\b',
     "exercises": r'class="[^"]*\bexercise\b',
     "code cells": r'class="cell docutils container"',
 }

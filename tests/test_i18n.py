@@ -397,3 +397,12 @@ def test_the_pages_listed_as_translated_are_complete_and_consistent():
     assert not problems, "\n".join(problems)
     for page in tool.translated_pages():
         assert (tool.po_dir() / f"{page}.po").is_file(), page
+
+
+BUILT = ROOT / "_build" / "html"
+
+
+@pytest.mark.skipif(not (BUILT / "zh").is_dir(), reason="the Chinese edition is not built (make book-zh)")
+def test_the_built_editions_have_the_same_structure():
+    problems = tool.compare(BUILT, BUILT / "zh")
+    assert not problems, "\n".join(problems)
