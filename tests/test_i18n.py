@@ -213,6 +213,16 @@ def test_han_runs_are_cut_into_overlapping_bigrams():
     assert search.split("负采样x2") == ["负采", "采样", "x2"]
 
 
+def test_sphinx_chinese_search_alone_indexes_no_chinese():
+    """The gap the bigram splitter closes: without jieba, Sphinx's own Chinese splitter drops
+    every Chinese word (and jieba cuts a query typed without spaces differently from the text)."""
+    from sphinx.search.zh import JIEBA, SearchChinese
+
+    if not JIEBA:
+        assert SearchChinese({}).split("用逻辑回归做点击率预估") == []
+    assert "逻辑" in search.SearchChineseBigrams({}).split("用逻辑回归做点击率预估")
+
+
 NODE = shutil.which("node")
 STRINGS = ["嵌入向量", "逻辑回归", "因子分解机", "负采样", "召回", "用 DeepFM 做点击率预估(CTR)",
            "两个塔：user tower 与 item_tower，logQ 校正", "宽", "x2"]
