@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Leaderboard runs at once (one torch thread each): one per core.
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: venv test unit notebooks time-notebooks book book-zh i18n-update i18n-check bench bench-quick bench-libraries bench-speed data clean
+.PHONY: venv test unit notebooks time-notebooks book bench bench-quick bench-libraries bench-speed data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,7 @@ book: $(STAMP) data
 # The Chinese edition (CONTRIBUTING.md, "Two editions"). Not part of `make book` yet: it joins
 # when every page is translated. Both run Sphinx on the configuration that Jupyter Book writes
 # (conf.py, gitignored), with the book's extensions on the path.
+.PHONY: book-zh i18n-update i18n-check
 I18N_LANG ?= zh_CN
 I18N_ARGS ?=
 SPHINX := PYTHONPATH=_ext $(BIN)/sphinx-build
