@@ -52,6 +52,42 @@ book: $(STAMP) data
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 
+# The Chinese edition (CONTRIBUTING.md, "Two editions"). Not part of `make book` yet: it joins
+# when every page is translated. Both run Sphinx on the configuration that Jupyter Book writes
+# (conf.py, gitignored), with the book's extensions on the path.
+.PHONY: book-zh i18n-update i18n-check
+I18N_LANG ?= zh_CN
+I18N_ARGS ?=
+SPHINX := PYTHONPATH=_ext $(BIN)/sphinx-build
+
+# Extract the English of every page (no notebook runs) and merge it into
+# locales/$(I18N_LANG)/LC_MESSAGES/*.po: changed English becomes fuzzy, the old English kept (#|).
+i18n-update: $(STAMP)
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	rm -rf _build/gettext
+	$(SPHINX) -b gettext -E -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(BIN)/python _ext/recbook_i18n_tool.py update $(I18N_ARGS)
+	$(BIN)/python _ext/recbook_i18n_tool.py stats
+
+# Pages listed in locales/$(I18N_LANG)/translated.txt: nothing untranslated, fuzzy or obsolete,
+# glossary terms translated consistently.
+i18n-check: $(STAMP)
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	rm -rf _build/gettext
+	$(SPHINX) -b gettext -E -q -D nb_execution_mode=off -d _build/.doctrees-gettext . _build/gettext
+	$(BIN)/python _ext/recbook_i18n_tool.py check
+
+# The Chinese site, into _build/html/zh/, reusing the English build's execution cache (the cache
+# is keyed on code cells only, so nothing runs twice). Run `make book` first. -E: every page is
+# read again (no notebook runs), so a changed catalogue reaches every page's sidebar.
+book-zh: $(STAMP) data
+	$(BIN)/jupyter-book config sphinx . >/dev/null
+	$(SPHINX) -b html -E -W --keep-going -D language=$(I18N_LANG) -D recbook_edition_links=1 \
+		-D nb_execution_cache_path=$(CURDIR)/_build/.jupyter_cache \
+		-d _build/zh/.doctrees . _build/zh/html
+	rm -rf _build/html/zh && mkdir -p _build/html && cp -r _build/zh/html _build/html/zh
+	@echo "Chinese edition: $(CURDIR)/_build/html/zh/index.html"
+
 bench: $(STAMP) data
 	$(BIN)/python -m recbook.bench --jobs $(JOBS) $(BENCH_ARGS)
 

@@ -26,8 +26,9 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
     || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# The glossary shows Chinese terms; without a CJK font the screenshots show empty boxes.
-[[ -n "$(fc-list :lang=zh 2>/dev/null)" ]] || missing+=(fonts-wqy-zenhei)
+# The glossary shows Chinese terms; without a CJK font the screenshots show empty boxes. WenQuanYi
+# Micro Hei has every glyph the pages use, U+2212 MINUS SIGN included (Zen Hei lacks it).
+[[ -n "$(fc-list 'WenQuanYi Micro Hei' 2>/dev/null)" ]] || missing+=(fonts-wqy-microhei)
 if ((${#missing[@]})); then
     if [[ "$(id -u)" != 0 ]]; then
         echo "run.sh: missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
