@@ -154,12 +154,12 @@ def save_run(library: str, version: str, model: str, protocol: str, seed: int, *
         "cpu_count": os.cpu_count(), "command": _command(),
         **versions(*packages),
     }
-    npz = path.with_suffix(".npz")
+    npz = path.with_name(path.name + ".npz")  # a name may hold dots (a variant's value)
     if predictions is not None:
         np.savez_compressed(npz, **{k: np.asarray(v) for k, v in predictions.items()})
     elif npz.exists():
         npz.unlink()
-    path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=_jsonable))
+    path.with_name(path.name + ".json").write_text(json.dumps(record, indent=1, default=_jsonable))
     return path
 
 
