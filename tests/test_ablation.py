@@ -159,3 +159,35 @@ def test_models_xavier_option_is_the_ablations_recipe(data, name, cls):
     assert (w[offsets + PAD] == 0).all() and (w[offsets + UNK] == 0).all()
     with pytest.raises(ValueError, match="init_std"):
         cls(d.schema, init_std="glorot")
+
+
+def test_collect_library_runs_scores_with_recbooks_metric(tmp_path, monkeypatch):
+    """Library runs (the library's recipe and a variant whose value holds a dot) are read from
+    their records and scored against the protocol's labels with recbook's AUC."""
+    import json
+
+    from recbook import bench
+    from recbook.metrics import auc
+
+    n = 40
+    rng = np.random.default_rng(0)
+    labels = {s: torch.tensor(rng.integers(0, 2, n).astype(np.float32)) for s in ("valid", "test")}
+    labels["valid"][:2] = torch.tensor([0.0, 1.0])
+    labels["test"][:2] = torch.tensor([0.0, 1.0])
+    fake = SimpleNamespace(valid={"label": labels["valid"]}, test={"label": labels["test"]})
+    monkeypatch.setattr(bench, "load_protocol", lambda name: fake)
+    folder = tmp_path / "DeepCTR-Torch"
+    folder.mkdir()
+    noisy = rng.uniform(0.01, 0.99, n)
+    for name, preds in (("FM__ctr__seed0", labels["valid"].numpy() * 0.8 + 0.1),
+                        ("FM@embed_init:normal-0.01__ctr__seed0", noisy)):
+        (folder / f"{name}.json").write_text(json.dumps({
+            "library": "DeepCTR-Torch", "status": "ok", "seed": 0, "epochs": 3, "best_epoch": 2,
+            "cpu_s_per_epoch": 1.0, "settings": {"n_parameters": 10}}))
+        np.savez(folder / f"{name}.npz", valid=preds, test=preds)
+    rows = ablation.collect_library_runs(tmp_path, "FM").set_index("variant")
+    assert list(rows.index) == ["library", "library+recbook:embed_init"]
+    assert rows.loc["library", "valid_auc"] == 1.0
+    assert rows.loc["library+recbook:embed_init", "setting"] == "embed_init"
+    assert rows.loc["library+recbook:embed_init", "value"] == "normal-0.01"
+    assert math.isclose(rows.loc["library+recbook:embed_init", "test_auc"], auc(labels["test"].numpy(), noisy))
