@@ -154,12 +154,12 @@ def save_run(library: str, version: str, model: str, protocol: str, seed: int, *
         "cpu_count": os.cpu_count(), "command": _command(),
         **versions(*packages),
     }
-    npz = path.with_suffix(".npz")
+    npz = path.with_name(path.name + ".npz")  # a name may hold dots (a variant's value)
     if predictions is not None:
         np.savez_compressed(npz, **{k: np.asarray(v) for k, v in predictions.items()})
     elif npz.exists():
         npz.unlink()
-    path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=_jsonable))
+    path.with_name(path.name + ".json").write_text(json.dumps(record, indent=1, default=_jsonable))
     return path
 
 
@@ -193,9 +193,10 @@ def _threads():
         return None
 
 
-def parse_args(models, description: str, default_seeds=SEEDS, one_seed=()):
-    """Command line of a library script: ``--models``, ``--seeds``, ``--max-epochs``, ``--all-seeds``.
-    Models in ``one_seed`` (the expensive ones) run only the first seed unless ``--all-seeds``."""
+def parse_args(models, description: str, default_seeds=SEEDS, one_seed=(), variants=None, extra=()):
+    """Command line of a library script: ``--models``, ``--seeds``, ``--max-epochs``, ``--all-seeds``,
+    ``--arch`` and, where the script has them, ``--variant``. Models in ``one_seed`` (the expensive
+    ones) run only the first seed unless ``--all-seeds``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--models", default=",".join(models),
                    help=f"comma-separated subset of {','.join(models)} (default: all)")
@@ -204,7 +205,20 @@ def parse_args(models, description: str, default_seeds=SEEDS, one_seed=()):
     p.add_argument("--max-epochs", type=int, default=None, help="cap on epochs (smoke runs)")
     p.add_argument("--all-seeds", action="store_true",
                    help=f"run every seed for the expensive models too ({', '.join(one_seed) or 'none'})")
+    p.add_argument("--arch", choices=("default", "book"), default="default",
+                   help="'book': the book's architecture (embedding 16, MLP 256-128 for Wide & Deep and "
+                        "DeepFM, no dropout; DIN: activation unit 36, MLP 200-80) instead of the library's "
+                        "defaults; the run is saved as <model>#book")
+    if variants:
+        p.add_argument("--variant", default=None,
+                       help="move one of recbook's settings into the library (the FM/DeepFM ablation): "
+                            + "; ".join(f"{m}: {', '.join(v)}" for m, v in variants.items())
+                            + "; the run is saved as <model>@<variant>")
+    for flag, text in extra:  # script-specific switches
+        p.add_argument(flag, action="store_true", help=text)
     args = p.parse_args()
+    if not variants:
+        args.variant = None
     args.models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(args.models) - set(models))
     if unknown:
@@ -212,6 +226,22 @@ def parse_args(models, description: str, default_seeds=SEEDS, one_seed=()):
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.seeds_for = lambda model: args.seeds if args.all_seeds or model not in one_seed else args.seeds[:1]
     return args
+
+
+def run_name(model: str, arch: str = "default", variant: str | None = None) -> str:
+    """The name a run is saved under: ``<model>``, ``<model>#book`` (the book's architecture) or
+    ``<model>@<variant>`` (an ablation run)."""
+    name = model + ("#book" if arch == "book" else "")
+    return name + (f"@{variant}" if variant else "")
+
+
+def variant_notes(arch: str = "default", variant: str | None = None) -> list:
+    notes = []
+    if arch == "book":
+        notes.append("the book's architecture instead of the library's defaults (timing comparison)")
+    if variant:
+        notes.append(f"ablation: recbook's {variant} moved into the library")
+    return notes
 
 
 ONE_SEED_NOTE = "1 seed only (one run costs many CPU minutes here; --all-seeds runs the others)"

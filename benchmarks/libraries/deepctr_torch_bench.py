@@ -66,18 +66,69 @@ def feature_columns(meta, din: bool):
     return cols
 
 
-def build(name: str, cols, seed: int):
+# recbook's settings, moved into the library one at a time (``--variant``; the ablation of
+# ``python -m recbook.ablation``). Each names the setting of ``recbook.ablation`` it moves.
+VARIANTS = {
+    "FM": ("embed_init:normal-0.01", "linear_init:zero", "unknown_rows:zero", "l2:0", "loss:mean", "all"),
+    "DeepFM": ("embed_init:normal-0.01", "linear_init:zero", "mlp_init:uniform", "unknown_rows:zero",
+               "bias:base-rate", "l2:0", "loss:mean", "all"),
+}
+
+
+def _recbook_settings(name: str, variant: str | None) -> dict:
+    """The recbook settings a ``--variant`` moves into the library: ``{setting: value}``."""
+    if not variant:
+        return {}
+    if variant not in VARIANTS.get(name, ()):
+        raise SystemExit(f"--variant: {variant!r} is not a variant of {name}; expected one of {VARIANTS.get(name, ())}")
+    if variant == "all":
+        return dict(v.split(":", 1) for v in VARIANTS[name] if v != "all")
+    key, value = variant.split(":", 1)
+    return {key: value}
+
+
+def apply_recbook_settings(model, settings: dict, base_rate: float) -> None:
+    """Re-initialise ``model`` (a DeepCTR-Torch FM/DeepFM) with recbook's settings: embeddings
+    ``N(0, 0.01^2)``, first-order weights 0, PyTorch's default init of the hidden layers, the
+    padding and unknown rows (codes 0 and 1) at 0, the bias at the training log-odds."""
+    import torch
+
+    with torch.no_grad():
+        if settings.get("embed_init") == "normal-0.01":
+            for t in model.embedding_dict.values():
+                t.weight.normal_(0.0, 0.01)
+        if settings.get("linear_init") == "zero":
+            for t in model.linear_model.embedding_dict.values():
+                t.weight.zero_()
+        if settings.get("mlp_init") == "uniform":
+            for layer in model.dnn.linears:
+                layer.reset_parameters()
+        if settings.get("unknown_rows") == "zero":
+            for table in (model.embedding_dict, model.linear_model.embedding_dict):
+                for t in table.values():
+                    t.weight[:2] = 0.0
+        if settings.get("bias") == "base-rate":
+            model.out.bias.fill_(float(np.log(base_rate / (1 - base_rate))))
+
+
+def build(name: str, cols, seed: int, arch: str = "default", settings: dict | None = None):
     from deepctr_torch.models import DIN, WDL, DeepFM
+
+    settings = settings or {}
+    l2 = {"l2_reg_linear": 0.0, "l2_reg_embedding": 0.0} if settings.get("l2") == "0" else {}
 
     if name == "LR":  # the wide (linear) part alone: no DNN, no FM
         return WDL(cols, cols, dnn_hidden_units=(), task="binary", device="cpu", seed=seed)
     if name == "FM":  # linear + FM, no DNN
-        return DeepFM(cols, cols, dnn_hidden_units=(), task="binary", device="cpu", seed=seed)
+        return DeepFM(cols, cols, dnn_hidden_units=(), task="binary", device="cpu", seed=seed, **l2)
     if name == "WDL":
         return WDL(cols, cols, task="binary", device="cpu", seed=seed)
     if name == "DeepFM":
-        return DeepFM(cols, cols, task="binary", device="cpu", seed=seed)
+        return DeepFM(cols, cols, task="binary", device="cpu", seed=seed, **l2)
     if name == "DIN":
+        if arch == "book":  # recbook's DIN: activation unit 36, MLP (200, 80)
+            return DIN(cols, ["item_id", "year_bucket"], dnn_hidden_units=(200, 80), att_hidden_size=(36,),
+                       task="binary", device="cpu", seed=seed)
         return DIN(cols, ["item_id", "year_bucket"], task="binary", device="cpu", seed=seed)
     raise ValueError(name)
 
@@ -96,9 +147,10 @@ COMMON_NOTE = ("genres: VarLenSparseFeat, mean pooling; inputs packed by the lib
                "training batch)")
 
 
-def run(name: str, seed: int, max_epochs: int | None) -> None:
+def run(name: str, seed: int, max_epochs: int | None, arch: str = "default", variant: str | None = None) -> None:
     import deepctr_torch
     import torch
+    import torch.nn.functional as F
     from deepctr_torch.callbacks import EarlyStopping
 
     common.one_thread()
@@ -107,9 +159,13 @@ def run(name: str, seed: int, max_epochs: int | None) -> None:
     din = name == "DIN"
     x, y = common.ctr_arrays(inputs, meta, din)
     cols = feature_columns(meta, din)
-    model = build(name, cols, seed)
+    settings = _recbook_settings(name, variant)
+    model = build(name, cols, seed, arch, settings)
+    apply_recbook_settings(model, settings, float(y["train"].mean()))
     model.compile(torch.optim.Adam(model.parameters(), lr=common.CTR["lr"]), "binary_crossentropy",
                   metrics=["auc"])
+    if settings.get("loss") == "mean":  # the library's fit asks for reduction="sum"; recbook averages
+        model.loss_func = lambda p, t, reduction="sum": F.binary_cross_entropy(p, t, reduction="mean")
     stop = EarlyStopping(monitor="val_auc", mode="max", patience=common.CTR["patience"],
                          restore_best_weights=True)
     clock = common.CPUClock()
@@ -127,22 +183,24 @@ def run(name: str, seed: int, max_epochs: int | None) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{LIBRARY} {name} seed {seed}: {len(val)} epochs, best {best + 1} val_auc {val[best]:.4f}, "
           f"{clock.cpu / len(val):.2f} CPU s/epoch")
-    common.save_run(LIBRARY, deepctr_torch.__version__, name, "ctr", seed, epochs=len(val), best_epoch=best + 1,
+    common.save_run(LIBRARY, deepctr_torch.__version__, common.run_name(name, arch, variant), "ctr", seed, epochs=len(val), best_epoch=best + 1,
                     clock=clock, predictions=preds, valid_metric={"auc": float(val[best])},
                     settings={"embedding_dim": common.CTR["embedding_dim"], "batch_size": common.CTR["batch_size"],
                               "optimizer": "Adam", "lr": common.CTR["lr"], "patience": common.CTR["patience"],
-                              "max_epochs": epochs, "n_parameters": n_params},
-                    notes="; ".join([NOTES[name], COMMON_NOTE] + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])), packages=("deepctr-torch", "scikit-learn"))
+                              "max_epochs": epochs, "n_parameters": n_params, "arch": arch,
+                              "recbook_settings": settings},
+                    notes="; ".join([NOTES[name], COMMON_NOTE] + common.variant_notes(arch, variant) + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])), packages=("deepctr-torch", "scikit-learn"))
 
 
 def main() -> int:
-    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED)
+    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED, variants=VARIANTS)
     import deepctr_torch
 
     for name in args.models:
         for seed in args.seeds_for(name):
-            common.guarded(LIBRARY, deepctr_torch.__version__, name, "ctr", seed,
-                           lambda: run(name, seed, args.max_epochs), packages=("deepctr-torch",))
+            common.guarded(LIBRARY, deepctr_torch.__version__, common.run_name(name, args.arch, args.variant),
+                           "ctr", seed, lambda: run(name, seed, args.max_epochs, args.arch, args.variant),
+                           packages=("deepctr-torch",))
     return 0
 
 

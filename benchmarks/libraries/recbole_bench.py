@@ -49,6 +49,67 @@ CTR_NOTE = ("codes as tokens; a code seen only in valid/test (the unknown user c
             "RecBole's random initial vector, never trained")
 
 
+# recbook's settings, moved into the library one at a time (``--variant``; the ablation of
+# ``python -m recbook.ablation``). Each names the setting of ``recbook.ablation`` it moves.
+VARIANTS = {"FM": ("embed_init:normal-0.01", "linear_init:zero", "unknown_rows:zero", "patience:3",
+                   "genre_linear:mean", "all")}
+
+
+def _recbook_settings(name: str, variant: str | None) -> dict:
+    if not variant:
+        return {}
+    if variant not in VARIANTS.get(name, ()):
+        raise SystemExit(f"--variant: {variant!r} is not a variant of {name}; expected one of {VARIANTS.get(name, ())}")
+    if variant == "all":
+        return dict(v.split(":", 1) for v in VARIANTS[name] if v != "all")
+    key, value = variant.split(":", 1)
+    return {key: value}
+
+
+def apply_recbook_settings(model, dataset, settings: dict) -> None:
+    """Re-initialise RecBole's FM with recbook's settings: embeddings ``N(0, 0.01^2)`` instead of
+    Xavier-normal, first-order weights 0, the unknown code's rows (recbook's code 1, the one value
+    every user or occupation seen only after training shares) at 0, and the genres' first-order
+    weights averaged instead of summed."""
+    import types
+
+    import torch
+
+    tables = [(model.token_embedding_table, model.token_seq_embedding_table),
+              (model.first_order_linear.token_embedding_table, model.first_order_linear.token_seq_embedding_table)]
+    with torch.no_grad():
+        if settings.get("embed_init") == "normal-0.01":
+            model.token_embedding_table.embedding.weight.normal_(0.0, 0.01)
+            for t in model.token_seq_embedding_table:
+                t.weight.normal_(0.0, 0.01)
+        if settings.get("linear_init") == "zero":
+            model.first_order_linear.token_embedding_table.embedding.weight.zero_()
+            for t in model.first_order_linear.token_seq_embedding_table:
+                t.weight.zero_()
+        if settings.get("unknown_rows") == "zero":
+            for single, seqs in tables:
+                for f, name in enumerate(model.token_field_names):
+                    token = dataset.field2token_id[name].get("1")
+                    if token is not None:
+                        single.embedding.weight[int(single.offsets[f]) + token] = 0.0
+                for f, name in enumerate(model.token_seq_field_names):
+                    token = dataset.field2token_id[name].get("1")
+                    if token is not None:
+                        seqs[f].weight[token] = 0.0
+    if settings.get("genre_linear") == "mean":
+        linear = model.first_order_linear
+
+        def mean_pooled(self, token_seq_fields):
+            out = []
+            for i, field in enumerate(token_seq_fields):
+                mask = (field != 0).float()
+                emb = self.token_seq_embedding_table[i](field) * mask.unsqueeze(2)
+                out.append(emb.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1).unsqueeze(2))
+            return torch.sum(torch.cat(out, dim=1), dim=1, keepdim=True) if out else None
+
+        linear.embed_token_seq_fields = types.MethodType(mean_pooled, linear)
+
+
 def _tokens(a) -> list:
     return [str(int(v)) for v in a]
 
@@ -100,12 +161,16 @@ def write_sequence_files(folder: Path, name: str) -> None:
             folder / f"{name}.{split}.inter", sep="\t", index=False)
 
 
-def config_dict(model: str, seed: int, folder: Path, name: str, max_epochs: int | None, checkpoints: Path) -> dict:
+def config_dict(model: str, seed: int, folder: Path, name: str, max_epochs: int | None, checkpoints: Path,
+                arch: str = "default", settings: dict | None = None) -> dict:
     base = {
         "data_path": str(folder.parent), "dataset": name, "benchmark_filename": ["train", "valid", "test"],
         "seed": seed, "reproducibility": True, "device": "cpu", "use_gpu": False, "worker": 0,
         "show_progress": False, "checkpoint_dir": str(checkpoints), "log_wandb": False,
-        "epochs": max_epochs or common.CTR["epochs"], "stopping_step": common.CTR["patience"],
+        # RecBole stops after stopping_step + 1 epochs without an improvement (>= counts as one);
+        # recbook and DeepCTR-Torch after `patience` epochs without a strict improvement.
+        "epochs": max_epochs or common.CTR["epochs"],
+        "stopping_step": common.CTR["patience"] - (1 if (settings or {}).get("patience") == "3" else 0),
         "eval_step": 1, "learning_rate": common.CTR["lr"], "learner": "adam",
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": None,
         "field_separator": "\t", "seq_separator": " ",
@@ -123,6 +188,11 @@ def config_dict(model: str, seed: int, folder: Path, name: str, max_epochs: int 
         })
         if din:
             base.update({"alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": MAX_LEN})
+        if arch == "book":  # the book's architecture (timing comparison): MLP 256-128 without dropout
+            if model == "WDL":
+                base.update({"mlp_hidden_size": [256, 128], "dropout_prob": 0.0})
+            elif din:  # recbook's DIN: activation unit 36, MLP 200-80
+                base.update({"mlp_hidden_size": [200, 80], "dropout_prob": 0.0})
     else:
         base.update({
             "train_batch_size": 2048, "eval_batch_size": 4096,
@@ -181,7 +251,7 @@ def sequence_scores(model, loader, dataset, n_codes: int, n_users: int) -> np.nd
     return np.where(np.isnan(out), low, out)  # items RecBole never saw: ranked last
 
 
-def _train(name, seed, max_epochs, meta, protocol, tmp):
+def _train(name, seed, max_epochs, meta, protocol, tmp, arch="default", variant=None):
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -193,7 +263,8 @@ def _train(name, seed, max_epochs, meta, protocol, tmp):
         write_ctr_files(folder, ds_name, meta, din=name == "DIN")
     else:
         write_sequence_files(folder, ds_name)
-    cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved")
+    settings = _recbook_settings(name, variant)
+    cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved", arch, settings)
     config = Config(model=RECBOLE_NAME[name], dataset=ds_name, config_dict=cfg)
     init_logger(config)  # RecBole's per-epoch log lines on stdout (files under the temporary folder)
     init_seed(config["seed"], config["reproducibility"])
@@ -202,6 +273,7 @@ def _train(name, seed, max_epochs, meta, protocol, tmp):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    apply_recbook_settings(model, dataset, settings)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     clock = common.CPUClock()
     counter = {"epochs": 0}
@@ -237,10 +309,13 @@ def _train(name, seed, max_epochs, meta, protocol, tmp):
                                        "loss_type", "MAX_ITEM_LIST_LENGTH", "pooling_mode")
                 if config[k] is not None}
     settings["n_parameters"] = n_params
+    settings["arch"] = arch
+    settings["recbook_settings"] = _recbook_settings(name, variant)
     return preds, metric, epochs, best_epoch, best_score, clock, settings
 
 
-def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
+def run(name: str, seed: int, max_epochs: int | None, version: str, arch: str = "default",
+        variant: str | None = None) -> None:
     common.one_thread()
     meta = common.meta()
     protocol = PROTOCOL[name]
@@ -249,26 +324,28 @@ def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
         tmp = Path(tmp)
         os.chdir(tmp)  # RecBole writes its logs (log/, log_tensorboard/) into the working folder
         try:
-            result = _train(name, seed, max_epochs, meta, protocol, tmp)
+            result = _train(name, seed, max_epochs, meta, protocol, tmp, arch, variant)
         finally:
             os.chdir(cwd)
     preds, metric, epochs, best_epoch, best_score, clock, settings = result
     print(f"{LIBRARY} {name} seed {seed}: {epochs} epochs, best valid {best_score:.4f}, "
           f"{clock.cpu / epochs:.2f} CPU s/epoch")
-    notes = [NOTES[name]] + ([CTR_NOTE] if protocol == "ctr" else []) + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])
-    common.save_run(LIBRARY, version, name, protocol, seed, epochs=epochs, best_epoch=best_epoch, clock=clock,
+    notes = [NOTES[name]] + ([CTR_NOTE] if protocol == "ctr" else []) + common.variant_notes(arch, variant) \
+        + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])
+    common.save_run(LIBRARY, version, common.run_name(name, arch, variant), protocol, seed, epochs=epochs, best_epoch=best_epoch, clock=clock,
                     predictions=preds, valid_metric=metric, settings=settings, notes="; ".join(notes),
                     packages=("recbole", "scipy", "scikit-learn"))
 
 
 def main() -> int:
-    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED)
+    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED, variants=VARIANTS)
     from importlib.metadata import version
 
     v = version("recbole")
     for name in args.models:
         for seed in args.seeds_for(name):
-            common.guarded(LIBRARY, v, name, PROTOCOL[name], seed, lambda: run(name, seed, args.max_epochs, v),
+            common.guarded(LIBRARY, v, common.run_name(name, args.arch, args.variant), PROTOCOL[name], seed,
+                           lambda: run(name, seed, args.max_epochs, v, args.arch, args.variant),
                            packages=("recbole",))
     return 0
 

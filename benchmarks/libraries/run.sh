@@ -6,6 +6,13 @@
 # `run.sh --speed` (`make bench-speed`) is the timing run instead: recbook's entries and every
 # library model with a recbook counterpart, seed 0, two epochs each, one process after another in
 # this one invocation, collected into book/results/speed.csv|md (the full runs stay untouched).
+# The models with an MLP run twice: with the library's defaults and with the book's architecture
+# (`--arch book`: embedding 16, MLP 256-128, the same fields; DIN: activation unit 36, MLP 200-80).
+#
+# `run.sh --ablation` runs the FM/DeepFM ablation's library side: each library's FM (and
+# DeepFM) with its own recipe and with each of recbook's settings moved in (`--variant`), seeds
+# 0,1,2, into _build/libraries/ablation/runs; then `python -m recbook.ablation --library-runs`
+# scores them into book/results/fm_ablation.csv and deepfm_ablation.csv.
 #
 # Environment:
 #   RECBOOK_PYTHON   recbook's interpreter (default .venv/bin/python)
@@ -17,10 +24,12 @@
 #   LIBRARIES_OUT    folder of libraries.csv and libraries.md (default book/results)
 set -euo pipefail
 SPEED=0
+ABLATION=0
 case "${1:-}" in
     --speed) SPEED=1 ;;
+    --ablation) ABLATION=1 ;;
     "") ;;
-    *) echo "usage: run.sh [--speed]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [--speed | --ablation]" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/../.."
 HERE=benchmarks/libraries
@@ -68,6 +77,30 @@ if [ "$SPEED" = 1 ]; then
     LIBRARY_ARGS="--seeds 0 --max-epochs 2 $LIBRARY_ARGS"
 fi
 
+if [ "$ABLATION" = 1 ]; then
+    export RECBOOK_LIBRARIES_RUNS="$RECBOOK_LIBRARIES_BUILD/ablation/runs"
+    echo "== exporting the book's protocols"
+    "$RECBOOK_PYTHON" "$HERE/export.py" --out "$BUILD/data"
+    status=0
+    ablate() {  # library script model variants...
+        local lib=$1 script=$2 model=$3; shift 3
+        venv "$lib"
+        "$BUILD/venv-$lib/bin/python" "$HERE/$script" --models "$model" --seeds 0,1,2 || status=1
+        for v in "$@"; do
+            "$BUILD/venv-$lib/bin/python" "$HERE/$script" --models "$model" --seeds 0,1,2 --variant "$v" || status=1
+        done
+    }
+    ablate deepctr deepctr_torch_bench.py FM embed_init:normal-0.01 linear_init:zero unknown_rows:zero l2:0 loss:mean all
+    ablate deepctr deepctr_torch_bench.py DeepFM embed_init:normal-0.01 linear_init:zero mlp_init:uniform \
+        unknown_rows:zero bias:base-rate l2:0 loss:mean all
+    ablate recbole recbole_bench.py FM embed_init:normal-0.01 linear_init:zero unknown_rows:zero patience:3 \
+        genre_linear:mean all
+    echo "== the recbook side and the table"
+    "$RECBOOK_PYTHON" -m recbook.ablation --models FM,DeepFM --seeds 0,1,2 \
+        --library-runs "$RECBOOK_LIBRARIES_RUNS" --out "${LIBRARIES_OUT:-book/results}"
+    exit $status
+fi
+
 # The models a library runs: all of its script's models, or in the timing run those with a
 # recbook counterpart.
 speed_models() {
@@ -76,6 +109,16 @@ speed_models() {
         rechub)  echo "--models WDL,DeepFM,DIN,GRU4Rec,DSSM" ;;
         recbole) echo "--models FM,WDL,DIN,GRU4Rec" ;;
         gru4rec) echo "--models GRU4Rec" ;;
+    esac
+}
+
+# The models whose library defaults differ from the book's architecture (an MLP), timed again with
+# the book's (`--arch book`).
+book_arch_models() {
+    case $1 in
+        deepctr) echo "--models WDL,DeepFM,DIN" ;;
+        rechub)  echo "--models WDL,DeepFM,DIN" ;;
+        recbole) echo "--models WDL,DIN" ;;
     esac
 }
 
@@ -103,6 +146,13 @@ for lib in $LIBRARIES; do
     if [ "$SPEED" = 1 ]; then models=$(speed_models "$lib"); fi
     # shellcheck disable=SC2086
     "$BUILD/venv-$lib/bin/python" "$HERE/$script" $models $LIBRARY_ARGS || status=1
+    if [ "$SPEED" = 1 ]; then  # the same models again with the book's architecture
+        book=$(book_arch_models "$lib")
+        if [ -n "$book" ]; then
+            # shellcheck disable=SC2086
+            "$BUILD/venv-$lib/bin/python" "$HERE/$script" $book --arch book $LIBRARY_ARGS || status=1
+        fi
+    fi
 done
 
 if [ "$SPEED" = 1 ]; then

@@ -2,7 +2,10 @@
 
 ``run.sh --speed`` trains, one process after another on the same machine: recbook's entries
 (``python -m recbook.bench --quick --seeds 0``, at most two epochs each) and every library model
-that has a recbook counterpart (``--seeds 0 --max-epochs 2``). This script reads both — recbook's
+that has a recbook counterpart (``--seeds 0 --max-epochs 2``), with the library's default
+architecture and, for the models with an MLP, again with the book's (``--arch book``: embedding 16,
+MLP 256-128 without dropout, the same 8 fields; DIN: activation unit 36, MLP 200-80). The second
+kind of row has the source ``"<library> (book's architecture)"`` and ``arch = "book"``. This script reads both — recbook's
 results file and the library runs of that invocation — and writes one row per (source, model):
 CPU and wall seconds per epoch with one thread, the epochs timed, and the run's identifier, which
 is the same on every row (they come from one run). Accuracy is not the point of this file: two
@@ -27,7 +30,8 @@ from recbook.chapters.leaderboard import LIBRARY_MODELS  # noqa: E402
 
 OUT = ROOT / "book" / "results"
 FAMILY_ORDER = ["LR", "FM", "WideDeep", "DeepFM", "DIN", "GRU4Rec-XE", "TwoTower"]
-COLUMNS = ["run", "source", "version", "model", "family", "protocol", "epochs", "cpu_s_per_epoch",
+BOOK_ARCH = " (book's architecture)"
+COLUMNS = ["run", "source", "version", "model", "family", "arch", "protocol", "epochs", "cpu_s_per_epoch",
            "wall_s_per_epoch", "threads", "python", "torch", "machine", "cpu_count", "command"]
 
 
@@ -36,7 +40,7 @@ def recbook_rows(csv: Path, run: str) -> pd.DataFrame:
     b = b[b["model"].isin(set(LIBRARY_MODELS.values()))]
     return pd.DataFrame({
         "run": run, "source": "recbook", "version": b["recbook"].astype(str), "model": b["model"],
-        "family": b["model"], "protocol": b["protocol"], "epochs": b["epochs"],
+        "family": b["model"], "arch": "book", "protocol": b["protocol"], "epochs": b["epochs"],
         "cpu_s_per_epoch": b["cpu_s_per_epoch"], "wall_s_per_epoch": b["wall_s_per_epoch"],
         "threads": b["threads"], "python": b["python"], "torch": b["torch"], "machine": b["machine"],
         "cpu_count": b["cpu_count"], "command": "python -m recbook.bench --quick --seeds 0",
@@ -47,10 +51,13 @@ def library_rows(runs: Path, run: str) -> pd.DataFrame:
     rows = []
     for js in sorted(runs.glob("*/*.json")):
         r = json.loads(js.read_text())
-        if r.get("status") != "ok" or r["model"] not in LIBRARY_MODELS:
+        model, _, arch = r["model"].partition("#")
+        if r.get("status") != "ok" or model not in LIBRARY_MODELS or "@" in r["model"]:
             continue
-        rows.append({"run": run, "source": r["library"], "version": r["library_version"], "model": r["model"],
-                     "family": LIBRARY_MODELS[r["model"]], "protocol": r["protocol"], "epochs": r["epochs"],
+        source = r["library"] + (BOOK_ARCH if arch == "book" else "")
+        rows.append({"run": run, "source": source, "version": r["library_version"], "model": model,
+                     "family": LIBRARY_MODELS[model], "arch": arch or "library default",
+                     "protocol": r["protocol"], "epochs": r["epochs"],
                      "cpu_s_per_epoch": r["cpu_s_per_epoch"], "wall_s_per_epoch": r["wall_s_per_epoch"],
                      "threads": r["threads"], "python": r.get("python"), "torch": r.get("torch"),
                      "machine": r.get("machine"), "cpu_count": r.get("cpu_count"), "command": r.get("command", "")})
@@ -87,7 +94,8 @@ def main(argv=None) -> int:
     frame = frame.assign(_p=frame["protocol"].map({"ctr": 0, "sequence": 1, "retrieval": 2}),
                          _f=frame["family"].map(lambda f: FAMILY_ORDER.index(f) if f in FAMILY_ORDER else 99),
                          _s=frame["source"] != "recbook")
-    frame = frame.sort_values(["_p", "_f", "_s", "source"], kind="stable")[COLUMNS].reset_index(drop=True)
+    frame = frame.sort_values(["_p", "_f", "_s", "source"], kind="stable")
+    # (a library's row with the book's architecture sorts right after its default row)[COLUMNS].reset_index(drop=True)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "speed.csv"
     text = (f"CPU seconds per epoch with one thread, every row from one run ({args.run}) on one machine: "

@@ -38,6 +38,15 @@ MISSING = {
     "LR": "torch-rechub has no logistic-regression ranking model",
     "FM": "torch-rechub has no FM ranking model (FM exists only as a layer inside DeepFM)",
 }
+# Models whose results would compare recbook with a broken baseline: one row with the reason, no
+# metrics, unless --run-dropped asks for the run anyway.
+DROPPED = {
+    "DSSM": ("dropped: torch-rechub 0.9.0's DSSM.forward ignores its temperature (the division is "
+             "commented out) and returns sigmoid(cosine of two L2-normalised towers), so every "
+             "probability lies in [0.27, 0.73]: the point-wise loss of its MovieLens example cannot "
+             "separate positives from negatives, and no setting restores the temperature. Its runs here "
+             "(3 seeds, test Recall@50 0.056) were below the popularity baseline (0.197)"),
+}
 MLP = {"dims": [256, 128], "dropout": 0.2, "activation": "relu"}
 NOTES = {
     "WDL": "WideDeep(wide = deep = all 8 fields); the library's wide part is a linear layer over the "
@@ -62,20 +71,21 @@ def inputs(frame, meta, item_year, din: bool) -> dict:
     return x
 
 
-def build(name: str, meta):
+def build(name: str, meta, arch: str = "default"):
     from torch_rechub.basic.features import SequenceFeature, SparseFeature
     from torch_rechub.models.ranking import DIN, DeepFM, WideDeep
 
     d = common.CTR["embedding_dim"]
     sizes = meta["field_sizes"]
+    mlp = dict(MLP, dropout=0.0) if arch == "book" else dict(MLP)  # the book's MLP has no dropout
     single = {f: SparseFeature(f, vocab_size=sizes[f], embed_dim=d, padding_idx=0) for f in SINGLE}
     genres = SequenceFeature("genres", vocab_size=sizes["genres"], embed_dim=d, pooling="mean", padding_idx=0)
     if name == "WDL":
         feats = [*single.values(), genres]
-        return WideDeep(wide_features=feats, deep_features=feats, mlp_params=dict(MLP))
+        return WideDeep(wide_features=feats, deep_features=feats, mlp_params=mlp)
     if name == "DeepFM":
         feats = [*single.values(), genres]
-        return DeepFM(deep_features=feats, fm_features=feats, mlp_params=dict(MLP))
+        return DeepFM(deep_features=feats, fm_features=feats, mlp_params=mlp)
     if name == "DIN":
         target = [single["item_id"], single["year_bucket"]]
         history = [SequenceFeature("hist_item_id", vocab_size=sizes["item_id"], embed_dim=d, pooling="concat",
@@ -83,12 +93,15 @@ def build(name: str, meta):
                    SequenceFeature("hist_year_bucket", vocab_size=sizes["year_bucket"], embed_dim=d,
                                    pooling="concat", shared_with="year_bucket", padding_idx=0)]
         features = [single[f] for f in USER_SIDE] + [genres]
+        if arch == "book":  # recbook's DIN: activation unit 36, MLP 200-80
+            return DIN(features=features, history_features=history, target_features=target,
+                       mlp_params={"dims": [200, 80]}, attention_mlp_params={"dims": [36]})
         return DIN(features=features, history_features=history, target_features=target,
                    mlp_params={"dims": [256, 128]}, attention_mlp_params={"dims": [256, 128]})
     raise ValueError(name)
 
 
-def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
+def run(name: str, seed: int, max_epochs: int | None, version: str, arch: str = "default") -> None:
     import tempfile
 
     from torch_rechub.trainers import CTRTrainer
@@ -99,7 +112,7 @@ def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
     meta = common.meta()
     din = name == "DIN"
     x, y = common.ctr_arrays(inputs, meta, din)
-    model = build(name, meta)
+    model = build(name, meta, arch)
     dg = DataGenerator(x["train"], y["train"])
     train_dl, valid_dl, test_dl = dg.generate_dataloader(x_val=x["valid"], y_val=y["valid"], x_test=x["test"],
                                                          y_test=y["test"], batch_size=common.CTR["batch_size"])
@@ -129,12 +142,13 @@ def run(name: str, seed: int, max_epochs: int | None, version: str) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{LIBRARY} {name} seed {seed}: {len(val_aucs)} epochs, best {best + 1} val_auc {val_aucs[best]:.4f}, "
           f"{clock.cpu / len(val_aucs):.2f} CPU s/epoch")
-    common.save_run(LIBRARY, version, name, "ctr", seed, epochs=len(val_aucs), best_epoch=best + 1, clock=clock,
+    common.save_run(LIBRARY, version, common.run_name(name, arch), "ctr", seed, epochs=len(val_aucs), best_epoch=best + 1, clock=clock,
                     predictions=preds, valid_metric={"auc": float(val_aucs[best])},
                     settings={"embedding_dim": common.CTR["embedding_dim"], "batch_size": common.CTR["batch_size"],
                               "optimizer": "Adam", "lr": common.CTR["lr"], "weight_decay": 1e-5,
-                              "patience": common.CTR["patience"], "max_epochs": epochs, "n_parameters": n_params},
-                    notes="; ".join([NOTES[name], COMMON_NOTE] + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])), packages=("torch-rechub", "scikit-learn"))
+                              "patience": common.CTR["patience"], "max_epochs": epochs, "n_parameters": n_params,
+                              "arch": arch},
+                    notes="; ".join([NOTES[name], COMMON_NOTE] + common.variant_notes(arch) + ([common.ONE_SEED_NOTE] if name in ONE_SEED else [])), packages=("torch-rechub", "scikit-learn"))
 
 
 MATCH = {
@@ -294,7 +308,8 @@ def run_matching(name: str, seed: int, max_epochs: int | None, version: str) -> 
 
 
 def main() -> int:
-    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED)
+    args = common.parse_args(MODELS, __doc__.split("\n\n")[0], one_seed=ONE_SEED,
+                             extra=[("--run-dropped", f"run {', '.join(DROPPED)} anyway (a broken model: see the notes)")])
     from importlib.metadata import version
 
     v = version("torch-rechub")
@@ -306,12 +321,17 @@ def main() -> int:
                 common.save_run(LIBRARY, v, name, "ctr", seed, status="missing", notes=MISSING[name],
                                 packages=("torch-rechub",))
                 continue
+            if name in DROPPED and not args.run_dropped:
+                if seed == args.seeds[0]:
+                    common.save_run(LIBRARY, v, name, PROTOCOL[name], seed, status="dropped", notes=DROPPED[name],
+                                    packages=("torch-rechub",))
+                continue
             if name in PROTOCOL:
                 common.guarded(LIBRARY, v, name, PROTOCOL[name], seed,
                                lambda: run_matching(name, seed, args.max_epochs, v), packages=("torch-rechub",))
                 continue
-            common.guarded(LIBRARY, v, name, "ctr", seed, lambda: run(name, seed, args.max_epochs, v),
-                           packages=("torch-rechub",))
+            common.guarded(LIBRARY, v, common.run_name(name, args.arch), "ctr", seed,
+                           lambda: run(name, seed, args.max_epochs, v, args.arch), packages=("torch-rechub",))
     return 0
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..data.features import Schema
 from ..layers import FeatureLinear, FieldEmbedding, FMInteraction, SchemaModule, mlp
+from .fm import XAVIER, check_init_std, xavier_init_
 
 
 class DeepFM(SchemaModule):
@@ -31,7 +32,8 @@ class DeepFM(SchemaModule):
         dim: size of the shared embeddings.
         hidden: MLP widths.
         dropout, batchnorm: MLP regularisation (see :func:`recbook.layers.mlp`).
-        init_std: standard deviation of the initial embeddings.
+        init_std: standard deviation of the initial embeddings, or ``"xavier"`` (see
+            :class:`~recbook.models.FactorizationMachine`).
         base_rate: optional positive rate of the training labels; the bias starts at its log-odds.
         validate: check each batch with :func:`recbook.layers.check_batch`.
         unknown_rate: ``{field: rate}``: train the unknown rows by replacing that share of the
@@ -41,13 +43,17 @@ class DeepFM(SchemaModule):
     """
 
     def __init__(self, schema: Schema, dim: int = 16, hidden: Sequence[int] = (256, 128), *,
-                 dropout: float = 0.0, batchnorm: bool = False, init_std: float = 0.01,
+                 dropout: float = 0.0, batchnorm: bool = False, init_std: float | str = 0.01,
                  base_rate: float | None = None, validate: bool = True, unknown_rate: dict | None = None):
         super().__init__(schema, validate=validate, unknown_rate=unknown_rate)
+        init_std = check_init_std(init_std)
         self.linear = FeatureLinear(schema, base_rate=base_rate, validate=False)
-        self.embedding = FieldEmbedding(schema, dim, init_std=init_std, validate=False)
+        self.embedding = FieldEmbedding(schema, dim, init_std=0.01 if init_std == XAVIER else init_std,
+                                        validate=False)
         self.interaction = FMInteraction()
         self.mlp = mlp(len(schema) * self.embedding.dim, hidden, dropout=dropout, batchnorm=batchnorm)
+        if init_std == XAVIER:  # drawn last, so the other weights are those of the default init
+            xavier_init_(self.embedding)
 
     def parts(self, batch: Mapping) -> dict[str, torch.Tensor]:
         """The three terms of the logit, each ``[B]``: ``linear`` (bias included), ``fm``, ``deep``."""
