@@ -13,7 +13,7 @@ Loaded by ``_ext/recbook_site.py`` (its ``setup`` calls :func:`setup`). What it 
    at :data:`WORDS_PER_MINUTE`. Code, maths, cell outputs, labels and link targets are not
    counted. A chapter opts into a word budget with the notebook metadata key
    ``"recbook": {"lesson_words_max": N}`` (checked by tests/test_reading_time.py).
-3. **Charts that fit.** ``_ext/recbook_fit.js`` wraps ``vegaEmbed``: a chart wider than its cell
+3. **Charts that fit.** ``_ext/static/recbook-fit.js`` wraps ``vegaEmbed``: a chart wider than its cell
    (a phone is 390 px wide) is drawn again to fit: panels side by side are stacked, and views
    narrowed. Charts inside a closed "Going deeper" section are drawn when it is opened.
 
@@ -278,10 +278,8 @@ def setup(app) -> None:
 
 
 def _add_fit_script(app, pagename, templatename, context, doctree) -> None:
-    if "VEGA_DEBUG" not in (context.get("body") or ""):
-        return
-    script = (Path(__file__).parent / "recbook_fit.js").read_text(encoding="utf-8")
-    app.add_js_file(None, body=script, priority=201)
+    if "VEGA_DEBUG" in (context.get("body") or ""):  # a page with a chart
+        app.add_js_file("recbook-fit.js", priority=201)
 
 
 def _table(root: Path) -> str:

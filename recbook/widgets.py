@@ -22,7 +22,7 @@ the same thing.
 
 On the website every chart fits its cell: one wider than the page (a phone is 390 px wide) is
 drawn again with its side-by-side panels stacked and its fixed widths narrowed
-(``_ext/recbook_fit.js``). Design charts that still read when stacked, and that respond to a
+(``_ext/static/recbook-fit.js``). Design charts that still read when stacked, and that respond to a
 control within 200 ms: ship what the controls can reach rather than computing a model in Vega.
 The browser test times every control change and measures every chart at 390 px.
 

@@ -143,8 +143,10 @@
   // Width of every chart and figure against the room its cell gives it (CSS pixels).
   function widths() {
     const out = [];
-    const room = (el) => {
-      const box = el.parentElement;
+    const room = (el) => {  // content width of the nearest block around the element
+      let box = el.parentElement;
+      while (box && (box.clientWidth === 0 || getComputedStyle(box).display.startsWith("inline"))) box = box.parentElement;
+      if (!box) return document.documentElement.clientWidth;
       const style = getComputedStyle(box);
       return box.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
     };
@@ -153,17 +155,19 @@
       const scroller = chart.element.closest(".recbook-chart-scroll");
       out.push({kind: "chart", index: k + 1, width: marks ? marks.getBoundingClientRect().width : 0,
                 room: room(chart.element), scrolls: !!scroller,
-                fitted: chart.element.getAttribute("data-recbook-fitted") === "1"});
+                fitted: chart.element.getAttribute("data-recbook-fitted") === "1",
+                scaled: +(chart.element.getAttribute("data-recbook-scaled") || 1), src: ""});
     });
     const figures = Array.from(document.querySelectorAll("article img, article .cell_output svg:not(.marks)"))
       .filter((el) => !el.closest(".vega-embed") && el.getBoundingClientRect().width > 0);
     figures.forEach((el, k) => {
       out.push({kind: el.tagName.toLowerCase() === "img" ? "image" : "svg", index: k + 1,
                 width: el.getBoundingClientRect().width, room: room(el), scrolls: false, fitted: false,
-                src: (el.getAttribute("src") || "").split("/").pop()});
+                scaled: 1, src: (el.getAttribute("src") || "").split("/").pop()});
     });
     const doc = document.scrollingElement;
-    out.push({kind: "page", index: 0, width: doc.scrollWidth, room: doc.clientWidth, scrolls: false, fitted: false});
+    out.push({kind: "page", index: 0, width: doc.scrollWidth, room: doc.clientWidth, scrolls: false, fitted: false,
+              scaled: 1, src: ""});
     return out;
   }
 

@@ -62,6 +62,13 @@ SLOW_CHARTS = {
     # loaded 2-core machine), which the chart may not exceed by more than half again.
     # Remove an entry once its chart is fast: the budget then applies to it.
 }
+
+WIDE_CHARTS = {
+    # Charts still wider than a phone's cell (358 px at PHONE) after being redrawn to fit: what
+    # sticks out is text (a readout on one long line, long labels), which narrowing the views
+    # cannot shorten. Their owners are rewriting them; key (page, chart number): CSS px measured
+    # when the entry was added. Remove an entry once the chart fits.
+}
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
 EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host ...
 
@@ -394,7 +401,7 @@ def _record(name: str, page: str, rows: list[dict]) -> None:
     path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     if rows:
         with open(RECORDS / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
             writer.writerows(rows)
 
@@ -420,9 +427,17 @@ def test_fits_a_phone(page, phone, site):
     if charts["rendered"] < charts["expected"]:
         problems.append(f"{charts['expected'] - charts['rendered']} of {charts['expected']} charts did not render")
     for m in measured:
+        if m["kind"] == "page" and not _is_chapter(page):
+            continue  # API pages and indexes: long signatures and listings, not the reader's path
+        if m["kind"] == "chart" and (page, m["index"]) in WIDE_CHARTS:
+            continue
         if m["width"] > m["room"] + 1:
             what = "the page scrolls sideways" if m["kind"] == "page" else f"{m['kind']} {m['index']}"
             problems.append(f"{what}: {m['width']:.0f} px wide in {m['room']:.0f} px"
                             + (f" ({m['src']})" if m.get("src") else "")
                             + (" (scrolls inside its cell)" if m["scrolls"] else ""))
     assert not problems, f"{page} at {PHONE[0]} px:\n  " + "\n  ".join(problems)
+
+
+def _is_chapter(page: str) -> bool:
+    return page.startswith("book/") and "/" not in page[len("book/"):]

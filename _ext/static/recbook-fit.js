@@ -3,14 +3,17 @@
 //
 // A chart is drawn as written. If it is wider than its cell (a phone is 390 px wide), it is drawn
 // again: panels side by side are stacked (hconcat -> vconcat, concat -> one column), then every
-// view with a fixed width is narrowed by what still sticks out, up to three times. A chart that
-// still does not fit scrolls sideways inside its cell, with a visible hint. A chart inside a closed
+// view with a fixed width is narrowed by what still sticks out, up to three times. What still
+// sticks out then is text (a readout, long labels): the drawing is scaled down to the cell if that
+// takes no more than 20%; otherwise the chart scrolls sideways inside its cell, with a visible
+// hint (and the browser test reports it: shorten the text or break it into lines). A chart inside a closed
 // "Going deeper" section is drawn when the section is opened (its width is unknown before).
 (function () {
   "use strict";
   var raw = window.vegaEmbed;
   if (!raw) return;
   var MIN_WIDTH = 120;
+  var MIN_SCALE = 0.8;  // scaled down no further: 12 px labels stay above 9.5 px
 
   function available(el) {
     var box = el.parentElement || el;
@@ -63,6 +66,12 @@
     for (var i = 0; i < 3 && drawnWidth(el) > room + 1; i++) {
       if (!narrow(fitted, drawnWidth(el) - room + 2)) break;
       result = await redraw(el, result, fitted, opt);
+    }
+    var left = drawnWidth(el);
+    if (left > room + 1 && room / left >= MIN_SCALE) {  // what sticks out is text: scale it all
+      var marks = el.querySelector("svg.marks");
+      if (marks) { marks.style.maxWidth = "100%"; marks.style.height = "auto"; }
+      el.setAttribute("data-recbook-scaled", (room / left).toFixed(2));
     }
     if (drawnWidth(el) > room + 1) {  // last resort: scroll inside the cell, and say so
       el.parentElement.classList.add("recbook-chart-scroll");
