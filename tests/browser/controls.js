@@ -161,9 +161,14 @@
     const figures = Array.from(document.querySelectorAll("article img, article .cell_output svg:not(.marks)"))
       .filter((el) => !el.closest(".vega-embed") && el.getBoundingClientRect().width > 0);
     figures.forEach((el, k) => {
-      out.push({kind: el.tagName.toLowerCase() === "img" ? "image" : "svg", index: k + 1,
-                width: el.getBoundingClientRect().width, room: room(el), scrolls: false, fitted: false,
-                scaled: 1, src: (el.getAttribute("src") || "").split("/").pop()});
+      const box = el.getBoundingClientRect();
+      const img = el.tagName.toLowerCase() === "img";
+      // An image squeezed to the page's width but not in height: drawn out of shape.
+      const distorted = img && el.naturalWidth > 0 && box.height > 0 &&
+        Math.abs((box.width / box.height) / (el.naturalWidth / el.naturalHeight) - 1) > 0.03;
+      out.push({kind: img ? "image" : "svg", index: k + 1,
+                width: box.width, room: room(el), scrolls: false, fitted: false,
+                scaled: 1, src: (el.getAttribute("src") || "").split("/").pop(), distorted: distorted});
     });
     const doc = document.scrollingElement;
     out.push({kind: "page", index: 0, width: doc.scrollWidth, room: doc.clientWidth, scrolls: false, fitted: false,

@@ -442,6 +442,8 @@ def test_fits_a_phone(page, phone, site):
             continue  # API pages and indexes: long signatures and listings, not the reader's path
         if m["kind"] == "chart" and (page, m["index"]) in WIDE_CHARTS:
             continue
+        if m.get("distorted"):
+            problems.append(f"{m['kind']} {m['index']} ({m['src']}): out of shape, scaled in width but not in height")
         if m["width"] > m["room"] + 1:
             what = "the page scrolls sideways" if m["kind"] == "page" else f"{m['kind']} {m['index']}"
             problems.append(f"{what}: {m['width']:.0f} px wide in {m['room']:.0f} px"
