@@ -129,8 +129,9 @@ def pytest_terminal_summary(terminalreporter):
     if widths.is_file():
         rows = json.loads(widths.read_text(encoding="utf-8"))
         terminalreporter.section(f"widths at {PHONE[0]} px (CSS px: element / room in its cell)")
+        chapter = lambda page: page.startswith("book/") and "/" not in page[len("book/"):]  # noqa: E731
         for r in rows:
-            if r["kind"] in ("chart", "page") or r["width"] > r["room"] + 1:
+            if chapter(r["page"]) and (r["kind"] in ("chart", "page") or r["width"] > r["room"] + 1):
                 flag = "  TOO WIDE" if r["width"] > r["room"] + 1 else ""
                 terminalreporter.write_line(f"{r['width']:7.1f} / {r['room']:6.1f}  {r['page']} {r['kind']} "
                                             f"{r['index']}{' (redrawn to fit)' if r.get('fitted') else ''}{flag}")
