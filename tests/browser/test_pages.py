@@ -60,12 +60,13 @@ SLOW_CHARTS = {
     # precompute what their controls reach. Key: (page, the chart's controls, comma-separated);
     # value: the slowest change measured when the entry was added (ms, headless Chromium on a
     # loaded 2-core machine), which the chart may not exceed by more than twice (the load makes
-    # the times vary by up to 2x between runs). Three runs gave, slowest change per chart:
-    #   DeepFM, the parts (the whole MLP runs in Vega): 2239, 1154, 1687 ms
+    # the times vary by 2-4x between runs). Five runs gave, slowest change per chart:
+    #   DeepFM, the parts (the whole MLP runs in Vega): 2239, 1154, 1687, 631, 804 ms
     ("book/deepfm.html", "user,movie"): 2239,
-    #   DIN, the attention weights of a user's history for a candidate: 1000, 537, 430 ms
+    #   DIN, the attention weights of a user's history for a candidate: 1000, 537, 430, 262, 267 ms
     ("book/din.html", "user,candidate"): 1000,
-    #   Two-tower, what the user retrieves with and without logQ: 517, 291, 198 ms
+    #   Two-tower, what the user retrieves with and without logQ: 517, 291, 198, 123, 92 ms
+    #   (over the budget in two runs of five, when the machine was busiest)
     ("book/twotower.html", "user,logq,tau"): 517,
     # Remove an entry once its chart is fast: the budget then applies to it.
 }
