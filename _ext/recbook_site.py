@@ -344,6 +344,7 @@ def _chinese_text_transform():
 
 def setup(app: Sphinx) -> dict:
     import recbook_diagrams  # the same folder is on sys.path (local_extensions)
+    import recbook_reader  # going-deeper sections, reading time, charts that fit a phone
 
     app.add_config_value("recbook_vega_base", "https://cdn.jsdelivr.net/npm", "html", str)
     _register_bibliography_style()
@@ -359,4 +360,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _point_require_at_widget_manager, priority=600)
     app.connect("html-page-context", _add_vega, priority=600)
     recbook_diagrams.setup(app)
+    recbook_reader.setup(app)
     return {"version": "1.1", "parallel_read_safe": True, "parallel_write_safe": True}

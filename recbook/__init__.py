@@ -10,3 +10,16 @@ synthetic data). The core never imports it.
 """
 __version__ = "0.1.0"
 REPOSITORY_URL = "https://github.com/recbook/recbook"
+
+
+def _sharp_figures_in_a_kernel() -> None:
+    """Inline figures at twice the resolution in a notebook (recbook.plots.sharp_inline_figures)."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        from recbook.plots import sharp_inline_figures
+
+        sharp_inline_figures()
+
+
+_sharp_figures_in_a_kernel()

@@ -15,14 +15,51 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
-__all__ = ["LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "diagram_arrow", "diagram_axes",
-           "diagram_box", "plot_learning_curves"]
+__all__ = ["FIGURE_FORMAT", "LABEL_COLORS", "SPLITS", "SPLIT_COLORS", "axes_or_new", "diagram_arrow", "diagram_axes",
+           "diagram_box", "plot_learning_curves", "sharp_inline_figures"]
 
 SPLITS = ("train", "valid", "test")
 SPLIT_COLORS = {"train": "#4C72B0", "valid": "#DD8452", "test": "#C44E52"}
 """One colour per split, shared by every figure that shows the time split."""
 LABEL_COLORS = {0: "#8C8C8C", 1: "#2A9D8F"}
 """Colour of a negative (label 0) and a positive (label 1) rating."""
+
+
+FIGURE_FORMAT = "retina"
+"""How a notebook shows matplotlib figures: PNG at twice the resolution, displayed at the
+figure's size (the image carries its width and height). Labels stay sharp on high-DPI screens and
+when a phone scales the figure down to its width, and the file stays bounded, unlike an SVG of a
+scatter plot with thousands of points."""
+
+
+def sharp_inline_figures(fmt: str = FIGURE_FORMAT) -> bool:
+    """In a Jupyter kernel, draw every inline matplotlib figure as ``fmt`` (:data:`FIGURE_FORMAT`).
+
+    ``import recbook`` calls it, so every chapter (and the website, which runs the notebooks) gets
+    sharp figures without a line of its own. Outside a kernel it does nothing and returns False.
+
+    Raises:
+        ValueError: if ``fmt`` is not a format the inline backend knows.
+    """
+    if fmt not in {"png", "retina", "png2x", "svg", "jpeg", "jpg", "pdf"}:
+        raise ValueError(f"fmt: expected 'retina', 'png', 'svg', 'jpeg' or 'pdf', got {fmt!r}")
+    import sys
+
+    if "ipykernel" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    from matplotlib_inline.config import InlineBackend
+
+    # The backend's one configuration object: setting its formats re-registers the formatters now,
+    # and the inline backend reads the same object when pyplot switches it on later.
+    cfg = InlineBackend.instance(parent=shell)
+    cfg.shell = shell
+    cfg.figure_formats = {fmt}
+    return True
 
 
 def axes_or_new(ax: Axes | None, figsize=(6.4, 3.6)) -> Axes:

@@ -20,6 +20,12 @@ figure does not change, then sets each check's controls and fails unless the fig
 expected text. A text computed in Python from the real model thus proves that the browser computes
 the same thing.
 
+On the website every chart fits its cell: one wider than the page (a phone is 390 px wide) is
+drawn again with its side-by-side panels stacked and its fixed widths narrowed
+(``_ext/static/recbook-fit.js``). Design charts that still read when stacked, and that respond to a
+control within 200 ms: ship what the controls can reach rather than computing a model in Vega.
+The browser test times every control change and measures every chart at 390 px.
+
 :func:`precomputed_slider` is the fallback for a figure that cannot be computed in the browser:
 one figure per value, rendered up front, switched by a slider through ``widgets.jslink``.
 """

@@ -98,22 +98,82 @@
     await sleep(30);
   }
 
+  const nextFrame = () => new Promise((r) => requestAnimationFrame(() => r()));
+
+  // Milliseconds from a control's change until the chart has run its dataflow and redrawn, the
+  // browser's next frame included: what a reader waits for after moving it.
+  async function timed(chart, change) {
+    await nextFrame();
+    const t0 = performance.now();
+    change();
+    await chart.view.runAsync();
+    await nextFrame();
+    return performance.now() - t0;
+  }
+
   // Move each control of chart `i` on its own, then put it back: each must change the figure.
+  // Both changes are timed (`timings`, one entry per control: the slower of the two).
   async function exerciseChart(i) {
     const chart = window.recbookCharts[i];
     const problems = [];
+    const timings = [];
     const controls = chartControls(chart);
     for (const el of controls) {
       const start = controlValue(el);
       const before = chartSignature(chart);
-      moveControl(el);
+      const there = await timed(chart, () => moveControl(el));
       await settle(chart);
       if (controlValue(el) === start) problems.push(`control ${describe(el)} could not be moved`);
       else if (chartSignature(chart) === before) problems.push(`control ${describe(el)} does nothing: the figure did not change`);
-      setControl(el, start);
+      const back = await timed(chart, () => setControl(el, start));
       await settle(chart);
+      timings.push({control: describe(el), ms: Math.max(there, back)});
     }
-    return {controls: controls.map(describe), problems: problems};
+    return {controls: controls.map(describe), problems: problems, timings: timings,
+            params: controls.map((el) => el.name).filter((n, k, all) => n && all.indexOf(n) === k)};
+  }
+
+  // Open every "Going deeper" section (closed <details>): the charts inside are drawn when opened.
+  function openAll() {
+    const closed = Array.from(document.querySelectorAll("details:not([open])"));
+    closed.forEach((d) => { d.open = true; });
+    return closed.length;
+  }
+
+  // Width of every chart and figure against the room its cell gives it (CSS pixels).
+  function widths() {
+    const out = [];
+    const room = (el) => {  // content width of the nearest block around the element
+      let box = el.parentElement;
+      while (box && (box.clientWidth === 0 || getComputedStyle(box).display.startsWith("inline"))) box = box.parentElement;
+      if (!box) return document.documentElement.clientWidth;
+      const style = getComputedStyle(box);
+      return box.clientWidth - parseFloat(style.paddingLeft || 0) - parseFloat(style.paddingRight || 0);
+    };
+    (window.recbookCharts || []).forEach((chart, k) => {
+      const marks = chart.element.querySelector("svg.marks, canvas.marks");
+      const scroller = chart.element.closest(".recbook-chart-scroll");
+      out.push({kind: "chart", index: k + 1, width: marks ? marks.getBoundingClientRect().width : 0,
+                room: room(chart.element), scrolls: !!scroller,
+                fitted: chart.element.getAttribute("data-recbook-fitted") === "1",
+                scaled: +(chart.element.getAttribute("data-recbook-scaled") || 1), src: ""});
+    });
+    const figures = Array.from(document.querySelectorAll("article img, article .cell_output svg:not(.marks)"))
+      .filter((el) => !el.closest(".vega-embed") && el.getBoundingClientRect().width > 0);
+    figures.forEach((el, k) => {
+      const box = el.getBoundingClientRect();
+      const img = el.tagName.toLowerCase() === "img";
+      // An image squeezed to the page's width but not in height: drawn out of shape.
+      const distorted = img && el.naturalWidth > 0 && box.height > 0 &&
+        Math.abs((box.width / box.height) / (el.naturalWidth / el.naturalHeight) - 1) > 0.03;
+      out.push({kind: img ? "image" : "svg", index: k + 1,
+                width: box.width, room: room(el), scrolls: false, fitted: false,
+                scaled: 1, src: (el.getAttribute("src") || "").split("/").pop(), distorted: distorted});
+    });
+    const doc = document.scrollingElement;
+    out.push({kind: "page", index: 0, width: doc.scrollWidth, room: doc.clientWidth, scrolls: false, fitted: false,
+              scaled: 1, src: ""});
+    return out;
   }
 
   // Move every control of chart `i` at once (for an "after" screenshot), or put them all back.
@@ -244,6 +304,7 @@
       .map(describe);
   }
 
-  window.recbookControls = {waitForCharts, exerciseChart, moveAll, restoreAll, checkChart,
+  window.recbookControls = {waitForCharts, exerciseChart, moveAll, restoreAll, checkChart, openAll,
+                            widths: async () => widths(),
                             exerciseWidgets, strayControls, chartTexts: (i) => chartTexts(window.recbookCharts[i])};
 })();

@@ -11,7 +11,9 @@
 #   bash tests/browser/run.sh -k demo          # extra arguments go to pytest
 #
 # Screenshots of each chapter's first screen land in _build/screenshots/, and every chart before
-# and after its controls moved in _build/screenshots/controls/.
+# and after its controls moved in _build/screenshots/controls/. Each chart's response time per
+# control change and the width of every chart and figure at a phone's 390 px land in
+# _build/browser/chart-times.{json,csv} and phone-widths.{json,csv}, and are printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,4 +49,5 @@ fi
 
 # Only this test's own screenshots: other folders under _build/screenshots/ are kept.
 rm -rf _build/screenshots/*.png _build/screenshots/controls
+rm -f _build/browser/chart-times.* _build/browser/phone-widths.*  # this run's measurements only
 RECBOOK_BROWSER_TEST=1 "$PYTHON" -m pytest tests/browser -p no:cacheprovider "$@"
