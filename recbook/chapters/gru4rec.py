@@ -1,9 +1,9 @@
-"""Helpers of the GRU4Rec chapter: the source listing and what goes wrong with it, a padded GRU
+"""Helpers of the GRU4Rec chapter: a common GRU4Rec listing and what goes wrong with it, a padded GRU
 done right, session-parallel slots step by step, loss comparisons, the tie-rule pitfall, and the
 next-item widget.
 
-* :data:`SOURCE_LISTING`, :func:`listing_model`, :func:`listing_checks`: the source document's
-  GRU4Rec, run as written, and each claimed problem checked on the listing itself.
+* :data:`SOURCE_LISTING`, :func:`listing_model`, :func:`listing_checks`: a widely copied
+  GRU4Rec listing, run as written, and each claimed problem checked on the listing itself.
 * :class:`PaddedGRU`, :func:`padded_windows`, :func:`padded_loss`: the padded version done right
   (padding id 0 of its own, the last *real* state, a loss at every step), trainable with
   :func:`recbook.train.fit` and evaluated like every other next-item model.
@@ -51,7 +51,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# The source document's listing, run as written
+# A common listing, run as written
 # --------------------------------------------------------------------------------------------
 
 SOURCE_LISTING = '''\
@@ -69,7 +69,7 @@ class GRU4Rec(nn.Module):
         logits = self.fc(output[:, -1, :])
         return logits
 '''
-"""The GRU4Rec listing of the book's source document (section 3), character for character."""
+"""A GRU4Rec listing in the form tutorials often give it, character for character."""
 
 
 def listing_class() -> type:

@@ -49,7 +49,6 @@ __all__ = [
     "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
     "retrieval_widget", "decode_vectors", "encode_vectors", "user_retrieval_chart", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
     "top_k_items", "SWEEP_FILE", "TEMPERATURES", "distinct_titles", "temperature_mass",
-    "SIZE_FILE", "SIZE_VARIANTS", "run_size_sweep", "selected_sizes", "size_entries",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -366,96 +365,6 @@ def run_temperature_sweep(path=None, temperatures: Sequence[float] = TEMPERATURE
                       flush=True)
     out = pd.DataFrame(rows)
     out.to_csv(path, index=False, float_format="%.6g")
-    return out
-
-
-SIZE_FILE = "twotower_sizes.csv"
-"""The size sweep's rows in ``book/results/``, written by :func:`run_size_sweep`."""
-
-SIZE_VARIANTS = {
-    "entry": {},
-    "width 32": {"dim": 32, "out_dim": 32},
-    "width 128": {"dim": 128, "out_dim": 128},
-    "no hidden layer": {"hidden": ()},
-    "hidden 256": {"hidden": (256,)},
-    "history 1": {"history_len": 1},
-    "history 10": {"history_len": 10},
-}
-"""The size sweep: each leaderboard entry as registered (``"entry"``), then one setting changed at a
-time: embedding and output width (``dim`` = ``out_dim``), the hidden layer, and how many recent
-items the user tower pools (``history_len``)."""
-
-
-def size_entries(variants: Mapping = SIZE_VARIANTS, bases: Sequence[str] = ("TwoTower-logQ",)) -> list:
-    """The leaderboard entries ``bases`` (default ``TwoTower-logQ``) with the settings of each of
-    ``variants`` changed (``{name: {param: value}}``), named ``<entry> | <variant>``, not registered
-    on the leaderboard. Their rows carry fingerprints, so a change of settings shows."""
-    from dataclasses import replace
-
-    from ..bench import REGISTRY
-
-    if not isinstance(variants, Mapping) or not variants:
-        raise ValueError(f"variants: expected a non-empty {{name: {{param: value}}}} dict, got {variants!r}")
-    unknown = [b for b in bases if b not in ("TwoTower", "TwoTower-logQ")]
-    if unknown or not len(bases):
-        raise ValueError(f"bases: expected some of 'TwoTower', 'TwoTower-logQ', got {list(bases)!r}")
-    out = []
-    for base in bases:
-        entry = REGISTRY[base]
-        for name, change in variants.items():
-            unknown = set(change) - {"dim", "out_dim", "hidden", "history_len"}
-            if unknown:
-                raise ValueError(f"variants[{name!r}]: unknown setting(s) {sorted(unknown)}; expected dim, "
-                                 "out_dim, hidden or history_len")
-            out.append(replace(entry, name=f"{base} | {name}", params=dict(entry.params, **change),
-                               description=f"{entry.name}, {name}"))
-    return out
-
-
-def run_size_sweep(path=None, variants: Mapping = SIZE_VARIANTS, seeds: Sequence[int] = (0,), *,
-                   bases: Sequence[str] = ("TwoTower-logQ",), threads: int = 1, progress: bool = False) -> pd.DataFrame:
-    """Train every entry of :func:`size_entries` as the leaderboard does (early stopping on
-    validation Recall@50, then the test split) and write the rows, with ``entry``, ``variant``,
-    ``dim``, ``out_dim``, ``hidden`` and ``history_len`` columns, to ``path`` (default: the
-    repository's ``book/results/twotower_sizes.csv``; rewritten after every run). Seven runs of
-    about a minute on a quiet machine::
-
-        python -c "from recbook.chapters import twotower; twotower.run_size_sweep(progress=True)"
-    """
-    from pathlib import Path
-
-    from ..bench import load_protocol, run_one
-
-    entries = size_entries(variants, bases)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds: expected at least one seed")
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / SIZE_FILE
-    data = load_protocol("retrieval")
-    rows = []
-    for e in entries:
-        for s in seeds:
-            row = run_one(e, data, s, threads=threads, quick=False, progress=False)
-            base, variant = e.name.split(" | ")
-            row.update({"entry": base, "variant": variant, "dim": e.params["dim"], "out_dim": e.params["out_dim"],
-                        "hidden": "-".join(map(str, e.params["hidden"])) or "none",
-                        "history_len": e.params["history_len"]})
-            rows.append(row)
-            pd.DataFrame(rows).to_csv(path, index=False, float_format="%.6g")
-            if progress:
-                print(f"{e.name} seed {s}: valid {row['valid_recall@50']:.4f} test {row['test_recall@50']:.4f}",
-                      flush=True)
-    return pd.DataFrame(rows)
-
-
-def selected_sizes(table: pd.DataFrame, metric: str = "recall@50") -> dict:
-    """The variant with the best mean validation ``metric`` per entry of the size sweep:
-    ``{"TwoTower": variant, "TwoTower-logQ": variant}`` (ties: the first in the file)."""
-    require_columns(table, ["entry", "variant", f"valid_{metric}"], name="table")
-    out = {}
-    for entry, g in table.groupby("entry", sort=False):
-        m = g.groupby("variant", sort=False)[f"valid_{metric}"].mean()
-        out[str(entry)] = str(m.index[int(np.argmax(m.to_numpy()))])
     return out
 
 
