@@ -328,6 +328,9 @@ def test_sequence_table_means_and_spreads():
     assert list(t.index) == list(chapter.SEQUENCE_MODELS)
     assert t.loc["Pop-seq", "recall@20"] == f"{0.101 + 0.01:.3f} ± {np.std([0, 0.01, 0.02]):.3f}"
     assert t.loc["GRU4Rec-XE", "seen@20"] == "8.0 ± 0.8" and t.loc["Pop-seq", "CPU s / epoch"] == "–"
+    rows = sequence_rows()
+    rows.loc[rows["model"] == "GRU4Rec-BPRmax", "test_seen@20"] = np.nan
+    assert chapter.sequence_table(rows).loc["GRU4Rec-BPRmax", "seen@20"] == "–"
     with pytest.raises(ValueError, match="results"):
         chapter.sequence_table(sequence_rows(), models=["Pop-seq", "SASRec"])
 

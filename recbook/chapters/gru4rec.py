@@ -694,7 +694,8 @@ SEQUENCE_METRICS = ("recall@20", "mrr@20", "recall@20_excl", "mrr@20_excl", "see
 def sequence_table(results: pd.DataFrame, models: Sequence[str] = SEQUENCE_MODELS,
                    metrics: Sequence[str] = SEQUENCE_METRICS) -> pd.DataFrame:
     """The leaderboard's sequence rows as "mean ± sd over seeds" strings, one row per model (in
-    ``models``' order) and one column per test metric, plus CPU seconds per epoch."""
+    ``models``' order) and one column per test metric ("–" where a model's rows lack it), plus
+    CPU seconds per epoch."""
     cols = [f"test_{m}" for m in metrics]
     require_columns(results, ["model", "protocol", "seed", *cols, "cpu_s_per_epoch"], name="results")
     seq = results[(results["protocol"] == "sequence") & results["model"].isin(list(models))]
@@ -704,7 +705,8 @@ def sequence_table(results: pd.DataFrame, models: Sequence[str] = SEQUENCE_MODEL
     g = seq.groupby("model")
     mean, sd = g[cols].mean().reindex(list(models)), g[cols].std(ddof=0).reindex(list(models))
     digits = {m: 1 if m.startswith("seen@") else 3 for m in metrics}
-    table = pd.DataFrame({m: [f"{a:.{digits[m]}f} ± {b:.{digits[m]}f}" for a, b in zip(mean[f"test_{m}"], sd[f"test_{m}"])]
+    table = pd.DataFrame({m: ["–" if np.isnan(a) else f"{a:.{digits[m]}f} ± {b:.{digits[m]}f}"
+                              for a, b in zip(mean[f"test_{m}"], sd[f"test_{m}"])]
                           for m in metrics}, index=pd.Index(list(models), name="model"))
     cpu = g["cpu_s_per_epoch"].mean().reindex(list(models))
     table["CPU s / epoch"] = ["–" if np.isnan(v) else f"{v:.1f}" for v in cpu]
