@@ -345,3 +345,5 @@ def test_sequence_chart_checks_carry_the_python_means():
     assert {"set": {"metric": "recall_at_20"}, "texts": [f"{xe['test_recall@20'].mean():.3f}"]} in checks
     assert {"set": {"metric": "recall_at_20_excl"}, "texts": [f"{xe['test_recall@20_excl'].mean():.3f}"]} in checks
     assert list(widgets.bound_params(chart.spec)) == ["metric"]
+    rows.loc[rows["model"] == "GRU4Rec-BPRmax", "test_recall@20_excl"] = np.nan   # a metric some rows lack
+    assert chapter.sequence_chart(rows).spec["usermeta"]["recbook"]["checks"]

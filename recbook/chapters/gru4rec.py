@@ -728,10 +728,12 @@ def sequence_chart(results: pd.DataFrame, models: Sequence[str] = SEQUENCE_MODEL
     seq = results[(results["protocol"] == "sequence") & results["model"].isin(list(models))]
     fields = {m: m.replace("@", "_at_") for m in metrics}
     rows = seq[["model", "seed", *cols]].rename(columns={f"test_{m}": f for m, f in fields.items()})
-    rows_data = widgets.CsvData(rows, name="sequence_rows", decimals=4)
+    # long form: one row per model, seed and metric, without the metrics a model's rows lack
+    ship = rows.melt(["model", "seed"], var_name="metric", value_name="value").dropna(subset=["value"])
+    rows_data = widgets.CsvData(ship, name="sequence_rows", decimals=4)
     metric = widgets.dropdown("metric", list(fields.values()), value=fields.get("recall@20", list(fields.values())[0]),
                               labels=list(fields), label="metric")
-    base = (alt.Chart(rows_data.ref).transform_fold(list(fields.values()), as_=["metric", "value"])
+    base = (alt.Chart(rows_data.ref)
             .transform_filter("datum.metric == metric")
             .transform_calculate(value="toNumber(datum.value)"))
     y = alt.Y("model:N", sort=list(models), title=None)
