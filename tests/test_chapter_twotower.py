@@ -355,8 +355,8 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
 
 
 def test_distinct_titles_append_the_id_only_to_repeated_titles():
-    out = chapter.distinct_titles(["Chasing Amy", "Toy Story", "Chasing Amy"], [246, 1, 1680])
-    assert list(out) == ["Chasing Amy (id 246)", "Toy Story", "Chasing Amy (id 1680)"]
+    out = chapter.distinct_titles(["Chasing Amy", "Toy Story", "Chasing Amy"], [246, 1, 268])
+    assert list(out) == ["Chasing Amy (id 246)", "Toy Story", "Chasing Amy (id 268)"]
     with pytest.raises(ValueError, match="item_ids"):
         chapter.distinct_titles(["a", "b"], [1])
 
@@ -397,3 +397,11 @@ def test_temperature_mass_by_hand(ml100k):
         assert t.loc[0.05, "top 10 max"] > t.loc[1.0, "top 10 max"]
     with pytest.raises(ValueError, match="users"):
         chapter.temperature_mass(models, data, [99999])
+
+
+def test_movielens_repeated_titles_are_told_apart_in_the_chart_titles(ml100k):
+    titles = chapter._catalogue_titles(ml100k)[2:]
+    assert len(set(titles)) == len(titles)                      # every movie's label is unique
+    frame = ml100k.catalogue.frame.set_index("item_id")
+    assert frame.loc[246, "title"] == frame.loc[268, "title"] == "Chasing Amy"
+    assert {"Chasing Amy (id 246)", "Chasing Amy (id 268)"} <= set(titles)

@@ -673,7 +673,7 @@ def _dot_expr(a: str, b: str, dim: int) -> str:
 
 def distinct_titles(titles, item_ids) -> np.ndarray:
     """Titles a reader can tell apart: MovieLens-100K lists some movies twice under two ids
-    (``Chasing Amy`` is 246 and 1680); a title that occurs more than once gets its id appended,
+    (``Chasing Amy`` is 246 and 268); a title that occurs more than once gets its id appended,
     ``"Chasing Amy (id 246)"``. Other titles are unchanged."""
     t = pd.Series(np.asarray(titles, dtype=object)).astype(str)
     ids = np.asarray(item_ids)
