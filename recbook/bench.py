@@ -19,9 +19,13 @@ committed results always come from full runs.
 * ``ctr`` — the CTR rows of :func:`recbook.data.ctr_protocol`; AUC, logloss, GAUC;
 * ``retrieval`` — leave-last-out sequences (:func:`recbook.data.sequence_protocol`), each user's
   earlier items excluded from the candidates; Recall@K and NDCG@K for K in 10, 20, 50, 100;
-* ``sequence`` — the same sequences, nothing excluded (a user may rate again what they rated, and
-  a next-item model should not be told what not to predict); Recall@K and MRR@K for K in 10, 20,
-  and NDCG@10.
+* ``sequence`` — the same sequences, nothing excluded, as GRU4Rec's authors evaluate (their code
+  ranks every item, the user's earlier ones included); Recall@K and MRR@K for K in 10, 20, and
+  NDCG@10. On MovieLens-100K no user rates a movie twice, so an earlier item is never the target and
+  a slot spent on one is lost; the protocol therefore also reports the same ranking with the user's
+  earlier items excluded (``recall@K_excl``, ``mrr@K_excl``, comparable with the retrieval
+  protocol) and the mean number of earlier items among the top 20 (``seen@20``). These extra
+  columns are computed from the same scores and do not enter training or early stopping.
 
 A model on a ranking protocol provides ``score_items(data, split) -> [U, n_items]`` scores, one
 row per user of ``data`` and one column per item code, reading only what the user did before the
@@ -153,12 +157,34 @@ def _evaluate_retrieval(model, data, split: str) -> dict:
     return {k: v for k, v in report.items() if k.startswith(("recall@", "ndcg@"))}
 
 
+SEEN_K = 20
+
+
+def seen_in_top(scores: np.ndarray, seen: Sequence, k: int = SEEN_K, *, reserved: int = 2) -> np.ndarray:
+    """How many of each user's top ``k`` items (by score, ties broken by the lower item code; the
+    first ``reserved`` codes never ranked) are items the user already had (``seen[u]``)."""
+    s = np.asarray(scores, dtype=float)
+    if s.ndim != 2 or len(seen) != s.shape[0]:
+        raise ValueError(f"scores, seen: expected [U, n_items] scores and U item lists, got shape "
+                         f"{s.shape} and {len(seen)} lists")
+    s = s[:, reserved:]
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k] + reserved
+    return np.array([np.isin(t, np.asarray(h)).sum() for t, h in zip(top, seen)], dtype=np.int64)
+
+
 def _evaluate_sequence(model, data, split: str) -> dict:
     from .metrics import ranking_report
 
-    report = ranking_report(_scores(model, data, split), data.targets(split), SEQUENCE_KS)
+    scores = _scores(model, data, split)
+    report = ranking_report(scores, data.targets(split), SEQUENCE_KS)
     keep = [f"{m}@{k}" for k in SEQUENCE_KS for m in ("recall", "mrr")] + ["ndcg@10"]
-    return {k: report[k] for k in keep}
+    out = {k: report[k] for k in keep}
+    # The same ranking with the user's earlier items excluded, as on the retrieval protocol (on
+    # MovieLens-100K no user rates a movie twice, so an earlier item is never the target).
+    excl = ranking_report(scores, data.targets(split), SEQUENCE_KS, exclude=data.seen(split))
+    out.update({f"{m}@{k}_excl": excl[f"{m}@{k}"] for k in SEQUENCE_KS for m in ("recall", "mrr")})
+    out[f"seen@{SEEN_K}"] = float(seen_in_top(scores, data.seen(split)).mean())
+    return out
 
 
 # The CTR protocol's shared settings (see the FM chapter): embedding 16, batch 1024, Adam 1e-3,
@@ -207,7 +233,8 @@ PROTOCOLS: dict[str, Protocol] = {
         "sequence", _load_sequences, _evaluate_sequence, metric="recall@20",
         settings={"split": "leave-last-out, ties by file order", "exclude": "nothing",
                   "ks": list(SEQUENCE_KS)},
-        description="leave-last-out, nothing excluded; Recall/MRR@10,20, NDCG@10",
+        description="leave-last-out, nothing excluded; Recall/MRR@10,20, NDCG@10; also with earlier "
+                    "items excluded",
         checksum=_movielens_checksum),
 }
 
@@ -290,8 +317,10 @@ def _register_builtin() -> None:
     from .models.itemknn import ItemKNN
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
-    # Two towers on the retrieval protocol, settings chosen on validation Recall@50 (seed 0): 64-d
-    # embeddings and outputs, one hidden layer of 128, the 3 most recent items pooled, batch 1024.
+    # Two towers on the retrieval protocol: 64-d embeddings and outputs, one hidden layer of 128, the
+    # 3 most recent items pooled, batch 1024. The temperatures are the best on validation Recall@50
+    # in book/results/twotower_temperature.csv (recbook.chapters.twotower.run_temperature_sweep);
+    # the sizes were set by hand and have no committed comparison.
     TWO_TOWER = {"dim": 64, "hidden": (128,), "out_dim": 64, "history_len": 3, "temperature": 0.2}
     TWO_TOWER_FIT = dict(batch_size=1024, lr=1e-3, epochs=100, patience=3, loss_fn=two_tower_loss)
     for e in (
@@ -341,7 +370,12 @@ def _register_builtin() -> None:
         # (book/results/itemknn_sweep.csv, written by `python -m recbook.models.itemknn`).
         Entry("ItemKNN-retrieval", "retrieval", ItemKNN.from_data, {"neighbours": 10, "shrink": 0.0}, None,
               description="item-based kNN: cosine over users, 10 neighbours per item, whole history"),
-        # Sequence protocol (the GRU4Rec chapter). Settings chosen on validation Recall@20 only.
+        # Sequence protocol (the GRU4Rec chapter). ItemKNN-last's window and GRU4Rec's network, dropout,
+        # learning rates and BPR-max settings have no committed comparison. The extra negatives (512) and alpha (0.5)
+        # are, for each loss, the configuration with the best validation MRR@20 in the committed
+        # comparison book/results/gru4rec_losses.csv (seed 0); on validation Recall@20 those
+        # configurations are within one standard error of each other. Early stopping watches
+        # validation Recall@20.
         Entry("Pop-seq", "sequence", MostPopular.from_data, {}, None,
               description="most popular items in the training sequences"),
         Entry("ItemKNN-last", "sequence", ItemKNNLast.from_data,

@@ -9,8 +9,11 @@ the training sequence. To predict a target a model reads the user's **whole hist
 
 A recurrent model starts every history from a zero hidden state. The target is ranked against
 **all** item codes (full ranking, no sampled candidates); items the user has already seen are
-*not* excluded (a user may rate a film they have rated before in the data, and a next-item model
-should learn who repeats); the reserved codes 0 (padding) and 1 (unknown) are never ranked.
+*not* excluded, as in GRU4Rec's own evaluation; the reserved codes 0 (padding) and 1 (unknown) are
+never ranked. On MovieLens-100K no user rates a movie twice, so an earlier item is never the target:
+every top-K slot a model spends on one is lost. ``exclude_seen=True`` (:func:`evaluate_next_item`)
+removes the user's earlier items from the candidates, as the retrieval protocol does; the
+leaderboard's sequence protocol reports both.
 
 Ties are **pessimistic**: the target's rank is the number of *other* items whose score is ``>=``
 the target's. A model that gives every item the same score ranks every target last, not first.
@@ -76,12 +79,13 @@ def next_item_split(data, split: str) -> NextItemSplit:
     raise ValueError(f"split: expected 'valid' or 'test', got {split!r}")
 
 
-def pessimistic_ranks(scores, targets) -> np.ndarray:
+def pessimistic_ranks(scores, targets, exclude=None) -> np.ndarray:
     """0-based rank of each target among all non-reserved item codes, ties counted against it.
 
     ``rank[u] = #{j >= 2, j != targets[u] : scores[u, j] >= scores[u, targets[u]]}``. Columns 0
     and 1 (padding, unknown) are ignored whatever their scores. The checks name this function's
     arguments; the ranking is :func:`recbook.metrics.rank_of_target`'s, the leaderboard's.
+    ``exclude`` (``U`` arrays of item codes) removes those items from each user's candidates.
     """
     s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
     if s.dim() != 2 or s.shape[1] <= N_RESERVED:
@@ -95,7 +99,7 @@ def pessimistic_ranks(scores, targets) -> np.ndarray:
     s = s.detach().cpu()
     if torch.isnan(s[:, N_RESERVED:]).any():
         raise ValueError("scores: contains NaN; expected a number for every item")
-    return rank_of_target(s.numpy(), t.numpy(), reserved=N_RESERVED)
+    return rank_of_target(s.numpy(), t.numpy(), exclude=exclude, reserved=N_RESERVED)
 
 
 def next_item_metrics(ranks, ks: Sequence[int] = (10, 20), ndcg_ks: Sequence[int] = (10,)) -> dict:
@@ -120,17 +124,28 @@ def next_item_metrics(ranks, ks: Sequence[int] = (10, 20), ndcg_ks: Sequence[int
 
 
 def evaluate_next_item(model, split: NextItemSplit, ks: Sequence[int] = (10, 20),
-                       ndcg_ks: Sequence[int] = (10,), *, return_ranks: bool = False):
+                       ndcg_ks: Sequence[int] = (10,), *, return_ranks: bool = False, exclude_seen: bool = False):
     """Recall@K, MRR@K and NDCG@K of ``model`` on ``split`` (see the module docstring).
 
     ``model.score_next(split.histories)`` must return ``[U, n_items]`` scores. With
-    ``return_ranks=True`` returns ``(metrics, ranks)``.
+    ``exclude_seen=True`` each user's earlier items (``split.histories[u]``) are removed from the
+    candidates first (a target among them raises ``ValueError``). With ``return_ranks=True``
+    returns ``(metrics, ranks)``.
     """
     if not isinstance(split, NextItemSplit):
         raise ValueError(f"split: expected a NextItemSplit (see next_item_split), got {type(split).__name__}")
     if not hasattr(model, "score_next"):
         raise ValueError(f"model: expected an object with score_next(histories), got {type(model).__name__}")
+    if not isinstance(exclude_seen, bool):
+        raise ValueError(f"exclude_seen: expected True or False, got {exclude_seen!r}")
     scores = model.score_next(split.histories)
-    ranks = pessimistic_ranks(scores, split.targets)
+    exclude = None
+    if exclude_seen:
+        exclude = [np.asarray(h, dtype=np.int64) for h in split.histories]
+        for u, (h, t) in enumerate(zip(exclude, split.targets)):
+            if (h == t).any():
+                raise ValueError(f"exclude_seen: user row {u}'s target {int(t)} is among their earlier items; "
+                                 "it cannot be excluded")
+    ranks = pessimistic_ranks(scores, split.targets, exclude=exclude)
     metrics = next_item_metrics(ranks, ks, ndcg_ks)
     return (metrics, ranks) if return_ranks else metrics

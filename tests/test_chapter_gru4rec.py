@@ -282,3 +282,68 @@ def test_next_item_builder_follows_the_sequence():
     assert box.sequence == [4] and "<td>1</td><td>movie 4</td>" in box.output.value
     box.clear.click()
     assert box.sequence == [] and "add a movie" in box.output.value
+
+
+def test_movie_titles_tell_repeated_titles_apart():
+    ml = tiny_ml()
+    ml.items.loc[ml.items["item_id"].isin([3, 7]), "title"] = "Chasing Amy"
+    titles = chapter.movie_titles(ml).set_index("item_id")["title"]
+    assert titles[3] == "Chasing Amy (id 3)" and titles[7] == "Chasing Amy (id 7)" and titles[1] == "movie 1"
+
+
+def test_stated_criterion_chooses_the_entries_configurations_from_the_committed_file():
+    """The leaderboard entries' negatives and alpha are, per loss, the best validation MRR@20 of
+    the committed loss comparison (what the chapter and recbook.bench say); validation Recall@20
+    would have chosen another BPR-max configuration."""
+    from recbook import bench
+
+    rows = bench.read_results(chapter.LOSSES_FILE)
+    chosen = chapter.selected_configurations(rows, chapter.SELECTION_METRIC)
+    assert chosen["XE"] == chapter.entry_configuration("GRU4Rec-XE") == "GRU4Rec-XE-S512-a0.5"
+    assert chosen["BPRmax"] == chapter.entry_configuration("GRU4Rec-BPRmax") == "GRU4Rec-BPRmax-S512-a0.5"
+    assert chapter.selected_configurations(rows, "valid_recall@20")["BPRmax"] != "GRU4Rec-BPRmax-S512-a0.5"
+    with pytest.raises(ValueError, match="validation"):
+        chapter.selected_configurations(rows, "test_mrr@20")
+
+
+def test_selected_configurations_by_hand():
+    t = pd.DataFrame({"model": ["a", "b", "c"], "loss": ["XE", "XE", "BPR"], "valid_mrr@20": [0.1, 0.3, 0.2]})
+    assert chapter.selected_configurations(t) == {"XE": "b", "BPR": "c"}
+
+
+def sequence_rows():
+    out = []
+    for i, m in enumerate(chapter.SEQUENCE_MODELS):
+        for seed in range(3):
+            r = {"model": m, "protocol": "sequence", "seed": seed, "cpu_s_per_epoch": np.nan if i < 2 else 5.0 + seed}
+            for j, metric in enumerate(("recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10", "recall@20_excl",
+                                        "mrr@20_excl", "seen@20")):
+                r[f"test_{metric}"] = 0.1 * (i + 1) + 0.01 * seed + 0.001 * j if metric != "seen@20" else 7.0 + seed
+            out.append(r)
+    return pd.DataFrame(out)
+
+
+def test_sequence_table_means_and_spreads():
+    t = chapter.sequence_table(sequence_rows())
+    assert list(t.index) == list(chapter.SEQUENCE_MODELS)
+    assert t.loc["Pop-seq", "recall@20"] == f"{0.101 + 0.01:.3f} ± {np.std([0, 0.01, 0.02]):.3f}"
+    assert t.loc["GRU4Rec-XE", "seen@20"] == "8.0 ± 0.8" and t.loc["Pop-seq", "CPU s / epoch"] == "–"
+    rows = sequence_rows()
+    rows.loc[rows["model"] == "GRU4Rec-BPRmax", "test_seen@20"] = np.nan
+    assert chapter.sequence_table(rows).loc["GRU4Rec-BPRmax", "seen@20"] == "–"
+    with pytest.raises(ValueError, match="results"):
+        chapter.sequence_table(sequence_rows(), models=["Pop-seq", "SASRec"])
+
+
+def test_sequence_chart_checks_carry_the_python_means():
+    from recbook import widgets
+
+    rows = sequence_rows()
+    chart = chapter.sequence_chart(rows)
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    xe = rows[rows["model"] == "GRU4Rec-XE"]
+    assert {"set": {"metric": "recall_at_20"}, "texts": [f"{xe['test_recall@20'].mean():.3f}"]} in checks
+    assert {"set": {"metric": "recall_at_20_excl"}, "texts": [f"{xe['test_recall@20_excl'].mean():.3f}"]} in checks
+    assert list(widgets.bound_params(chart.spec)) == ["metric"]
+    rows.loc[rows["model"] == "GRU4Rec-BPRmax", "test_recall@20_excl"] = np.nan   # a metric some rows lack
+    assert chapter.sequence_chart(rows).spec["usermeta"]["recbook"]["checks"]

@@ -45,16 +45,40 @@ def test_paired_gaps_verdicts(bench):
     # C vs B: per-seed differences +0.005, -0.01, +0.01: the sign flips, so tied.
     assert gaps.loc["C", "worse"] == "B" and gaps.loc["C", "verdict"] == "tied"
     assert gaps.loc["C", "min gap"] == pytest.approx(-0.01)
-    # B vs A: +0.04 on every seed, far above the spread (0.0082): real.
+    # B vs A: +0.04 on every seed, so its interval is [+0.04, +0.04]: real.
     assert gaps.loc["B", "gap"] == pytest.approx(0.04)
     assert gaps.loc["B", "verdict"] == "real"
 
 
-def test_paired_gaps_gap_smaller_than_spread_is_tied():
-    t = pd.DataFrame(rows("X", [0.70, 0.72, 0.74]) + rows("Y", [0.699, 0.719, 0.739]))
-    gaps = lb.paired_gaps(t, "ctr")
-    assert gaps.loc[0, "gap"] == pytest.approx(0.001)
-    assert gaps.loc[0, "verdict"] == "tied"                  # positive on every seed, but < sd 0.016
+def test_same_sign_on_every_seed_is_not_enough():
+    # X ahead of Y on all three seeds (+0.001, +0.010, +0.001), but the paired differences vary
+    # so much that the 90% interval of their mean includes 0: tied. The old rule ("same sign on
+    # every seed and above the seed spread") would have called a larger version of this real.
+    t = pd.DataFrame(rows("X", [0.70, 0.72, 0.74]) + rows("Y", [0.699, 0.710, 0.739]))
+    c = lb.compare(t, "ctr", "X", "Y")
+    assert c["ahead on"] == 3 and c["gap"] == pytest.approx(0.004)
+    d = np.array([0.001, 0.010, 0.001])
+    half = 2.919986 * d.std(ddof=1) / np.sqrt(3)               # t quantile 0.95, 2 degrees of freedom
+    assert (c["low"], c["high"]) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-6)
+    assert c["low"] < 0 < c["high"] and c["verdict"] == "tied"
+    # the same gap on every seed is real however large the models' own spread (0.016)
+    same = pd.DataFrame(rows("X", [0.70, 0.72, 0.74]) + rows("Y", [0.698, 0.718, 0.738]))
+    assert lb.compare(same, "ctr", "X", "Y")["verdict"] == "real"
+    with pytest.raises(ValueError, match="diffs"):
+        lb.paired_interval([0.1])
+
+
+def test_compare_on_validation_and_best_on_validation():
+    t = pd.DataFrame(rows("X", [0.70, 0.72, 0.74]) + rows("Y", [0.71, 0.73, 0.75]))
+    t["valid_auc"] = t["test_auc"] * np.where(t["model"] == "X", 1.0, 0.98)   # Y best on test, X on validation
+    assert lb.compare(t, "ctr", "Y", "X")["verdict"] == "real"
+    assert lb.compare(t, "ctr", "Y", "X", split="valid")["verdict"] == "reversed"
+    assert lb.best_on_validation(t, "ctr", ["Y", "X"]) == "X"
+    with pytest.raises(ValueError, match="models"):
+        lb.best_on_validation(t, "ctr", ["Z"])
+    table = lb.comparison_table(t, "ctr", {"a": ("Y", "X"), "b": ("Y", "X", "auc", "valid")})
+    assert list(table["verdict"]) == ["real", "reversed"] and list(table["metric"]) == ["test auc", "valid auc"]
+    assert "interval" in lb.describe(lb.compare(t, "ctr", "Y", "X"))
 
 
 def test_long_results_drops_failed_library_rows_and_maps_families(bench):
@@ -97,8 +121,10 @@ def test_speed_table_ratio():
 
 def test_chart_ships_one_control_and_refuses_unknown_view(bench):
     long = lb.long_results(bench)
-    chart = lb.leaderboard_chart(long, protocol="ctr", metric="gauc",
-                                 checks=[{"set": {"view": "ctr · auc"}, "texts": ["best: C (recbook) 0.7517"]}])
+    chart = lb.leaderboard_chart(long, protocol="ctr", metric="gauc")
+    checks = chart.spec["usermeta"]["recbook"]["checks"]
+    assert {"set": {"view": "ctr · auc"}, "texts": ["best test mean: C (recbook) 0.7517"]} in checks
+    assert {"set": {"view": "ctr · logloss"}, "texts": ["best test mean: B (recbook) 0.5000"]} in checks
     params = bound_params(chart.spec)
     assert list(params) == ["view"]
     assert params["view"]["value"] == "ctr · gauc"

@@ -307,7 +307,11 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
     checks = chart.spec["usermeta"]["recbook"]["checks"]
     assert checks and {c["set"]["tau"] for c in checks} == {0.05, 1.0}
     seen = data.seen("test")
-    titles = data.catalogue.frame["title"].astype(str).to_numpy()
+    frame = data.catalogue.frame
+    titles = frame["title"].astype(str).to_numpy()
+    twice = frame["title"].iloc[2:].duplicated(keep=False).to_numpy()
+    titles[2:][twice] = [f"{t} (id {i})" for t, i in zip(titles[2:][twice], frame["item_id"].iloc[2:][twice])]
+    p_top = {}
     for c in checks:
         u, on, tau = c["set"]["user"], c["set"]["logq"], c["set"]["tau"]
         r = int(np.flatnonzero(data.users == u)[0])
@@ -318,8 +322,24 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
         logits[seen[r]] = -np.inf
         order = np.argsort(-logits, kind="stable")
         ok = np.isfinite(logits)
-        p0 = np.exp(logits[order[0]] / tau) / np.exp(logits[ok] / tau).sum()
-        assert c["texts"] == [f"{i}. {titles[order[i - 1]]}" for i in (1, 2, 3)] + [f"{p0:.1%}"]
+        p = np.exp(logits[order[:10]] / tau) / np.exp(logits[ok] / tau).sum()
+        p_top[u, on, tau] = p[0]
+        assert c["texts"] == ([f"{i}. {titles[order[i - 1]]}" for i in (1, 2, 3)] + [f"{p[0]:.1%}"]
+                              + [f"The 10 movies below hold {p.sum():.1%} of the probability at τ = {tau:.2f}"])
+    # the probability axis does not rescale with the temperature: it is fixed, and covers the
+    # largest top-movie probability (reached at the lowest temperature)
+    def scales(spec):
+        if isinstance(spec, dict):
+            if spec.get("field") == "p" and "scale" in spec:
+                yield spec["scale"]
+            for v in spec.values():
+                yield from scales(v)
+        elif isinstance(spec, list):
+            for v in spec:
+                yield from scales(v)
+    domains = [sc.get("domain") for sc in scales(chart.spec)]
+    assert domains and all(d is not None and d[0] == 0 for d in domains)
+    assert max(p_top.values()) <= domains[0][1] < max(p_top.values()) + 0.05 + 1e-9
     # the same user and setting rank the same titles at both temperatures
     for a, b in zip(checks[::2], checks[1::2]):
         assert a["set"]["user"] == b["set"]["user"] and a["texts"][:3] == b["texts"][:3]
@@ -332,3 +352,56 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
         chapter.user_retrieval_chart(models, data, [99999])
     with pytest.raises(ValueError, match="models"):
         chapter.user_retrieval_chart({True: models[True]}, data, users)
+
+
+def test_distinct_titles_append_the_id_only_to_repeated_titles():
+    out = chapter.distinct_titles(["Chasing Amy", "Toy Story", "Chasing Amy"], [246, 1, 268])
+    assert list(out) == ["Chasing Amy (id 246)", "Toy Story", "Chasing Amy (id 268)"]
+    with pytest.raises(ValueError, match="item_ids"):
+        chapter.distinct_titles(["a", "b"], [1])
+
+
+def test_temperature_mass_by_hand(ml100k):
+    import dataclasses
+
+    from recbook.bench import REGISTRY
+
+    data = ml100k
+    models = {}
+    for on, name in ((True, "TwoTower-logQ"), (False, "TwoTower")):
+        e = dataclasses.replace(REGISTRY[name], params=dict(REGISTRY[name].params, dim=8, hidden=(8,), out_dim=8))
+        torch.manual_seed(5 if on else 6)
+        models[on] = e.build(data).eval()
+    users = [1, 7, 13]
+    table = chapter.temperature_mass(models, data, users, (0.05, 1.0), k=10)
+    assert len(table) == 4
+    seen = data.seen("test")
+    for _, row in table.iterrows():
+        m = models[row["logq"]]
+        p1, p10 = [], []
+        for u in users:
+            r = int(np.flatnonzero(data.users == u)[0])
+            with torch.no_grad():
+                cos = m.score_items(data, "test")[r].double().numpy() * m.temperature
+            cos[:2] = -np.inf
+            cos[seen[r]] = -np.inf
+            p = torch.softmax(torch.from_numpy(cos / row["tau"]), 0).numpy()
+            top = np.sort(p)[::-1]
+            p1.append(top[0])
+            p10.append(top[:10].sum())
+        assert row["top 1 min"] == pytest.approx(min(p1)) and row["top 1 max"] == pytest.approx(max(p1))
+        assert row["top 10 min"] == pytest.approx(min(p10)) and row["top 10 max"] == pytest.approx(max(p10))
+    # a lower temperature concentrates the mass
+    for on in (True, False):
+        t = table[table["logq"] == on].set_index("tau")
+        assert t.loc[0.05, "top 10 max"] > t.loc[1.0, "top 10 max"]
+    with pytest.raises(ValueError, match="users"):
+        chapter.temperature_mass(models, data, [99999])
+
+
+def test_movielens_repeated_titles_are_told_apart_in_the_chart_titles(ml100k):
+    titles = chapter._catalogue_titles(ml100k)[2:]
+    assert len(set(titles)) == len(titles)                      # every movie's label is unique
+    frame = ml100k.catalogue.frame.set_index("item_id")
+    assert frame.loc[246, "title"] == frame.loc[268, "title"] == "Chasing Amy"
+    assert {"Chasing Amy (id 246)", "Chasing Amy (id 268)"} <= set(titles)

@@ -102,3 +102,57 @@ def test_bad_input_names_the_field(call, field):
 def test_split_repr_and_length():
     s = NextItemSplit("valid", [np.array([2, 3]), np.array([4])], np.array([5, 6]))
     assert len(s) == 2 and "2 users" in repr(s)
+
+
+class HistoryFirst:
+    """Scores the user's own earlier items highest (item code = score among them), then the rest."""
+
+    def score_next(self, histories):
+        out = torch.zeros(len(histories), 10)
+        for u, h in enumerate(histories):
+            out[u, torch.as_tensor(h)] = 1.0 + torch.as_tensor(h, dtype=torch.float32) / 10
+        return out
+
+
+def test_exclude_seen_removes_the_earlier_items_from_the_candidates():
+    split = next_item_split(toy_data(), "test")   # histories [2, 3, 4, 7] and [5, 6, 3]; targets 8, 9
+    _, with_seen = evaluate_next_item(HistoryFirst(), split, ks=(1,), ndcg_ks=(), return_ranks=True)
+    _, without = evaluate_next_item(HistoryFirst(), split, ks=(1,), ndcg_ks=(), return_ranks=True,
+                                    exclude_seen=True)
+    # every earlier item outranks the target (then 0-score ties count against it): brute force
+    assert with_seen.tolist() == [7, 7]
+    # excluded: only the other 0-score items remain ahead (8 codes minus 4 (or 3) seen, minus the target)
+    assert without.tolist() == [8 - 4 - 1, 8 - 3 - 1]
+    repeat = NextItemSplit("test", [np.array([2, 8])], np.array([8]))
+    with pytest.raises(ValueError, match="exclude_seen"):
+        evaluate_next_item(HistoryFirst(), repeat, exclude_seen=True)
+
+
+def test_sequence_protocol_reports_both_rankings_and_the_seen_count():
+    from recbook import bench
+
+    class Data(SimpleNamespace):
+        def __len__(self):
+            return len(self.users)
+
+        def targets(self, split):
+            return self.test
+
+        def seen(self, split):
+            return [np.r_[s, v] for s, v in zip(self.train, self.valid)]
+
+    d = Data(users=np.array([1, 2]), train=[np.array([2, 3, 4]), np.array([5, 6])], valid=np.array([7, 3]),
+             test=np.array([8, 9]), n_items=10)
+
+    class Model:
+        def score_items(self, data, split):
+            return HistoryFirst().score_next(data.seen(split))
+
+    out = bench.PROTOCOLS["sequence"].evaluate(Model(), d, "test")
+    # nothing excluded: ranks 7 and 7 (as above); excluded: ranks 3 and 4
+    assert out["recall@10"] == 1.0 and out["mrr@10"] == pytest.approx((1 / 8 + 1 / 8) / 2)
+    assert out["mrr@10_excl"] == pytest.approx((1 / 4 + 1 / 5) / 2)
+    assert out["recall@20_excl"] == 1.0
+    # top 20 of 8 rankable codes: all 4 (user 0) and 3 (user 1) earlier items are in it
+    assert out["seen@20"] == pytest.approx(3.5)
+    assert bench.seen_in_top(np.array([[0, 0, 5.0, 1, 4, 2]]), [np.array([3, 4])], k=2).tolist() == [1]

@@ -1,9 +1,9 @@
-"""Helpers of the GRU4Rec chapter: the source listing and what goes wrong with it, a padded GRU
+"""Helpers of the GRU4Rec chapter: a common GRU4Rec listing and what goes wrong with it, a padded GRU
 done right, session-parallel slots step by step, loss comparisons, the tie-rule pitfall, and the
 next-item widget.
 
-* :data:`SOURCE_LISTING`, :func:`listing_model`, :func:`listing_checks`: the source document's
-  GRU4Rec, run as written, and each claimed problem checked on the listing itself.
+* :data:`SOURCE_LISTING`, :func:`listing_model`, :func:`listing_checks`: a widely copied
+  GRU4Rec listing, run as written, and each claimed problem checked on the listing itself.
 * :class:`PaddedGRU`, :func:`padded_windows`, :func:`padded_loss`: the padded version done right
   (padding id 0 of its own, the last *real* state, a loss at every step), trainable with
   :func:`recbook.train.fit` and evaluated like every other next-item model.
@@ -45,12 +45,13 @@ __all__ = [
     "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants",
     "LOSSES_FILE", "LOSS_EPOCHS", "leave_last_out_by_tie_rule", "listing_checks", "loss_entries", "listing_model", "movie_titles", "next_item_builder", "next_item_dropdown",
     "next_item_payload", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
-    "plot_variants", "prepared_sequences", "run_loss_comparison", "seen_share", "slot_table", "tie_rule_effect", "training_signals",
+    "plot_variants", "prepared_sequences", "run_loss_comparison", "seen_share", "SELECTION_METRIC",
+    "entry_configuration", "selected_configurations", "sequence_table", "sequence_chart", "slot_table", "tie_rule_effect", "training_signals",
 ]
 
 
 # --------------------------------------------------------------------------------------------
-# The source document's listing, run as written
+# A common listing, run as written
 # --------------------------------------------------------------------------------------------
 
 SOURCE_LISTING = '''\
@@ -68,7 +69,7 @@ class GRU4Rec(nn.Module):
         logits = self.fc(output[:, -1, :])
         return logits
 '''
-"""The GRU4Rec listing of the book's source document (section 3), character for character."""
+"""A GRU4Rec listing in the form tutorials often give it, character for character."""
 
 
 def listing_class() -> type:
@@ -432,12 +433,16 @@ PREPARED_SEQUENCES = {
 
 def movie_titles(ml) -> pd.DataFrame:
     """``item_id``, ``code`` (= position + 2 in the sorted catalogue) and ``title`` of every movie,
-    indexed by code."""
+    indexed by code; a title MovieLens lists under two ids carries its id
+    (:func:`recbook.chapters.twotower.distinct_titles`)."""
+    from .twotower import distinct_titles
+
     require_columns(ml.items, ["item_id", "title"], name="ml.items")
     items = ml.items.sort_values("item_id")
-    return pd.DataFrame({"item_id": items["item_id"].to_numpy(),
-                         "code": np.arange(len(items)) + N_RESERVED,
-                         "title": items["title"].astype(str).to_numpy()}).set_index("code", drop=False)
+    ids = items["item_id"].to_numpy()
+    return pd.DataFrame({"item_id": ids, "code": np.arange(len(items)) + N_RESERVED,
+                         "title": distinct_titles(items["title"].astype(str).to_numpy(), ids)}
+                        ).set_index("code", drop=False)
 
 
 def prepared_sequences(ml, sequences: Mapping[str, Sequence[int]] | None = None) -> dict:
@@ -542,6 +547,42 @@ def loss_entries(epochs: int = LOSS_EPOCHS) -> list:
     return out
 
 
+SELECTION_METRIC = "valid_mrr@20"
+"""The column of :data:`LOSSES_FILE` that chose the leaderboard entries' extra negatives and alpha,
+per loss (:func:`selected_configurations`)."""
+
+
+def selected_configurations(table: pd.DataFrame, metric: str = SELECTION_METRIC) -> dict:
+    """For each loss of the loss comparison (``table``: :data:`LOSSES_FILE`, one row per
+    configuration, indexed or columned by ``model``), the configuration with the best ``metric``
+    (a validation column): ``{"XE": "GRU4Rec-XE-S512-a0.5", ...}``. Ties: the first in the file."""
+    t = table.reset_index() if "model" not in table.columns else table
+    require_columns(t, ["model", "loss", metric], name="table")
+    if not metric.startswith("valid_"):
+        raise ValueError(f"metric: expected a validation column (valid_...), got {metric!r}; "
+                         "configurations are chosen on validation only")
+    return {str(loss): str(g.loc[g[metric].idxmax(), "model"]) for loss, g in t.groupby("loss", sort=False)}
+
+
+def entry_configuration(name: str, epochs: int = LOSS_EPOCHS) -> str:
+    """The configuration of :func:`loss_entries` that trains like the leaderboard entry ``name``
+    (same network, batches, loss and optimiser; only the epoch cap differs)."""
+    from ..bench import REGISTRY, _canonical
+
+    if name not in REGISTRY:
+        raise ValueError(f"name: {name!r} is not a registered leaderboard entry")
+    entry = REGISTRY[name]
+
+    def key(e):
+        fit_ = {k: v for k, v in (e.fit or {}).items() if k != "epochs"}
+        return _canonical({"params": e.params, "fit": fit_, "train_data": e.train_data, "factory": e.factory})
+
+    found = [e.name for e in loss_entries(epochs) if key(e) == key(entry)]
+    if not found:
+        raise ValueError(f"name: entry {name!r} matches none of the loss comparison's configurations")
+    return found[0]
+
+
 def run_loss_comparison(path=None, seed: int = 0, *, epochs: int = LOSS_EPOCHS, threads: int = 1,
                         progress: bool = False) -> pd.DataFrame:
     """Train every configuration of :func:`loss_entries` once (``seed``) as the leaderboard does
@@ -642,6 +683,72 @@ def next_item_builder(model, ml, k: int = 10):
     box.search, box.add, box.undo, box.clear, box.output = search, add, undo, clear, out
     render()
     return box
+
+
+# --------------------------------------------------------------------------------------------
+# The leaderboard's sequence rows
+# --------------------------------------------------------------------------------------------
+
+SEQUENCE_MODELS = ("Pop-seq", "ItemKNN-last", "GRU4Rec-XE", "GRU4Rec-BPRmax")
+SEQUENCE_METRICS = ("recall@20", "mrr@20", "recall@20_excl", "mrr@20_excl", "seen@20")
+
+
+def sequence_table(results: pd.DataFrame, models: Sequence[str] = SEQUENCE_MODELS,
+                   metrics: Sequence[str] = SEQUENCE_METRICS) -> pd.DataFrame:
+    """The leaderboard's sequence rows as "mean ± sd over seeds" strings, one row per model (in
+    ``models``' order) and one column per test metric ("–" where a model's rows lack it), plus
+    CPU seconds per epoch."""
+    cols = [f"test_{m}" for m in metrics]
+    require_columns(results, ["model", "protocol", "seed", *cols, "cpu_s_per_epoch"], name="results")
+    seq = results[(results["protocol"] == "sequence") & results["model"].isin(list(models))]
+    missing = sorted(set(models) - set(seq["model"]))
+    if missing:
+        raise ValueError(f"results: no sequence rows of {missing}")
+    g = seq.groupby("model")
+    mean, sd = g[cols].mean().reindex(list(models)), g[cols].std(ddof=0).reindex(list(models))
+    digits = {m: 1 if m.startswith("seen@") else 3 for m in metrics}
+    table = pd.DataFrame({m: ["–" if np.isnan(a) else f"{a:.{digits[m]}f} ± {b:.{digits[m]}f}"
+                              for a, b in zip(mean[f"test_{m}"], sd[f"test_{m}"])]
+                          for m in metrics}, index=pd.Index(list(models), name="model"))
+    cpu = g["cpu_s_per_epoch"].mean().reindex(list(models))
+    table["CPU s / epoch"] = ["–" if np.isnan(v) else f"{v:.1f}" for v in cpu]
+    return table
+
+
+def sequence_chart(results: pd.DataFrame, models: Sequence[str] = SEQUENCE_MODELS,
+                   metrics: Sequence[str] = ("recall@10", "recall@20", "mrr@10", "mrr@20", "ndcg@10",
+                                             "recall@20_excl", "mrr@20_excl")):
+    """Pick a metric: the mean over seeds of each model (bar, with its value) and each seed (dot),
+    computed in the browser from the leaderboard's rows. Its checks require the cross-entropy
+    GRU4Rec's mean for two metrics, computed here from the same four-decimal rows."""
+    import altair as alt
+
+    from .. import widgets
+
+    cols = [f"test_{m}" for m in metrics]
+    require_columns(results, ["model", "protocol", "seed", *cols], name="results")
+    seq = results[(results["protocol"] == "sequence") & results["model"].isin(list(models))]
+    fields = {m: m.replace("@", "_at_") for m in metrics}
+    rows = seq[["model", "seed", *cols]].rename(columns={f"test_{m}": f for m, f in fields.items()})
+    # long form: one row per model, seed and metric, without the metrics a model's rows lack
+    ship = rows.melt(["model", "seed"], var_name="metric", value_name="value").dropna(subset=["value"])
+    rows_data = widgets.CsvData(ship, name="sequence_rows", decimals=4)
+    metric = widgets.dropdown("metric", list(fields.values()), value=fields.get("recall@20", list(fields.values())[0]),
+                              labels=list(fields), label="metric")
+    base = (alt.Chart(rows_data.ref)
+            .transform_filter("datum.metric == metric")
+            .transform_calculate(value="toNumber(datum.value)"))
+    y = alt.Y("model:N", sort=list(models), title=None)
+    bars = base.mark_bar(opacity=0.6).encode(y=y, x=alt.X("mean(value):Q", title="test metric (mean over seeds)"))
+    dots = base.mark_circle(color="black", size=25).encode(y=y, x="value:Q")
+    labels = (base.transform_aggregate(mean="mean(value)", groupby=["model"])
+              .transform_calculate(label="format(datum.mean, '.3f')")
+              .mark_text(align="left", dx=4).encode(y=y, x="mean:Q", text="label:N"))
+    checked = [fields[m] for m in ("recall@20", "mrr@10", "recall@20_excl") if m in fields]
+    xe = rows[rows["model"] == "GRU4Rec-XE"]
+    checks = [{"set": {"metric": f}, "texts": [f"{xe[f].round(4).mean():.3f}"]} for f in checked] if len(xe) else []
+    return widgets.browser_chart((bars + dots + labels).properties(width=420, height=160),
+                                 params=[metric], data=[rows_data], checks=checks)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,8 +11,12 @@ Helpers:
 
 * :func:`protocol_metrics`: the test metrics a protocol reports, headline first.
 * :func:`summary`: mean and spread over seeds per model, for one protocol.
-* :func:`compare` and :func:`paired_gaps`: one model against another, or each model against the next one below it, seed by seed, with a verdict
-  that only calls a gap real when it keeps its sign on every seed and exceeds the seed spread.
+* :func:`compare` and :func:`paired_gaps`: one model against another, or each model against the
+  next one below it, seed by seed: the mean paired difference with a 90% interval
+  (:func:`paired_interval`), and a verdict that calls a gap real only when the interval excludes 0.
+* :func:`best_on_validation`: which variant of a family validation selects.
+* :func:`comparison_table`, :func:`describe`: several comparisons as one table, one as a sentence.
+* :func:`ranking_table`: the styled table of one protocol (means and seed spreads).
 * :func:`long_results`: recbook's and the libraries' rows as one long table (one row per source,
   model, protocol and metric), what the interactive chart ships.
 * :func:`leaderboard_chart`: pick a protocol and a metric; the ranking table and the
@@ -21,7 +25,7 @@ Helpers:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import altair as alt
 import numpy as np
@@ -31,9 +35,13 @@ from .. import widgets
 from .._checks import require_columns
 
 __all__ = [
-    "LIBRARY_MODELS", "LOWER_IS_BETTER", "compare", "leaderboard_chart", "long_results", "paired_gaps",
-    "protocol_metrics", "speed_table", "summary", "view_name",
+    "INTERVAL_LEVEL", "LIBRARY_MODELS", "LOWER_IS_BETTER", "best_on_validation", "chart_checks", "compare",
+    "comparison_table", "describe", "leaderboard_chart", "long_results", "paired_gaps", "paired_interval",
+    "protocol_metrics", "ranking_table", "speed_table", "summary", "view_name",
 ]
+
+INTERVAL_LEVEL = 0.9
+"""The level of the paired intervals of :func:`compare`."""
 
 LOWER_IS_BETTER = frozenset({"logloss"})
 """Metrics where a smaller value is better (every other metric: larger is better)."""
@@ -48,7 +56,8 @@ LIBRARY_MODELS = {"WDL": "WideDeep", "DeepFM": "DeepFM", "DIN": "DIN", "FM": "FM
 
 
 def protocol_metrics(results: pd.DataFrame, protocol: str) -> list[str]:
-    """The test metrics (without ``test_``) that ``protocol``'s rows carry, headline first.
+    """The test metrics (without ``test_``) that ``protocol``'s rows carry, headline first (not
+    the coverage of GAUC nor ``seen@K``, the number of earlier items in the top K: diagnostics).
 
     Raises:
         ValueError: if no row has that protocol.
@@ -59,7 +68,8 @@ def protocol_metrics(results: pd.DataFrame, protocol: str) -> list[str]:
         raise ValueError(f"protocol: no rows with protocol {protocol!r}; the file has "
                          f"{sorted(results['protocol'].unique())}")
     present = [c[len("test_"):] for c in rows.columns
-               if c.startswith("test_") and not c.endswith("_coverage") and rows[c].notna().any()]
+               if c.startswith("test_") and not c.endswith("_coverage") and not c.startswith("test_seen@")
+               and rows[c].notna().any()]
     first = [m for m in _HEADLINE.get(protocol, ()) if m in present]
     return first + [m for m in present if m not in first]
 
@@ -95,36 +105,114 @@ def summary(results: pd.DataFrame, protocol: str, metrics: Sequence[str] | None 
             .reset_index(drop=True))
 
 
+def paired_interval(diffs, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """A ``level`` confidence interval for the mean of paired differences (one per seed): mean ±
+    t quantile (``n - 1`` degrees of freedom) × standard error. With three seeds the t quantile
+    for 90% is 2.92, so the interval is wide unless the differences agree closely; it measures
+    seed noise only (the test users are the same for both models)."""
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 1 or len(d) < 2 or np.isnan(d).any():
+        raise ValueError(f"diffs: expected at least two paired differences without NaN, got {d.tolist()}")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    half = stats.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 def compare(results: pd.DataFrame, protocol: str, better: str, worse: str,
-            metric: str | None = None) -> dict:
-    """Model ``better`` against model ``worse`` on the seeds both ran, as :func:`paired_gaps` does
-    for neighbours: ``gap`` (mean paired difference, positive when ``better`` is better),
-    ``min gap``, ``max gap``, ``seed sd`` and ``verdict`` (``"real"``, ``"tied"``, or
-    ``"too few seeds"``; a negative mean gap with a consistent sign is ``"reversed"``)."""
+            metric: str | None = None, *, split: str = "test", level: float = INTERVAL_LEVEL) -> dict:
+    """Model ``better`` against model ``worse`` on the seeds both ran, on ``split`` (``"test"`` or
+    ``"valid"``, the column ``<split>_<metric>``): ``gap`` (mean paired difference, positive when
+    ``better`` is better), ``low`` and ``high`` (its ``level`` interval, :func:`paired_interval`),
+    ``min gap``, ``max gap``, ``ahead on`` (seeds where ``better`` is ahead), ``seeds``, ``seed sd``
+    (the larger of the two models' seed-to-seed standard deviations) and ``verdict``: ``"real"``
+    when the interval lies above 0, ``"reversed"`` when it lies below, else ``"tied"`` (``"too
+    few seeds"`` under two shared seeds)."""
+    if split not in ("test", "valid"):
+        raise ValueError(f"split: expected 'test' or 'valid', got {split!r}")
     metric = metric or protocol_metrics(results, protocol)[0]
-    require_columns(results, ["model", "protocol", "seed", f"test_{metric}"], name="results")
+    column = f"{split}_{metric}"
+    require_columns(results, ["model", "protocol", "seed", column], name="results")
     rows = results[results["protocol"] == protocol]
     series = {}
     for name in (better, worse):
         mine = rows[rows["model"] == name]
         if mine.empty:
             raise ValueError(f"results: no rows of model {name!r} under protocol {protocol!r}")
-        series[name] = mine.set_index("seed")[f"test_{metric}"].astype(float)
+        series[name] = mine.set_index("seed")[column].astype(float)
     a, b = series[better], series[worse]
-    seeds = sorted(set(a.index) & set(b.index))
+    seeds = sorted(set(a.dropna().index) & set(b.dropna().index))
     d = _better_sign(metric) * (a.loc[seeds].to_numpy() - b.loc[seeds].to_numpy())
     sd = max(a.std(ddof=0), b.std(ddof=0))
+    low = high = np.nan
     if len(seeds) < 2:
         verdict = "too few seeds"
-    elif (d > 0).all() and d.mean() > sd:
-        verdict = "real"
-    elif (d < 0).all() and -d.mean() > sd:
-        verdict = "reversed"
     else:
-        verdict = "tied"
-    return {"better": better, "worse": worse, "seeds": len(seeds),
-            "gap": d.mean() if len(d) else np.nan, "min gap": d.min() if len(d) else np.nan,
-            "max gap": d.max() if len(d) else np.nan, "seed sd": sd, "verdict": verdict}
+        low, high = paired_interval(d, level)
+        verdict = "real" if low > 0 else "reversed" if high < 0 else "tied"
+    return {"better": better, "worse": worse, "metric": f"{split} {metric}", "seeds": len(seeds),
+            "gap": d.mean() if len(d) else np.nan, "low": low, "high": high,
+            "min gap": d.min() if len(d) else np.nan, "max gap": d.max() if len(d) else np.nan,
+            "ahead on": int((d > 0).sum()), "seed sd": sd, "verdict": verdict}
+
+
+def describe(c: Mapping) -> str:
+    """One comparison of :func:`compare` as a sentence fragment, e.g. ``"DIN-base vs WideDeep (test
+    auc): +0.0032, 90% interval [+0.0018, +0.0047], ahead on 3 of 3 seeds -> real"``."""
+    return (f"{c['better']} vs {c['worse']} ({c['metric']}): {c['gap']:+.4f}, "
+            f"{INTERVAL_LEVEL:.0%} interval [{c['low']:+.4f}, {c['high']:+.4f}], "
+            f"ahead on {c['ahead on']} of {c['seeds']} seeds -> {c['verdict']}")
+
+
+def comparison_table(results: pd.DataFrame, protocol: str, pairs: Mapping) -> pd.DataFrame:
+    """:func:`compare` for each of ``pairs`` (``{key: (better, worse[, metric[, split]])}``), one row
+    per key, with the columns the chapter shows."""
+    out = {}
+    for key, pair in pairs.items():
+        better, worse, *rest = pair
+        metric = rest[0] if rest else None
+        split = rest[1] if len(rest) > 1 else "test"
+        out[key] = compare(results, protocol, better, worse, metric, split=split)
+    return pd.DataFrame(out).T[["better", "worse", "metric", "gap", "low", "high", "ahead on", "seeds", "verdict"]]
+
+
+def best_on_validation(results: pd.DataFrame, protocol: str, models: Sequence[str], metric: str | None = None) -> str:
+    """The model of ``models`` with the best mean validation ``metric`` (default: the protocol's
+    headline metric) over its seeds: how a variant is chosen. Ties: the first of ``models``."""
+    metric = metric or protocol_metrics(results, protocol)[0]
+    column = f"valid_{metric}"
+    require_columns(results, ["model", "protocol", column], name="results")
+    rows = results[(results["protocol"] == protocol) & results["model"].isin(list(models))]
+    missing = sorted(set(models) - set(rows["model"]))
+    if missing or not len(models):
+        raise ValueError(f"models: no rows of {missing or list(models)} under protocol {protocol!r}")
+    means = rows.groupby("model")[column].mean().reindex(list(models))
+    if means.isna().any():
+        raise ValueError(f"results: no {column} for {list(means[means.isna()].index)}")
+    values = _better_sign(metric) * means.to_numpy()
+    return str(means.index[int(np.argmax(values))])
+
+
+def ranking_table(results: pd.DataFrame, protocol: str, metrics: Sequence[str] | None = None, *,
+                  valid: str | None = None):
+    """:func:`summary` of ``protocol`` as a styled table: mean and sd of each test metric over the
+    seeds (four decimals), CPU seconds per epoch, epochs and, with ``valid`` (a metric), the mean
+    validation value of that metric (the column models are chosen on)."""
+    table = summary(results, protocol, metrics)
+    metrics = list(metrics) if metrics is not None else protocol_metrics(results, protocol)
+    cols = ["model", "seeds", *[c for m in metrics for c in (m, f"{m} sd")]]
+    if valid is not None:
+        column = f"valid_{valid}"
+        require_columns(results, [column], name="results")
+        means = results[results["protocol"] == protocol].groupby("model")[column].mean()
+        table[f"valid {valid}"] = table["model"].map(means)
+        cols.append(f"valid {valid}")
+    cols += [c for c in ("cpu_s_per_epoch", "epochs") if c in table.columns]
+    fmt = {c: "{:.4f}" for c in cols if c not in ("model", "seeds", "cpu_s_per_epoch", "epochs")}
+    fmt |= {"cpu_s_per_epoch": "{:.2f}", "epochs": "{:.1f}"}
+    return table[cols].style.format({k: v for k, v in fmt.items() if k in cols}, na_rep="–").hide(axis="index")
 
 
 def paired_gaps(results: pd.DataFrame, protocol: str, metric: str | None = None) -> pd.DataFrame:
@@ -132,14 +220,15 @@ def paired_gaps(results: pd.DataFrame, protocol: str, metric: str | None = None)
 
     Columns: ``better``, ``worse``, ``seeds`` (shared seeds), ``gap`` (mean paired difference,
     signed so that positive favours ``better``), ``min gap`` and ``max gap`` over seeds,
-    ``seed sd`` (the larger of the two models' seed-to-seed standard deviations) and ``verdict``:
-    ``"real"`` when the gap is positive on every shared seed and larger than ``seed sd``, else
-    ``"tied"``. Models with fewer than 2 shared seeds get ``"too few seeds"``.
+    ``seed sd`` (the larger of the two models' seed-to-seed standard deviations), ``low`` and
+    ``high`` (the 90% interval of the mean paired difference, :func:`paired_interval`) and
+    ``verdict``: ``"real"`` when the interval lies above 0, else ``"tied"`` (see :func:`compare`).
+    Models with fewer than 2 shared seeds get ``"too few seeds"``.
     """
     metric = metric or protocol_metrics(results, protocol)[0]
     order = list(summary(results, protocol, [metric])["model"])
     out = [compare(results, protocol, hi, lo, metric) for hi, lo in zip(order[:-1], order[1:])]
-    return pd.DataFrame(out, columns=["better", "worse", "seeds", "gap", "min gap", "max gap",
+    return pd.DataFrame(out, columns=["better", "worse", "seeds", "gap", "low", "high", "min gap", "max gap",
                                       "seed sd", "verdict"])
 
 
@@ -203,13 +292,36 @@ def view_name(protocol, metric):
     return protocol + " · " + metric
 
 
+def chart_checks(long: pd.DataFrame, views: Sequence[tuple[str, str]] | None = None) -> list[dict]:
+    """The browser checks of :func:`leaderboard_chart`: for each ``(protocol, metric)`` of ``views``
+    (default: AUC and logloss of ``ctr`` and the headline metric of every other protocol), the
+    title text ``"best test mean: MODEL (SOURCE) VALUE"`` computed here in pandas."""
+    require_columns(long, ["source", "model", "protocol", "metric", "mean", "better"], name="long")
+    if views is None:
+        views = []
+        for p in dict.fromkeys(long["protocol"]):
+            present = list(dict.fromkeys(long.loc[long["protocol"] == p, "metric"]))
+            wanted = [m for m in (("auc", "logloss") if p == "ctr" else _HEADLINE.get(p, ())[:1]) if m in present]
+            views += [(p, m) for m in (wanted or present[:1])]
+    out = []
+    for p, m in views:
+        g = long[(long["protocol"] == p) & (long["metric"] == m)]
+        if g.empty:
+            raise ValueError(f"views: no rows for protocol {p!r} and metric {m!r}")
+        top = g.loc[(g["better"] * g["mean"]).idxmax()]
+        out.append({"set": {"view": view_name(p, m)},
+                    "texts": [f"best test mean: {top['model']} ({top['source']}) {top['mean']:.4f}"]})
+    return out
+
+
 def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str = "auc",
-                      checks: Sequence[dict] = ()) -> widgets.BrowserChart:
+                      checks: Sequence[dict] | None = None) -> widgets.BrowserChart:
     """Pick a protocol and a metric (one dropdown, :func:`view_name`): a ranking table (best first) and an accuracy–cost scatter
     (CPU seconds per epoch, log scale) update **in the browser** from the shipped long table.
 
-    ``checks`` (see :func:`recbook.widgets.browser_chart`) typically require the title text
-    ``"best: MODEL (SOURCE) VALUE"`` for a protocol and metric, computed in Python.
+    ``checks`` (see :func:`recbook.widgets.browser_chart`; default :func:`chart_checks`) require
+    the title text ``"best test mean: MODEL (SOURCE) VALUE"`` for a protocol and metric,
+    computed in Python. The title reports the test results; it chooses nothing.
     """
     require_columns(long, ["source", "model", "protocol", "metric", "mean", "sd", "seeds",
                            "cpu_s_per_epoch", "better"], name="long")
@@ -229,7 +341,7 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
             .transform_calculate(score="datum.better * datum.mean")
             .transform_window(rank="row_number()", sort=[alt.SortField("score", order="descending")]))
     title = (base.transform_filter("datum.rank == 1")
-             .transform_calculate(text="'best: ' + datum.model + ' (' + datum.source + ') ' + "
+             .transform_calculate(text="'best test mean: ' + datum.model + ' (' + datum.source + ') ' + "
                                        "format(datum.mean, '.4f')")
              .mark_text(align="left", fontSize=13, fontWeight="bold")
              .encode(text="text:N", x=alt.value(0), y=alt.value(8)).properties(width=640, height=16))
@@ -256,4 +368,6 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
                .properties(width=560, height=300))
     labels = scatter.mark_text(align="left", dx=6, fontSize=9).encode(text="model:N")
     chart = alt.vconcat(title, ranking, scatter + labels, spacing=12)
+    if checks is None:
+        checks = chart_checks(long)
     return widgets.browser_chart(chart, params=[view], data=[table], checks=checks)

@@ -48,7 +48,7 @@ __all__ = [
     "plot_frequency_estimates", "plot_negative_exposure", "plot_popularity_breakdown", "plot_temperature_sweep",
     "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
     "retrieval_widget", "decode_vectors", "encode_vectors", "user_retrieval_chart", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
-    "top_k_items", "SWEEP_FILE", "TEMPERATURES",
+    "top_k_items", "SWEEP_FILE", "TEMPERATURES", "distinct_titles", "temperature_mass",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -673,6 +673,30 @@ def _dot_expr(a: str, b: str, dim: int) -> str:
     return f"({terms}) / {VECTOR_SCALE * VECTOR_SCALE}"
 
 
+def distinct_titles(titles, item_ids) -> np.ndarray:
+    """Titles a reader can tell apart: MovieLens-100K lists some movies twice under two ids
+    (``Chasing Amy`` is 246 and 268); a title that occurs more than once gets its id appended,
+    ``"Chasing Amy (id 246)"``. Other titles are unchanged."""
+    t = pd.Series(np.asarray(titles, dtype=object)).astype(str)
+    ids = np.asarray(item_ids)
+    if len(ids) != len(t):
+        raise ValueError(f"item_ids: expected one id per title ({len(t)}), got {len(ids)}")
+    repeated = t.duplicated(keep=False).to_numpy()
+    out = t.to_numpy(dtype=object).copy()
+    out[repeated] = [f"{x} (id {i})" for x, i in zip(t[repeated], ids[repeated])]
+    return out
+
+
+def _catalogue_titles(data) -> np.ndarray:
+    """One distinct title per item code of ``data.catalogue`` (reserved codes: ``"<pad>"``, ``"<unk>"``)."""
+    frame = data.catalogue.frame
+    titles = frame["title"].astype(object).to_numpy().copy()
+    real = np.arange(len(frame)) >= N_RESERVED   # codes 0, 1 are reserved
+    titles[real] = distinct_titles(titles[real], frame["item_id"].iloc[N_RESERVED:].astype("int64").to_numpy())
+    titles[~real] = ["<pad>", "<unk>"][: int((~real).sum())]
+    return titles.astype(str)
+
+
 def _model_vectors(model, data, rows: np.ndarray):
     """Unit user vectors of ``data.users[rows]`` before their test target, and every item's vector
     (codes from 2), as float64 arrays."""
@@ -700,6 +724,42 @@ def _softmax_top(cos: np.ndarray, seen, k: int, tau: float):
     return order, p
 
 
+def temperature_mass(models: Mapping, data, users: Sequence[int], temperatures: Sequence[float] = (0.05, 0.1, 1.0),
+                     *, k: int = 10) -> pd.DataFrame:
+    """How much of the softmax the top of the list holds, per temperature: for each model (logQ
+    on, off), user and ``tau``, the probability of the top movie (``top 1``) and of the top ``k``
+    together (``top k``), over the user's unseen movies, as :func:`user_retrieval_chart` computes
+    it in the browser. Returns one row per (logq, tau) with the smallest and largest value over
+    ``users`` and ``uniform``, the share ``k`` movies would hold if every unseen movie were equally
+    likely (the mean over users)."""
+    if not isinstance(models, Mapping) or set(models) != {True, False}:
+        raise ValueError("models: expected {True: model with logQ, False: model without}")
+    k = require_positive_int(k, name="k")
+    pos = {int(u): i for i, u in enumerate(data.users)}
+    missing = [int(u) for u in users if int(u) not in pos]
+    if not len(users) or missing:
+        raise ValueError(f"users: expected raw user ids of data.users, got unknown {missing or list(users)}")
+    taus = [float(t) for t in temperatures]
+    if not taus or min(taus) <= 0:
+        raise ValueError(f"temperatures: expected positive temperatures, got {temperatures!r}")
+    rows = np.array([pos[int(u)] for u in users])
+    seen = data.seen("test")
+    n_unseen = np.array([data.n_items - N_RESERVED - len(np.unique(seen[r])) for r in rows])
+    out = []
+    for on in (True, False):
+        uvec, ivec = _model_vectors(models[on], data, rows)
+        for tau in taus:
+            p1, pk = [], []
+            for i, r in enumerate(rows):
+                _, p = _softmax_top(np.r_[np.zeros(N_RESERVED), ivec @ uvec[i]], seen[r], k, tau)
+                p1.append(p[0])
+                pk.append(p.sum())
+            out.append({"logq": on, "tau": tau, "top 1 min": min(p1), "top 1 max": max(p1),
+                        f"top {k} min": min(pk), f"top {k} max": max(pk),
+                        "uniform": float(np.mean(k / n_unseen))})
+    return pd.DataFrame(out)
+
+
 def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int = 10, history: int = 5,
                          temperatures: Sequence[float] = (0.05, 1.0), n_checks: int = 4):
     """Pick a user; see their most recent movies and the top-``k`` unseen movies of the model with
@@ -714,6 +774,10 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
         users: raw user ids offered in the dropdown.
         temperatures: the slider's ends (its step is 0.05); the checks use both ends, which
             proves the ranking does not move with the inference temperature.
+
+    The probability axis is fixed (from 0 to the largest top-movie probability any offered user
+    and model reach at the lowest temperature), so the bars shrink as ``tau`` grows; a line above
+    the list gives the share of the probability the ``k`` movies hold together.
 
     Returns a :class:`recbook.widgets.BrowserChart` whose ``checks`` (texts computed from the
     float vectors in PyTorch) are the browser test's evidence.
@@ -741,7 +805,7 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
         raise ValueError(f"temperatures: expected (low, high) with 0 < low < high, got {temperatures!r}")
     rows = np.array([pos[u] for u in users])
     frame = data.catalogue.frame
-    titles = frame["title"].astype(str).to_numpy()
+    titles = _catalogue_titles(data)
     genres = np.array([", ".join(g) for g in frame["genres"]], dtype=object)
     seen = [np.asarray(data.seen("test")[r], dtype=np.int64) for r in rows]
 
@@ -750,6 +814,10 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
     if len(dims) != 1:
         raise ValueError(f"models: expected the same output dimension, got {sorted(dims)}")
     dim = dims.pop()
+    # the probability axis: fixed, up to the largest top-movie probability at the lowest temperature
+    p_max = max(_softmax_top(np.r_[np.zeros(N_RESERVED), vec[on][1] @ vec[on][0][i]], seen[i], 1, lo)[1][0]
+                for on in (True, False) for i in range(len(users)))
+    p_axis = float(np.ceil(p_max * 20) / 20)
     codes = np.arange(N_RESERVED, data.n_items)
     items = pd.DataFrame({"code": codes, "title": titles[codes], "genres": genres[codes],
                           "von": encode_vectors(vec[True][1]), "voff": encode_vectors(vec[False][1])})
@@ -786,17 +854,24 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
             .transform_window(rank="row_number()", sort=[alt.SortField("cos", order="descending"),
                                                         alt.SortField("code", order="ascending")])
             .transform_filter(f"datum.rank <= {k}")
+            .transform_joinaggregate(mass="sum(p)")
             .transform_calculate(label="datum.rank + '. ' + datum.title", pct="format(datum.p, '.1%')"))
     y = alt.Y("rank:O", axis=None)
+    mass = (base.transform_filter("datum.rank == 1")
+            .transform_calculate(text=f"'The {k} movies below hold ' + format(datum.mass, '.1%') + "
+                                      f"' of the probability at τ = ' + format(tau, '.2f')")
+            .mark_text(align="left", fontSize=12, fontWeight="bold")
+            .encode(x=alt.value(0), y=alt.value(8), text="text:N").properties(width=560, height=16))
     names = base.mark_text(align="left", fontSize=12).encode(x=alt.value(0), y=y, text="label:N")
     kinds = base.mark_text(align="left", fontSize=11, color="#777").encode(x=alt.value(0), y=y, text="genres:N")
     bars = base.mark_bar(color="#4C72B0", opacity=0.7).encode(
-        x=alt.X("p:Q", title="softmax probability", axis=alt.Axis(format="%", tickCount=4)), y=y)
+        x=alt.X("p:Q", title="softmax probability", scale=alt.Scale(domain=[0, p_axis], clamp=True),
+                axis=alt.Axis(format="%", tickCount=4)), y=y)
     pct = base.mark_text(align="left", dx=3, fontSize=11).encode(x="p:Q", y=y, text="pct:N")
     top = alt.hconcat(names.properties(width=250, height=20 * k, title=alt.Title(f"Top {k} unseen movies", fontSize=12)),
                       kinds.properties(width=170, height=20 * k), (bars + pct).properties(width=140, height=20 * k),
                       spacing=5)
-    chart = alt.vconcat(recent, top)
+    chart = alt.vconcat(recent, mass, top)
 
     # checks: computed from the float vectors; kept only where the browser's three-decimal vectors
     # give the same texts, away from a rounding boundary.
@@ -812,11 +887,12 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
             for t in (lo, hi):
                 order, p = _softmax_top(cos, seen[u_i], k, t)
                 q_order, q_p = _softmax_top(q_cos, seen[u_i], k, t)
-                frac = (p[0] * 1000) % 1
-                if (order[:3] != q_order[:3]).any() or abs(frac - 0.5) < 0.15 or f"{p[0]:.1%}" != f"{q_p[0]:.1%}":
+                if ((order[:3] != q_order[:3]).any() or any(abs((x * 1000) % 1 - 0.5) < 0.15 for x in (p[0], p.sum()))
+                        or f"{p[0]:.1%}" != f"{q_p[0]:.1%}" or f"{p.sum():.1%}" != f"{q_p.sum():.1%}"):
                     ok = False
                     break
-                texts_of[t] = [f"{r}. {titles[c]}" for r, c in enumerate(order[:3], 1)] + [f"{p[0]:.1%}"]
+                texts_of[t] = ([f"{r}. {titles[c]}" for r, c in enumerate(order[:3], 1)] + [f"{p[0]:.1%}"]
+                               + [f"The {k} movies below hold {p.sum():.1%} of the probability at τ = {t:.2f}"])
             if ok:
                 checks += [{"set": {"user": u, "logq": on, "tau": t}, "texts": texts_of[t]} for t in (lo, hi)]
             if len(checks) >= 2 * n_checks:
