@@ -80,8 +80,10 @@ def _better_sign(metric: str) -> float:
 
 def summary(results: pd.DataFrame, protocol: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per model of ``protocol``: seeds, mean and standard deviation (over seeds,
-    ``ddof=0``) of each test metric, CPU seconds per epoch and epochs; best first by the headline
-    metric (the first of ``metrics``)."""
+    ``ddof=0``) of each test metric, CPU seconds per epoch and epochs. Rows are ranked by the
+    validation metric the protocol's early stopping watches (``valid_...``, mean over seeds), never
+    by a test metric: a table ranked on test makes its first row a choice made on test. Models
+    without validation rows keep the results' order, after the others."""
     metrics = list(metrics) if metrics is not None else protocol_metrics(results, protocol)
     cols = ["model", "protocol", "seed", *[f"test_{m}" for m in metrics]]
     require_columns(results, cols, name="results")
@@ -98,11 +100,12 @@ def summary(results: pd.DataFrame, protocol: str, metrics: Sequence[str] | None 
         for c in ("cpu_s_per_epoch", "epochs"):
             if c in g.columns:
                 rec[c] = g[c].astype(float).mean()
+        valid = [c for c in g.columns if c.startswith("valid_") and g[c].notna().any()]
+        rec["_valid"] = g[valid[0]].astype(float).mean() if len(valid) == 1 else np.nan
         out.append(rec)
     table = pd.DataFrame(out)
-    head = metrics[0]
-    return (table.sort_values(head, ascending=head in LOWER_IS_BETTER, kind="stable")
-            .reset_index(drop=True))
+    return (table.sort_values("_valid", ascending=False, kind="stable", na_position="last")
+            .drop(columns="_valid").reset_index(drop=True))
 
 
 def paired_interval(diffs, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
@@ -226,7 +229,9 @@ def paired_gaps(results: pd.DataFrame, protocol: str, metric: str | None = None)
     Models with fewer than 2 shared seeds get ``"too few seeds"``.
     """
     metric = metric or protocol_metrics(results, protocol)[0]
-    order = list(summary(results, protocol, [metric])["model"])
+    # Neighbours on the reported metric: this describes the test results, it chooses nothing.
+    means = summary(results, protocol, [metric]).set_index("model")[metric]
+    order = list(means.sort_values(ascending=metric in LOWER_IS_BETTER, kind="stable").index)
     out = [compare(results, protocol, hi, lo, metric) for hi, lo in zip(order[:-1], order[1:])]
     return pd.DataFrame(out, columns=["better", "worse", "seeds", "gap", "low", "high", "min gap", "max gap",
                                       "seed sd", "verdict"])
