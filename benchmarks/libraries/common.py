@@ -235,6 +235,19 @@ def run_name(model: str, arch: str = "default", variant: str | None = None) -> s
     return name + (f"@{variant}" if variant else "")
 
 
+def recbook_settings(variants: dict, name: str, variant: str | None) -> dict:
+    """The recbook settings a ``--variant`` moves into the library: ``{setting: value}``;
+    ``variants`` maps each model to its allowed variants (``"setting:value"`` strings and ``"all"``)."""
+    if not variant:
+        return {}
+    if variant not in variants.get(name, ()):
+        raise SystemExit(f"--variant: {variant!r} is not a variant of {name}; expected one of {variants.get(name, ())}")
+    if variant == "all":
+        return dict(v.split(":", 1) for v in variants[name] if v != "all")
+    key, value = variant.split(":", 1)
+    return {key: value}
+
+
 def variant_notes(arch: str = "default", variant: str | None = None) -> list:
     notes = []
     if arch == "book":

@@ -75,18 +75,6 @@ VARIANTS = {
 }
 
 
-def _recbook_settings(name: str, variant: str | None) -> dict:
-    """The recbook settings a ``--variant`` moves into the library: ``{setting: value}``."""
-    if not variant:
-        return {}
-    if variant not in VARIANTS.get(name, ()):
-        raise SystemExit(f"--variant: {variant!r} is not a variant of {name}; expected one of {VARIANTS.get(name, ())}")
-    if variant == "all":
-        return dict(v.split(":", 1) for v in VARIANTS[name] if v != "all")
-    key, value = variant.split(":", 1)
-    return {key: value}
-
-
 def apply_recbook_settings(model, settings: dict, base_rate: float) -> None:
     """Re-initialise ``model`` (a DeepCTR-Torch FM/DeepFM) with recbook's settings: embeddings
     ``N(0, 0.01^2)``, first-order weights 0, PyTorch's default init of the hidden layers, the
@@ -159,7 +147,7 @@ def run(name: str, seed: int, max_epochs: int | None, arch: str = "default", var
     din = name == "DIN"
     x, y = common.ctr_arrays(inputs, meta, din)
     cols = feature_columns(meta, din)
-    settings = _recbook_settings(name, variant)
+    settings = common.recbook_settings(VARIANTS, name, variant)
     model = build(name, cols, seed, arch, settings)
     apply_recbook_settings(model, settings, float(y["train"].mean()))
     model.compile(torch.optim.Adam(model.parameters(), lr=common.CTR["lr"]), "binary_crossentropy",

@@ -55,17 +55,6 @@ VARIANTS = {"FM": ("embed_init:normal-0.01", "linear_init:zero", "unknown_rows:z
                    "genre_linear:mean", "all")}
 
 
-def _recbook_settings(name: str, variant: str | None) -> dict:
-    if not variant:
-        return {}
-    if variant not in VARIANTS.get(name, ()):
-        raise SystemExit(f"--variant: {variant!r} is not a variant of {name}; expected one of {VARIANTS.get(name, ())}")
-    if variant == "all":
-        return dict(v.split(":", 1) for v in VARIANTS[name] if v != "all")
-    key, value = variant.split(":", 1)
-    return {key: value}
-
-
 def apply_recbook_settings(model, dataset, settings: dict) -> None:
     """Re-initialise RecBole's FM with recbook's settings: embeddings ``N(0, 0.01^2)`` instead of
     Xavier-normal, first-order weights 0, the unknown code's rows (recbook's code 1, the one value
@@ -263,7 +252,7 @@ def _train(name, seed, max_epochs, meta, protocol, tmp, arch="default", variant=
         write_ctr_files(folder, ds_name, meta, din=name == "DIN")
     else:
         write_sequence_files(folder, ds_name)
-    settings = _recbook_settings(name, variant)
+    settings = common.recbook_settings(VARIANTS, name, variant)
     cfg = config_dict(name, seed, folder, ds_name, max_epochs, tmp / "saved", arch, settings)
     config = Config(model=RECBOLE_NAME[name], dataset=ds_name, config_dict=cfg)
     init_logger(config)  # RecBole's per-epoch log lines on stdout (files under the temporary folder)
@@ -310,7 +299,7 @@ def _train(name, seed, max_epochs, meta, protocol, tmp, arch="default", variant=
                 if config[k] is not None}
     settings["n_parameters"] = n_params
     settings["arch"] = arch
-    settings["recbook_settings"] = _recbook_settings(name, variant)
+    settings["recbook_settings"] = common.recbook_settings(VARIANTS, name, variant)
     return preds, metric, epochs, best_epoch, best_score, clock, settings
 
 
