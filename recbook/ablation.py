@@ -335,23 +335,14 @@ def collect_library_runs(folder, model: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 # Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
 def paired_interval(diffs, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of paired differences (one per seed) and its 95% t-interval ``(mean, low, high)``.
-    With one difference the interval is ``(nan, nan)``."""
-    if level != 0.95:
-        raise ValueError(f"level: only 0.95 is tabulated, got {level!r}")
-    d = np.asarray(diffs, dtype=float)
-    if d.ndim != 1 or d.size == 0 or not np.isfinite(d).all():
-        raise ValueError(f"diffs: expected a non-empty 1-d array of finite numbers, got {diffs!r}")
-    mean = float(d.mean())
-    if d.size == 1:
-        return mean, math.nan, math.nan
-    t = _T95[d.size - 2] if d.size - 1 <= len(_T95) else 1.96
-    half = t * float(d.std(ddof=1)) / math.sqrt(d.size)
-    return mean, mean - half, mean + half
+    """Mean of paired differences (one per seed) and its 95% t-interval ``(mean, low, high)``
+    (:func:`recbook.metrics.paired_t_interval`). With one difference the interval is ``(nan, nan)``."""
+    from .metrics import paired_t_interval
+
+    return paired_t_interval(diffs, level, name="diffs")
 
 
 def summarize(rows: pd.DataFrame, baseline: Mapping[str, str]) -> pd.DataFrame:

@@ -300,6 +300,26 @@ def ctr_report(labels, logits, groups=None) -> dict:
     return report
 
 
+def paired_t_interval(differences, level: float = 0.9, *, name: str = "differences") -> tuple[float, float, float]:
+    """Mean of paired differences (one per seed: model B minus model A on the same seed) and its
+    ``level`` t-interval, ``(mean, low, high)``: ``mean ± t_{n-1} · sd / sqrt(n)``. It says how
+    far the mean difference could move with other seeds (seed noise only: both models are scored
+    on the same rows). With one difference the interval is ``(nan, nan)``."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"{name}: expected a non-empty 1-d array of finite numbers (one per seed), "
+                         f"got {np.asarray(differences).tolist()!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    mean = float(d.mean())
+    if d.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf((1 + level) / 2, d.size - 1)) * float(d.std(ddof=1)) / float(np.sqrt(d.size))
+    return mean, mean - half, mean + half
+
+
 def paired_bootstrap_auc(labels, scores_a, scores_b, groups, *, n_boot: int = 200, seed: int = 0,
                          level: float = 0.9) -> dict:
     """AUC of ``scores_b`` minus AUC of ``scores_a`` on the same rows, with a bootstrap interval.

@@ -474,3 +474,19 @@ def test_paired_bootstrap_of_identical_scores_is_zero_and_brackets_the_differenc
     assert 0 < r["low"] <= r["diff"] <= r["high"]
     with pytest.raises(ValueError, match="labels"):
         M.paired_bootstrap_auc(y[:5], a, b, groups)
+
+
+def test_paired_t_interval_matches_the_t_table_and_refuses_bad_input():
+    from recbook.metrics import paired_t_interval
+
+    mean, low, high = paired_t_interval([1.0, 2.0, 3.0], 0.95)       # sd 1, n 3: t(0.975, 2) = 4.303
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / np.sqrt(3), abs=1e-3)
+    assert mean - low == pytest.approx(high - mean)
+    _, low90, high90 = paired_t_interval([1.0, 2.0, 3.0], 0.9)        # t(0.95, 2) = 2.920
+    assert high90 - 2.0 == pytest.approx(2.920 / np.sqrt(3), abs=1e-3)
+    assert np.isnan(paired_t_interval([0.5])[1])
+    for bad in ([], [1.0, float("nan")], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="differences"):
+            paired_t_interval(bad)
+    with pytest.raises(ValueError, match="level"):
+        paired_t_interval([1.0, 2.0], 1.5)

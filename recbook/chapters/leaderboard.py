@@ -113,15 +113,13 @@ def paired_interval(diffs, level: float = INTERVAL_LEVEL) -> tuple[float, float]
     t quantile (``n - 1`` degrees of freedom) × standard error. With three seeds the t quantile
     for 90% is 2.92, so the interval is wide unless the differences agree closely; it measures
     seed noise only (the test users are the same for both models)."""
-    from scipy import stats
+    from ..metrics import paired_t_interval
 
     d = np.asarray(diffs, dtype=float)
     if d.ndim != 1 or len(d) < 2 or np.isnan(d).any():
         raise ValueError(f"diffs: expected at least two paired differences without NaN, got {d.tolist()}")
-    if not 0 < level < 1:
-        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
-    half = stats.t.ppf((1 + level) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return float(d.mean() - half), float(d.mean() + half)
+    _, low, high = paired_t_interval(d, level, name="diffs")
+    return low, high
 
 
 def compare(results: pd.DataFrame, protocol: str, better: str, worse: str,

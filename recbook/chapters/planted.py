@@ -94,15 +94,13 @@ def paired_interval(differences, level: float = 0.9) -> dict:
     ``mean ± t_{n-1} · sd / sqrt(n)``: it says how far the mean difference could move with other
     seeds, not how far a single seed can.
     """
-    from scipy import stats
+    from ..metrics import paired_t_interval
 
     d = np.asarray(differences, dtype=np.float64).ravel()
-    if d.size < 2 or not np.isfinite(d).all():
+    if d.size < 2:
         raise ValueError(f"differences: expected at least 2 finite numbers (one per seed), got {d.tolist()}")
-    if not 0 < level < 1:
-        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
-    half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
-    return {"mean": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half),
+    mean, low, high = paired_t_interval(d, level)
+    return {"mean": mean, "low": low, "high": high,
             "min": float(d.min()), "max": float(d.max()), "seeds": int(d.size)}
 
 
