@@ -272,3 +272,19 @@ def test_score_items_reads_each_whole_history_before_the_target(split):
             ref = out[0] @ m.item_vectors.T + m.item_bias[:, 0]
         torch.testing.assert_close(got[u, 2:], ref[2:], rtol=1e-5, atol=1e-5)
         assert torch.isinf(got[u, :2]).all()
+
+
+def test_session_loss_lets_the_one_session_tail_of_an_epoch_through():
+    """The last batch of a session-parallel epoch can hold one session; with no sampled negatives
+    its cross-entropy is exactly 0 (no weight moves) and training goes on, while the loss function
+    itself refuses that shape from a caller."""
+    from recbook.losses import sampled_softmax_loss
+    from recbook.models.gru4rec import SessionLoss
+
+    w = torch.ones(1, 1, requires_grad=True)
+    loss = SessionLoss("cross-entropy")(lambda batch: w * 3.0, {})
+    assert loss.item() == 0.0
+    loss.backward()
+    assert w.grad is not None and w.grad.abs().sum().item() == 0.0
+    with pytest.raises(ValueError, match="one row and no negative"):
+        sampled_softmax_loss(torch.ones(1, 1))

@@ -269,6 +269,12 @@ class SessionLoss:
 
     def __call__(self, model: GRU4Rec, batch: Mapping) -> torch.Tensor:
         scores = model(batch)
+        if self.kind == "cross-entropy" and scores.shape[0] == 1 and scores.shape[1] == 1:
+            # The tail of a session-parallel epoch can leave one session and, with no sampled
+            # negatives, no candidate but its own target: the cross-entropy is exactly 0 and the
+            # step changes no weight. Training goes on (sampled_softmax_loss refuses this shape
+            # when a caller hands it over directly).
+            return F.cross_entropy(scores, torch.zeros(1, dtype=torch.long, device=scores.device))
         if self.kind == "cross-entropy":
             log_q = None
             if self.logq:
