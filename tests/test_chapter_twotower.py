@@ -158,7 +158,7 @@ def fake_results():
     import pandas as pd
 
     rows = []
-    for m, base in (("Pop-retrieval", 0.2), ("TwoTower", 0.38), ("TwoTower-logQ", 0.5)):
+    for m, base in (("Pop-retrieval", 0.2), ("ItemKNN-retrieval", 0.3), ("TwoTower", 0.38), ("TwoTower-logQ", 0.5)):
         for seed in (0, 1, 2):
             row = {"model": m, "protocol": "retrieval", "seed": seed}
             for k in (10, 20, 50, 100):
@@ -171,7 +171,7 @@ def fake_results():
 
 def test_retrieval_results_is_the_long_form_of_the_test_metrics():
     long = chapter.retrieval_results(fake_results())
-    assert len(long) == 3 * 3 * 8 and set(long["metric"]) == {"recall", "ndcg"}
+    assert len(long) == 4 * 3 * 8 and set(long["metric"]) == {"recall", "ndcg"}
     one = long[(long["model"] == "TwoTower") & (long["seed"] == 2) & (long["metric"] == "recall") & (long["k"] == 20)]
     assert one["value"].item() == pytest.approx(0.38 * 20 / 50 + 0.02)
     with pytest.raises(ValueError, match="TwoTower-logQ"):
@@ -183,7 +183,7 @@ def test_results_chart_checks_carry_the_python_means():
     checks = chart.to_dict()["usermeta"]["recbook"]["checks"]
     first = checks[0]
     assert first["set"] == {"metric": "recall", "k": 50}
-    assert first["texts"] == ["0.210", "0.390", "0.510"]  # base + mean of 0, 0.01, 0.02
+    assert first["texts"] == ["0.210", "0.310", "0.390", "0.510"]  # base + mean of 0, 0.01, 0.02
 
 
 def fake_ann():

@@ -512,7 +512,7 @@ def retrieval_widget(table: pd.DataFrame) -> widgets.VBox:
 # Results read from the committed files, as charts that compute in the browser
 # --------------------------------------------------------------------------------------------
 
-RETRIEVAL_MODELS = ("Pop-retrieval", "TwoTower", "TwoTower-logQ")
+RETRIEVAL_MODELS = ("Pop-retrieval", "ItemKNN-retrieval", "TwoTower", "TwoTower-logQ")
 """The chapter's leaderboard entries (protocol ``retrieval``), in the order the chapter shows them."""
 
 
