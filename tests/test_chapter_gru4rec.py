@@ -288,7 +288,10 @@ def test_movie_titles_tell_repeated_titles_apart():
     ml = tiny_ml()
     ml.items.loc[ml.items["item_id"].isin([3, 7]), "title"] = "Chasing Amy"
     titles = chapter.movie_titles(ml).set_index("item_id")["title"]
-    assert titles[3] == "Chasing Amy (id 3)" and titles[7] == "Chasing Amy (id 7)" and titles[1] == "movie 1"
+    assert titles[3] == "Chasing Amy (#3)" and titles[7] == "Chasing Amy (#7)" and titles[1] == "movie 1"
+    ml.items["release_year"] = [1990, 1991, 1997, 1990, 1990, 1990, 1997, 1990]        # with years: as the book names them
+    titles = chapter.movie_titles(ml).set_index("item_id")["title"]
+    assert titles[3] == "Chasing Amy (1997, #3)" and titles[7] == "Chasing Amy (1997, #7)" and titles[1] == "movie 1"
 
 
 def test_stated_criterion_chooses_the_entries_configurations_from_the_committed_file():

@@ -158,7 +158,7 @@ def fake_results():
     import pandas as pd
 
     rows = []
-    for m, base in (("Pop-retrieval", 0.2), ("TwoTower", 0.38), ("TwoTower-logQ", 0.5)):
+    for m, base in (("Pop-retrieval", 0.2), ("ItemKNN-retrieval", 0.3), ("TwoTower", 0.38), ("TwoTower-logQ", 0.5)):
         for seed in (0, 1, 2):
             row = {"model": m, "protocol": "retrieval", "seed": seed}
             for k in (10, 20, 50, 100):
@@ -171,7 +171,7 @@ def fake_results():
 
 def test_retrieval_results_is_the_long_form_of_the_test_metrics():
     long = chapter.retrieval_results(fake_results())
-    assert len(long) == 3 * 3 * 8 and set(long["metric"]) == {"recall", "ndcg"}
+    assert len(long) == 4 * 3 * 8 and set(long["metric"]) == {"recall", "ndcg"}
     one = long[(long["model"] == "TwoTower") & (long["seed"] == 2) & (long["metric"] == "recall") & (long["k"] == 20)]
     assert one["value"].item() == pytest.approx(0.38 * 20 / 50 + 0.02)
     with pytest.raises(ValueError, match="TwoTower-logQ"):
@@ -183,7 +183,7 @@ def test_results_chart_checks_carry_the_python_means():
     checks = chart.to_dict()["usermeta"]["recbook"]["checks"]
     first = checks[0]
     assert first["set"] == {"metric": "recall", "k": 50}
-    assert first["texts"] == ["0.210", "0.390", "0.510"]  # base + mean of 0, 0.01, 0.02
+    assert first["texts"] == ["0.210", "0.310", "0.390", "0.510"]  # base + mean of 0, 0.01, 0.02
 
 
 def fake_ann():
@@ -310,7 +310,7 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
     frame = data.catalogue.frame
     titles = frame["title"].astype(str).to_numpy()
     twice = frame["title"].iloc[2:].duplicated(keep=False).to_numpy()
-    titles[2:][twice] = [f"{t} (id {i})" for t, i in zip(titles[2:][twice], frame["item_id"].iloc[2:][twice])]
+    titles[2:][twice] = [f"{t} (#{i})" for t, i in zip(titles[2:][twice], frame["item_id"].iloc[2:][twice])]
     p_top = {}
     for c in checks:
         u, on, tau = c["set"]["user"], c["set"]["logq"], c["set"]["tau"]
@@ -352,13 +352,6 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
         chapter.user_retrieval_chart(models, data, [99999])
     with pytest.raises(ValueError, match="models"):
         chapter.user_retrieval_chart({True: models[True]}, data, users)
-
-
-def test_distinct_titles_append_the_id_only_to_repeated_titles():
-    out = chapter.distinct_titles(["Chasing Amy", "Toy Story", "Chasing Amy"], [246, 1, 268])
-    assert list(out) == ["Chasing Amy (id 246)", "Toy Story", "Chasing Amy (id 268)"]
-    with pytest.raises(ValueError, match="item_ids"):
-        chapter.distinct_titles(["a", "b"], [1])
 
 
 def test_temperature_mass_by_hand(ml100k):
@@ -404,4 +397,5 @@ def test_movielens_repeated_titles_are_told_apart_in_the_chart_titles(ml100k):
     assert len(set(titles)) == len(titles)                      # every movie's label is unique
     frame = ml100k.catalogue.frame.set_index("item_id")
     assert frame.loc[246, "title"] == frame.loc[268, "title"] == "Chasing Amy"
-    assert {"Chasing Amy (id 246)", "Chasing Amy (id 268)"} <= set(titles)
+    assert {"Chasing Amy (#246)", "Chasing Amy (#268)", "Toy Story"} <= set(titles)
+    assert "Chasing Amy" not in set(titles)

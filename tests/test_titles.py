@@ -30,9 +30,17 @@ def test_titles_are_unique_and_disambiguated_only_where_needed():
         2: False, 3: False, 4: True, 5: True, 9: True, 10: True, 6: False, 7: True, 8: True}
 
 
+def test_without_release_year_a_shared_title_gets_the_id():
+    items = pd.DataFrame({"item_id": [246, 1, 268, 7], "title": ["Chasing Amy", "Toy Story", "Chasing Amy", "Heat"]})
+    labels = display_titles(items)
+    assert labels.to_dict() == {246: "Chasing Amy (#246)", 1: "Toy Story", 268: "Chasing Amy (#268)", 7: "Heat"}
+
+
 def test_bad_items_are_refused_with_the_field_named():
-    with pytest.raises(ValueError, match="release_year"):
-        display_titles(pd.DataFrame({"item_id": [1], "title": ["A"]}))
+    with pytest.raises(ValueError, match="title"):
+        display_titles(pd.DataFrame({"item_id": [1], "name": ["A"]}))
+    with pytest.raises(ValueError, match="item_id must be unique"):
+        display_titles(pd.DataFrame({"item_id": [1, 1], "title": ["A", "B"]}))
     with pytest.raises(ValueError, match="item_id must be unique"):
         display_titles(_items([(1, "A", 1990), (1, "B", 1991)]))
 

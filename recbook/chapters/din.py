@@ -418,14 +418,17 @@ def _genre_mask(genres) -> int:
 
 def catalogue_display_titles(catalogue) -> list[str]:
     """One label per item code of ``catalogue`` (:class:`recbook.data.ItemCatalogue`) that tells
-    the items apart: the title, with `` (#item_id)`` added where another item of the catalogue has
-    the same title (MovieLens-100K lists some movies twice under two ids, such as *Chasing Amy*,
-    246 and 268). The padding and unknown codes read ``"<unknown item>"``."""
+    the items apart, :func:`recbook.data.display_titles` of its items: the title, with
+    `` (#item_id)`` added where another item of the catalogue has the same title (MovieLens-100K
+    lists some movies twice under two ids, such as *Chasing Amy*, 246 and 268). The padding and
+    unknown codes read ``"<unknown item>"``."""
+    from ..data.titles import display_titles
+
     info = _require_catalogue(catalogue).frame
-    titles = ["<unknown item>" if pd.isna(t) else str(t) for t in info["title"]]
-    counts = pd.Series([t for t in titles if t != "<unknown item>"]).value_counts()
-    repeated = set(counts.index[counts > 1])
-    return [f"{t} (#{int(i)})" if t in repeated else t for t, i in zip(titles, info["item_id"])]
+    reserved = info["item_id"].isna().to_numpy()
+    labels = np.full(len(info), "<unknown item>", dtype=object)
+    labels[~reserved] = display_titles(info.loc[~reserved, ["item_id", "title"]]).to_numpy()
+    return labels.tolist()
 
 
 def _short(title, n: int = 38) -> str:

@@ -36,6 +36,7 @@ from torch import nn
 from .._checks import require_columns, require_positive_int
 from ..data.sessions import N_RESERVED, check_item_sequences, session_parallel_schedule
 from ..data.tensors import TensorData
+from ..data.titles import display_titles
 from ..models.gru4rec import GRU4RecConfig, train_gru4rec
 from ..next_item import evaluate_next_item, next_item_split
 from ..plots import axes_or_new as _axes
@@ -433,15 +434,13 @@ PREPARED_SEQUENCES = {
 
 def movie_titles(ml) -> pd.DataFrame:
     """``item_id``, ``code`` (= position + 2 in the sorted catalogue) and ``title`` of every movie,
-    indexed by code; a title MovieLens lists under two ids carries its id
-    (:func:`recbook.chapters.twotower.distinct_titles`)."""
-    from .twotower import distinct_titles
-
+    indexed by code; titles that several movies share are told apart by
+    :func:`recbook.data.display_titles` (release year, then id)."""
     require_columns(ml.items, ["item_id", "title"], name="ml.items")
     items = ml.items.sort_values("item_id")
     ids = items["item_id"].to_numpy()
     return pd.DataFrame({"item_id": ids, "code": np.arange(len(items)) + N_RESERVED,
-                         "title": distinct_titles(items["title"].astype(str).to_numpy(), ids)}
+                         "title": display_titles(items).to_numpy()}
                         ).set_index("code", drop=False)
 
 

@@ -39,6 +39,7 @@ from matplotlib.ticker import PercentFormatter
 
 from .._checks import require_columns, require_positive_int
 from ..data.features import N_RESERVED, PAD
+from ..data.titles import display_titles
 from ..plots import axes_or_new as _axes
 from ..retrieval import evaluate_retrieval, train_two_tower, user_item_scores
 from ..widgets import decode_digits, encode_digits, precomputed_slider
@@ -48,7 +49,7 @@ __all__ = [
     "plot_frequency_estimates", "plot_negative_exposure", "plot_popularity_breakdown", "plot_temperature_sweep",
     "popularity_bands", "popularity_breakdown", "results_chart", "retrieval_results", "retrieval_table",
     "retrieval_widget", "decode_vectors", "encode_vectors", "user_retrieval_chart", "run_temperature_sweep", "selected_temperatures", "sweep_entries", "temperature_sweep",
-    "top_k_items", "SWEEP_FILE", "TEMPERATURES", "distinct_titles", "temperature_mass",
+    "top_k_items", "SWEEP_FILE", "TEMPERATURES", "temperature_mass",
 ]
 
 BANDS = ("head", "torso", "tail")
@@ -512,7 +513,7 @@ def retrieval_widget(table: pd.DataFrame) -> widgets.VBox:
 # Results read from the committed files, as charts that compute in the browser
 # --------------------------------------------------------------------------------------------
 
-RETRIEVAL_MODELS = ("Pop-retrieval", "TwoTower", "TwoTower-logQ")
+RETRIEVAL_MODELS = ("Pop-retrieval", "ItemKNN-retrieval", "TwoTower", "TwoTower-logQ")
 """The chapter's leaderboard entries (protocol ``retrieval``), in the order the chapter shows them."""
 
 
@@ -673,26 +674,13 @@ def _dot_expr(a: str, b: str, dim: int) -> str:
     return f"({terms}) / {VECTOR_SCALE * VECTOR_SCALE}"
 
 
-def distinct_titles(titles, item_ids) -> np.ndarray:
-    """Titles a reader can tell apart: MovieLens-100K lists some movies twice under two ids
-    (``Chasing Amy`` is 246 and 268); a title that occurs more than once gets its id appended,
-    ``"Chasing Amy (id 246)"``. Other titles are unchanged."""
-    t = pd.Series(np.asarray(titles, dtype=object)).astype(str)
-    ids = np.asarray(item_ids)
-    if len(ids) != len(t):
-        raise ValueError(f"item_ids: expected one id per title ({len(t)}), got {len(ids)}")
-    repeated = t.duplicated(keep=False).to_numpy()
-    out = t.to_numpy(dtype=object).copy()
-    out[repeated] = [f"{x} (id {i})" for x, i in zip(t[repeated], ids[repeated])]
-    return out
-
-
 def _catalogue_titles(data) -> np.ndarray:
-    """One distinct title per item code of ``data.catalogue`` (reserved codes: ``"<pad>"``, ``"<unk>"``)."""
+    """One distinct title per item code of ``data.catalogue`` (:func:`recbook.data.display_titles`;
+    reserved codes: ``"<pad>"``, ``"<unk>"``)."""
     frame = data.catalogue.frame
     titles = frame["title"].astype(object).to_numpy().copy()
     real = np.arange(len(frame)) >= N_RESERVED   # codes 0, 1 are reserved
-    titles[real] = distinct_titles(titles[real], frame["item_id"].iloc[N_RESERVED:].astype("int64").to_numpy())
+    titles[real] = display_titles(frame.iloc[N_RESERVED:][["item_id", "title"]]).to_numpy()
     titles[~real] = ["<pad>", "<unk>"][: int((~real).sum())]
     return titles.astype(str)
 

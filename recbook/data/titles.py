@@ -19,19 +19,27 @@ def display_titles(items: pd.DataFrame) -> pd.Series:
 
     Args:
         items: one row per item, with ``item_id``, ``title`` and ``release_year`` (may be missing),
-            such as ``load_movielens100k().items``.
+            such as ``load_movielens100k().items``. Without a ``release_year`` column (an item
+            catalogue that keeps only a year bucket), a shared title gets the item id alone.
 
     Returns:
         A Series indexed by ``item_id``: ``"Toy Story"``, ``"Cape Fear (1962)"``,
-        ``"Chasing Amy (1997, #246)"``, ``"Chasing Amy (1997, #268)"``.
+        ``"Chasing Amy (1997, #246)"``, ``"Chasing Amy (1997, #268)"``; without ``release_year``:
+        ``"Cape Fear (#564)"``, ``"Chasing Amy (#246)"``.
 
     Raises:
         ValueError: a column is missing or an ``item_id`` appears twice.
     """
-    require_columns(items, ["item_id", "title", "release_year"], name="items")
+    require_columns(items, ["item_id", "title"], name="items")
     if items["item_id"].duplicated().any():
         dup = items.loc[items["item_id"].duplicated(), "item_id"].tolist()[:5]
         raise ValueError(f"items: item_id must be unique, got repeated ids {dup}")
+    if "release_year" not in items.columns:
+        title = items["title"].astype(str)
+        shared = title.duplicated(keep=False).to_numpy()
+        ids = items["item_id"].to_numpy()
+        labels = [f"{t} (#{i})" if sh else t for t, i, sh in zip(title.to_numpy(), ids, shared)]
+        return pd.Series(labels, index=pd.Index(ids, name="item_id"), name="title")
     title = items["title"].astype(str).to_numpy()
     years = items["release_year"].astype("Int64")
     year = [str(y) if pd.notna(y) else "year unknown" for y in years]
