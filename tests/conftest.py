@@ -109,3 +109,31 @@ def movielens():
         return load_movielens100k(progress=False, sources=("cache",))
     except DataUnavailableError as err:  # pragma: no cover - only without `make data`
         pytest.skip(f"MovieLens-100K is not cached ({err}); run `make data`")
+
+
+@pytest.fixture
+def planted_leaderboard(monkeypatch):
+    """A factory: ``planted_leaderboard(n_samples, epochs)`` puts LR and FM on planted interactions
+    under a protocol of their own (``"planted"``, no MovieLens needed) as the only leaderboard
+    entries, and returns the data (``schema``, ``train``, ``valid``, ``test``)."""
+    from recbook import bench
+    from recbook.chapters.synthetic import planted_interactions
+    from recbook.models import FactorizationMachine, LogisticRegression
+    from recbook.train import evaluate_ctr
+
+    def make(n_samples: int, epochs: int):
+        planted = planted_interactions(n_fields=4, field_size=6, n_samples=n_samples, seed=0)
+        train, valid, test = planted.split3(test_fraction=0.2, valid_fraction=0.2)
+        data = SimpleNamespace(schema=planted.schema, train=train, valid=valid, test=test)
+        protocols = dict(bench.PROTOCOLS)
+        protocols["planted"] = bench.Protocol(
+            "planted", lambda: data, lambda m, d, split: evaluate_ctr(m, getattr(d, split)), metric="auc",
+            train_data=lambda d: d.train, checksum=lambda: "planted-0")
+        monkeypatch.setattr(bench, "PROTOCOLS", protocols)
+        monkeypatch.setattr(bench, "REGISTRY", {})
+        fit_kwargs = dict(batch_size=256, lr=0.01, epochs=epochs, patience=2)
+        bench.register(bench.Entry("LR", "planted", LogisticRegression.from_data, {}, fit_kwargs))
+        bench.register(bench.Entry("FM", "planted", FactorizationMachine.from_data, {"dim": 4}, fit_kwargs))
+        return data
+
+    return make

@@ -764,25 +764,9 @@ def test_C3_setup_cell_failure_shows_without_traceback_in_ipython(monkeypatch, c
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def two_models(monkeypatch):
+def two_models(planted_leaderboard):
     """Two models on planted interactions, under a protocol of their own (no MovieLens needed)."""
-    from recbook.chapters.synthetic import planted_interactions
-    from recbook.models import FactorizationMachine, LogisticRegression
-    from recbook.train import evaluate_ctr
-
-    planted = planted_interactions(n_fields=4, field_size=6, n_samples=3000, seed=0)
-    train, valid, test = planted.split3(test_fraction=0.2, valid_fraction=0.2)
-    data = SimpleNamespace(schema=planted.schema, train=train, valid=valid, test=test)
-    protocols = dict(bench.PROTOCOLS)
-    protocols["planted"] = bench.Protocol(
-        "planted", lambda: data, lambda m, d, split: evaluate_ctr(m, getattr(d, split)), metric="auc",
-        train_data=lambda d: d.train, checksum=lambda: "planted-0")
-    monkeypatch.setattr(bench, "PROTOCOLS", protocols)
-    monkeypatch.setattr(bench, "REGISTRY", {})
-    fit_kwargs = dict(batch_size=256, lr=0.01, epochs=3, patience=2)
-    bench.register(bench.Entry("LR", "planted", LogisticRegression.from_data, {}, fit_kwargs))
-    bench.register(bench.Entry("FM", "planted", FactorizationMachine.from_data, {"dim": 4}, fit_kwargs))
-    return data
+    return planted_leaderboard(n_samples=3000, epochs=3)
 
 
 def rows(models, seeds, value=0.7, protocol="ctr"):

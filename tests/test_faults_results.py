@@ -26,7 +26,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -230,25 +229,9 @@ def test_F4_run_uses_the_pool_whose_workers_end_with_it(monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def two_models(monkeypatch):
+def two_models(planted_leaderboard):
     """Two models on planted interactions, under a protocol of their own (no MovieLens needed)."""
-    from recbook.chapters.synthetic import planted_interactions
-    from recbook.models import FactorizationMachine, LogisticRegression
-    from recbook.train import evaluate_ctr
-
-    planted = planted_interactions(n_fields=4, field_size=6, n_samples=2000, seed=0)
-    train, valid, test = planted.split3(test_fraction=0.2, valid_fraction=0.2)
-    data = SimpleNamespace(schema=planted.schema, train=train, valid=valid, test=test)
-    protocols = dict(bench.PROTOCOLS)
-    protocols["planted"] = bench.Protocol(
-        "planted", lambda: data, lambda m, d, split: evaluate_ctr(m, getattr(d, split)), metric="auc",
-        train_data=lambda d: d.train, checksum=lambda: "planted-0")
-    monkeypatch.setattr(bench, "PROTOCOLS", protocols)
-    monkeypatch.setattr(bench, "REGISTRY", {})
-    fit_kwargs = dict(batch_size=256, lr=0.01, epochs=2, patience=2)
-    bench.register(bench.Entry("LR", "planted", LogisticRegression.from_data, {}, fit_kwargs))
-    bench.register(bench.Entry("FM", "planted", FactorizationMachine.from_data, {"dim": 4}, fit_kwargs))
-    return data
+    return planted_leaderboard(n_samples=2000, epochs=2)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")

@@ -86,6 +86,20 @@ def _split3(data: TensorData, test_fraction: float = 0.2, valid_fraction: float 
     return (data.subset(slice(0, cut)), data.subset(slice(cut, n - n_test)), data.subset(slice(n - n_test, None)))
 
 
+class _Blocks:
+    """Planted rows split in time-free blocks: :meth:`split3` and the test block's rows."""
+
+    def split3(self):
+        """``(train, valid, test)``: the first 70%, the next 10% and the last 20% of the rows."""
+        return _split3(self.data)
+
+    @property
+    def test_rows(self) -> slice:
+        """The rows of :meth:`split3`'s test block, to index the planted truth (logits, topics)."""
+        n = len(self.data)
+        return slice(n - int(round(n * 0.2)), n)
+
+
 def paired_interval(differences, level: float = 0.9) -> dict:
     """Mean of paired differences over seeds with its ``level`` t-interval.
 
@@ -119,7 +133,7 @@ def seed_table(run, seeds: Sequence[int] = (0, 1, 2), **kwargs) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PlantedInterests:
+class PlantedInterests(_Blocks):
     """CTR rows with behaviour histories, drawn from users with planted interests.
 
     Items ``0 .. n_topics * items_per_topic - 1``; item ``i`` belongs to topic
@@ -149,15 +163,6 @@ class PlantedInterests:
     candidate_topic: np.ndarray
     interests: np.ndarray
 
-    def split3(self):
-        """``(train, valid, test)``: the first 70%, the next 10% and the last 20% of the rows."""
-        return _split3(self.data)
-
-    @property
-    def test_rows(self) -> slice:
-        """The rows of :meth:`split3`'s test block, to index :attr:`logit` and the topics."""
-        n = len(self.data)
-        return slice(n - int(round(n * 0.2)), n)
 
 
 def planted_interests(n_rows: int = 12_000, *, n_topics: int = 10, items_per_topic: int = 8,
@@ -324,7 +329,7 @@ def plot_planted_attention(result: DINExperiment, row: int | None = None, *, axe
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PlantedCTR:
+class PlantedCTR(_Blocks):
     """CTR rows of single-valued fields with a planted logit made of named parts.
 
     Attributes:
@@ -341,14 +346,6 @@ class PlantedCTR:
     logit: np.ndarray
     truth: dict
 
-    def split3(self):
-        """``(train, valid, test)``: the first 70%, the next 10% and the last 20% of the rows."""
-        return _split3(self.data)
-
-    @property
-    def test_rows(self) -> slice:
-        n = len(self.data)
-        return slice(n - int(round(n * 0.2)), n)
 
 
 def _scaled(part: np.ndarray, scale: float) -> np.ndarray:
