@@ -16,6 +16,10 @@ Loaded by ``_ext/recbook_site.py`` (its ``setup`` calls :func:`setup`). What it 
 3. **Charts that fit.** ``_ext/static/recbook-fit.js`` wraps ``vegaEmbed``: a chart wider than its cell
    (a phone is 390 px wide) is drawn again to fit: panels side by side are stacked, and views
    narrowed. Charts inside a closed "Going deeper" section are drawn when it is opened.
+4. **The reading-time table.** ``{recbook-reading-times}`` (the introduction's "Before you start"
+   box) lists the chapters named in its body, one per line, with the lesson and going-deeper
+   minutes of each, computed from the notebooks when the site is built
+   (:func:`reading_times_markdown`).
 
 Run ``python _ext/recbook_reader.py`` for the table of lesson and going-deeper words of every
 notebook under ``book/``.
@@ -275,11 +279,85 @@ def setup(app) -> None:
     # must wrap the real vegaEmbed, so that the browser test records the chart as finally drawn.
     app.connect("html-page-context", _add_fit_script, priority=590)
     app.add_js_file("recbook-reader.js", priority=600)
+    # The introduction's table of reading times ({recbook-reading-times}).
+    app.add_directive("recbook-reading-times", _reading_times_directive())
 
 
 def _add_fit_script(app, pagename, templatename, context, doctree) -> None:
     if "VEGA_DEBUG" in (context.get("body") or ""):  # a page with a chart
         app.add_js_file("recbook-fit.js", priority=201)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sphinx: the reading-time table of the introduction
+# ---------------------------------------------------------------------------------------------
+TABLE_HEADERS = {"en": ("Chapter", "Lesson", "Going deeper"), "zh": ("章节", "正文", "深入阅读")}
+MINUTES = {"en": "{} min", "zh": "{} 分钟"}
+
+
+def reading_times_markdown(chapters, language: str = "en") -> str:
+    """A Markdown table of the reading time of each chapter: ``chapters`` holds ``(link, path)``
+    pairs, ``link`` the Markdown of the chapter's cell (such as ``{doc}`data```), ``path`` its
+    notebook. Minutes of the lesson and of the going-deeper sections, and their totals.
+
+    Raises:
+        ValueError: if a path is not a notebook (``.ipynb``) or does not exist.
+    """
+    lang = "zh" if str(language or "en").lower().startswith("zh") else "en"
+    head = TABLE_HEADERS[lang]
+    fmt = MINUTES[lang]
+    rows = [f"| {head[0]} | {head[1]} | {head[2]} |", "|---|---:|---:|"]
+    total = Words()
+    for link, path in chapters:
+        path = Path(path)
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise ValueError(f"recbook-reading-times: {link}: expected an existing notebook (.ipynb), got {path}")
+        words = notebook_words(path)
+        total.lesson += words.lesson_minutes
+        total.deeper += words.deeper_minutes
+        deeper = fmt.format(words.deeper_minutes) if words.deeper else "–"
+        rows.append(f"| {link} | {fmt.format(words.lesson_minutes)} | {deeper} |")
+    label = "all chapters" if lang == "en" else "全部章节"
+    rows.append(f"| **{label}** | **{fmt.format(total.lesson)}** | **{fmt.format(total.deeper)}** |")
+    return "\n".join(rows)
+
+
+def _reading_times_directive():
+    from docutils import nodes
+    from sphinx.util import docname_join
+    from sphinx.util.docutils import SphinxDirective
+
+    class ReadingTimes(SphinxDirective):
+        """``{recbook-reading-times}`` with one chapter (a document name relative to the page) per
+        line: a table of each chapter's lesson and going-deeper minutes, computed from its notebook
+        when the site is built (the same numbers as the line under each chapter's title)."""
+
+        has_content = True
+
+        def run(self):
+            chapters = []
+            for line in self.content:
+                name = line.strip()
+                if not name:
+                    continue
+                docname = docname_join(self.env.docname, name)
+                path = Path(self.env.doc2path(docname))
+                if path.suffix != ".ipynb" or not path.is_file():
+                    raise self.error(f"recbook-reading-times: {name!r}: expected a chapter notebook, "
+                                     f"found no {docname}.ipynb")
+                self.env.note_dependency(str(path))
+                chapters.append((f"{{doc}}`{name}`", path))
+            if not chapters:
+                raise self.error("recbook-reading-times: expected one chapter per line, got none")
+            container = nodes.container(classes=["recbook-reading-times"])
+            container.extend(self.parse_text_to_nodes(
+                reading_times_markdown(chapters, self.config.language or "en")))
+            # Computed numbers, not prose: kept out of the translation catalogues.
+            for node in container.findall(nodes.TextElement):
+                node["translatable"] = False
+            return [container]
+
+    return ReadingTimes
 
 
 def _table(root: Path) -> str:
