@@ -282,3 +282,28 @@ def test_charts_pick_their_own_browser_checks(ml):
         assert (i in kind_of) == bool(has) and (not has or has[0] == kinds[kind_of.index(i)])
     spec = _chart_spec(chapter.user_timeline_chart(splits, user=kinds[0]))
     assert [c["set"]["user"] for c in spec["usermeta"]["recbook"]["checks"]] == kinds
+
+
+def test_the_chapter_defines_every_metric_once_under_its_label():
+    """Other chapters link to ``data-metrics``: the section exists, defines each metric with a
+    glossary link and a formula, and checks a hand-computed example of each."""
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "data.ipynb").read_text(encoding="utf-8"))
+    sources = ["".join(c["source"]) for c in nb["cells"]]
+    start = next(i for i, s in enumerate(sources) if s.startswith("(data-metrics)=\n## How we measure"))
+    end = next(i for i in range(start + 1, len(sources)) if re.match(r"(\([\w-]+\)=\n)?## ", sources[i]))
+    section = "\n".join(sources[start:end])
+    for term in ("{term}`AUC`", "<logloss>`", "{term}`GAUC`", "{term}`Recall@K`", "<NDCG>`", "<MRR>`"):
+        assert term in section, term
+    for formula in (r"\mathrm{AUC} =", r"\mathrm{logloss} =", r"\mathrm{GAUC} =", r"\mathrm{Recall@}K",
+                    r"\mathrm{NDCG@}K", r"\mathrm{MRR@}K"):
+        assert formula in section, formula
+    checks = [c for c in nb["cells"][start:end] if "remove-cell" in c["metadata"].get("tags", [])]
+    calls = "".join("".join(c["source"]) for c in checks)
+    for call in ("auc(", "logloss(", "gauc(", 'top_k["recall@', 'top_k["ndcg@', 'top_k["mrr@'):
+        assert call in calls, call
+    assert sum(s.count("(data-metrics)=") for s in sources) == 1
+    assert nb["metadata"]["recbook"]["lesson_words_max"] == 3000

@@ -151,3 +151,119 @@ def test_pipeline_diagram_places_every_chapter(tmp_path):
     assert path.stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="unknown diagram"):
         recbook_diagrams.write_diagram("nope", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The introduction: reading times computed from the notebooks, the repository as a link
+# --------------------------------------------------------------------------------------------
+
+import recbook_reader  # noqa: E402
+
+
+def _notebook(path: Path, lesson_words: int, deeper_words: int) -> Path:
+    cells = [{"cell_type": "markdown", "id": "a", "metadata": {},
+              "source": "# Title\n\n" + "word " * (lesson_words - 1)}]
+    if deeper_words:
+        cells.append({"cell_type": "markdown", "id": "b", "metadata": {},
+                      "source": "## Going deeper\n\n" + "word " * (deeper_words - 2)})
+    path.write_text(json.dumps({"cells": cells, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    return path
+
+
+def test_reading_times_table_counts_each_notebook(tmp_path):
+    one = _notebook(tmp_path / "one.ipynb", 401, 199)      # 3 min lesson, 1 min going deeper
+    two = _notebook(tmp_path / "two.ipynb", 200, 0)        # 1 min, no going deeper
+    table = recbook_reader.reading_times_markdown([("{doc}`one`", one), ("{doc}`two`", two)])
+    assert table.splitlines() == [
+        "| Chapter | Lesson | Going deeper |", "|---|---:|---:|",
+        "| {doc}`one` | 3 min | 1 min |", "| {doc}`two` | 1 min | – |",
+        "| **all chapters** | **4 min** | **1 min** |"]
+    zh = recbook_reader.reading_times_markdown([("{doc}`one`", one)], language="zh_CN")
+    assert zh.splitlines()[0] == "| 章节 | 正文 | 深入阅读 |" and "| 3 分钟 | 1 分钟 |" in zh
+    with pytest.raises(ValueError, match="expected an existing notebook"):
+        recbook_reader.reading_times_markdown([("{doc}`gone`", tmp_path / "gone.ipynb")])
+
+
+TINY_BOOK_CONF = """
+import sys
+sys.path.insert(0, {ext!r})
+extensions = ["myst_nb", "sphinx_exercise", "recbook_site"]
+exclude_patterns = ["_build"]
+html_theme = "sphinx_book_theme"
+nb_execution_mode = "off"
+myst_enable_extensions = ["colon_fence", "substitution"]
+"""
+
+
+def _tiny_build(src: Path, index: str, builder: str = "html") -> subprocess.CompletedProcess:
+    (src / "conf.py").write_text(TINY_BOOK_CONF.format(ext=str(ROOT / "_ext")), encoding="utf-8")
+    (src / "index.md").write_text(index, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "sphinx", "-b", builder, "-q", "-W", str(src),
+                           str(src / "_build" / builder)], capture_output=True, text=True, cwd=src)
+
+
+def test_reading_times_directive_renders_links_and_minutes_and_stays_out_of_translations(tmp_path):
+    _notebook(tmp_path / "chapter.ipynb", 650, 450)   # 4 min lesson, 3 min going deeper
+    index = ("# Tiny\n\n:::{admonition} Before you start\n\n```{recbook-reading-times}\nchapter\n```\n:::\n\n"
+             "Clone {{ \"[%s](%s)\" % (repository_url, repository_url) }} now.\n\n"
+             "```{toctree}\nchapter\n```\n")
+    done = _tiny_build(tmp_path, index)
+    assert done.returncode == 0, done.stdout + done.stderr
+    html = (tmp_path / "_build" / "html" / "index.html").read_text(encoding="utf-8")
+    table = html[html.index("recbook-reading-times"):html.index("</table>", html.index("recbook-reading-times"))]
+    assert re.search(r'<a class="reference internal" href="chapter.html">.*?Title.*?</a>', table, re.S), table
+    cells = re.findall(r"<td[^>]*><p>(.*?)</p></td>", table, re.S)
+    assert [c for c in cells if "min" in c][:2] == ["4 min", "3 min"], cells
+    assert f'href="{recbook.REPOSITORY_URL}"' in html       # the repository is a link
+    # Computed minutes are not prose to translate: gettext extracts the box's title, not the table.
+    done = _tiny_build(tmp_path, index, builder="gettext")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pot = (tmp_path / "_build" / "gettext" / "index.pot").read_text(encoding="utf-8")
+    assert "Before you start" in pot and "min" not in pot and "Chapter" not in pot
+
+
+def test_reading_times_directive_refuses_a_page_that_is_not_a_notebook(tmp_path):
+    (tmp_path / "page.md").write_text("# Page\n", encoding="utf-8")
+    done = _tiny_build(tmp_path, "# Tiny\n\n```{recbook-reading-times}\npage\n```\n\n```{toctree}\npage\n```\n")
+    assert done.returncode != 0 and "expected a chapter notebook" in done.stdout + done.stderr
+
+
+def test_the_introduction_computes_its_reading_times_for_every_chapter():
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    chapters = [c["file"].removeprefix("book/") for part in toc["parts"] for c in part["chapters"]
+                if (ROOT / f"{c['file']}.ipynb").is_file()]
+    m = re.search(r"```\{recbook-reading-times\}\n(.*?)```", intro, re.S)
+    assert m, "book/intro.md: no {recbook-reading-times} table"
+    assert m.group(1).split() == chapters          # every chapter notebook, in the book's order
+    assert f"{recbook_reader.WORDS_PER_MINUTE} words a minute" in intro
+    assert not re.search(r"\|\s*Status\s*\|", intro) and "| available |" not in intro
+    assert '{{ "[%s](%s)" % (repository_url, repository_url) }}' in intro
+    for label in ("data-protocol-ctr", "data-protocol-histories", "data-protocol-sequences", "data-metrics"):
+        assert f"<{label}>`" in intro, label
+    data = (ROOT / "book" / "data.ipynb").read_text(encoding="utf-8")
+    for label in ("data-protocol-ctr", "data-protocol-histories", "data-protocol-sequences",
+                  "data-metrics", "data-ties"):
+        assert f"({label})=" in data, label
+
+
+def test_every_glossary_entry_has_a_chinese_name():
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    body = text.split("```{glossary}", 1)[1].split("\n```", 1)[0]
+    entries, terms, in_definition = [], [], False
+    for line in body.splitlines():
+        if not line.strip() or line.startswith(":"):
+            continue
+        if line.startswith(" "):
+            in_definition = True
+            continue
+        if in_definition or not terms:
+            terms = []
+            entries.append(terms)
+            in_definition = False
+        terms.append(line.strip())
+    assert len(entries) > 80
+    missing = [t[0] for t in entries if not any(re.search("[\u4e00-\u9fff]", name) for name in t)]
+    assert not missing, f"glossary entries without a Chinese name: {missing}"
