@@ -520,3 +520,64 @@ def test_ftrl_sweep_holds_the_leaderboard_entry_and_its_record_matches_the_code(
     assert (table["seeds"] == 3).all() and np.isclose(table["valid AUC"].max(), by_seed.mean(axis=1).max())
     board = read_results("bench.csv").query("model == 'WideDeep-FTRL' and protocol == 'ctr'")
     assert np.allclose(board.set_index("seed")["valid_auc"].sort_index().to_numpy(), ours.to_numpy(), atol=2e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# The from-scratch model's inputs, and a chart that fits a phone
+# --------------------------------------------------------------------------------------------
+
+def test_scratch_inputs_rebuild_both_parts_from_plain_tensors(data, trained_like):
+    batch = data.test.subset(slice(0, 300))
+    inp = chapter.scratch_inputs(batch, data.schema, trained_like.cross.crosses)
+    model = trained_like.eval()
+    w = model.linear.weights.table.weight[:, 0]
+    with torch.no_grad():
+        wide = model.linear.bias + (w[inp["ids"]] * inp["x"]).sum(1) \
+            + (model.cross.weight[inp["pairs"]] * inp["x_pair"]).sum(1)
+        torch.testing.assert_close(wide, model.wide(batch))
+        xv = model.embedding.table.weight[inp["ids"]] * inp["x"].unsqueeze(-1)
+        per_field = torch.stack([(xv * (inp["field"] == f).unsqueeze(-1)).sum(1)
+                                 for f in range(len(data.schema))], dim=1)
+        torch.testing.assert_close(per_field, model.embedding(batch))
+    # Padding weighs nothing; each of a movie's k genres weighs 1/k.
+    members = batch["genres"]
+    k = (members != 0).sum(1, keepdim=True).float()
+    g = inp["field"] == len(data.schema) - 1
+    gx = inp["x"][g].view(len(k), -1)
+    torch.testing.assert_close(gx, (members != 0).float() / k)
+    assert (inp["x"][~g] == 1).all()
+    no_cross = chapter.scratch_inputs(batch, data.schema)
+    assert no_cross["pairs"].shape == (300, 0) and torch.equal(no_cross["ids"], inp["ids"])
+    with pytest.raises(ValueError, match="schema: expected a recbook.data.Schema"):
+        chapter.scratch_inputs(batch, "schema")
+    with pytest.raises(ValueError, match="genres"):
+        chapter.scratch_inputs({"x": batch["x"]}, data.schema)
+
+
+def test_scaling_chart_readouts_fit_a_phone(data, trained_like):
+    """A phone's cell is 358 px: no fixed view wider than 300 px, readout lines short, titles
+    cut, and each movie's label in two lines (rank and title, then its old rank)."""
+    test = data.frames["test"]
+    users = [int(u) for u in test["user_id"].unique()[:2]]
+    parts = {u: chapter.catalogue_parts(trained_like, data, u) for u in users}
+    titles = data.catalogue.frame.set_index("item_id")["title"]
+    spec = chapter.scaling_chart(parts, data, user=users[0], titles=titles, n_checks=1).spec
+    widths = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("width"), (int, float)):
+                widths.append(node["width"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(spec)
+    assert widths and max(widths) <= 300
+    from io import StringIO
+    about = pd.read_csv(StringIO(spec["datasets"]["wd_users"]))
+    assert about[["about", "who"]].map(len).to_numpy().max() <= 36
+    shipped = pd.read_csv(StringIO(spec["datasets"]["wd_titles"]))
+    assert shipped["title"].str.len().max() <= chapter.TITLE_LIMIT
+    assert "split(datum.label, '|')" in str(spec)
