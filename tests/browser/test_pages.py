@@ -79,7 +79,6 @@ WIDE_CHARTS = {
     ("book/deepfm.html", 1): 557,    # the parts: a readout line of 560 px above the bars
     ("book/din.html", 2): 537,       # attention weights: readout line and long film titles
     ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
-    ("book/widedeep.html", 2): 572,  # wide and deep parts: a readout line of 520 px
 }
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
 EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host ...
