@@ -554,30 +554,40 @@ def test_scratch_inputs_rebuild_both_parts_from_plain_tensors(data, trained_like
         chapter.scratch_inputs({"x": batch["x"]}, data.schema)
 
 
-def test_scaling_chart_readouts_fit_a_phone(data, trained_like):
-    """A phone's cell is 358 px: no fixed view wider than 300 px, readout lines short, titles
-    cut, and each movie's label in two lines (rank and title, then its old rank)."""
+def _fixed_widths(node) -> list:
+    if isinstance(node, dict):
+        own = [node["width"]] if isinstance(node.get("width"), (int, float)) else []
+        return own + [w for v in node.values() for w in _fixed_widths(v)]
+    if isinstance(node, list):
+        return [w for v in node for w in _fixed_widths(v)]
+    return []
+
+
+def test_charts_readouts_fit_a_phone(data, trained_like):
+    """A phone's cell is 358 px. The scaling chart: views of 155 px beside labels of at most
+    about 200 px, titles cut, each movie's label in two lines (rank and title, then its old rank),
+    and the readout a left-aligned title of three short lines. The cross-weight chart: bars of 150
+    px with their notes right beside them."""
+    import re
+    from io import StringIO
+
     test = data.frames["test"]
     users = [int(u) for u in test["user_id"].unique()[:2]]
     parts = {u: chapter.catalogue_parts(trained_like, data, u) for u in users}
     titles = data.catalogue.frame.set_index("item_id")["title"]
     spec = chapter.scaling_chart(parts, data, user=users[0], titles=titles, n_checks=1).spec
-    widths = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("width"), (int, float)):
-                widths.append(node["width"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    walk(spec)
-    assert widths and max(widths) <= 300
-    from io import StringIO
-    about = pd.read_csv(StringIO(spec["datasets"]["wd_users"]))
-    assert about[["about", "who"]].map(len).to_numpy().max() <= 36
+    assert _fixed_widths(spec) and max(_fixed_widths(spec)) <= 160
     shipped = pd.read_csv(StringIO(spec["datasets"]["wd_titles"]))
     assert shipped["title"].str.len().max() <= chapter.TITLE_LIMIT
     assert "split(datum.label, '|')" in str(spec)
+    title = spec["title"]
+    assert title["anchor"] == "start" and title["frame"] == "bounds"
+    lines = re.findall(r"'([^']*)'|\"([^\"]*)\"", title["text"]["expr"])
+    assert max(len(a or b) for a, b in lines) <= 36             # every literal line is short
+    for u in users:
+        assert f"user {u} · " in title["text"]["expr"]
+    spec1 = chapter.cross_weight_chart(trained_like, data.train).spec
+    assert max(_fixed_widths(spec1)) <= 260
+    notes = [layer for view in spec1["vconcat"] for layer in view.get("layer", [])
+             if layer.get("mark", {}).get("type") == "text"]
+    assert notes and all(n["encoding"]["x"]["value"] <= 160 for n in notes)

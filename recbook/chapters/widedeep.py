@@ -38,6 +38,7 @@ A typical Wide & Deep listing, as found in tutorials and course notes, as writte
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -572,9 +573,6 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
     cand_data = widgets.CsvData(cand, name="wd_candidates")
     user_param = widgets.dropdown("user", users, user, label="user",
                                   labels=[f"{u} · {'seen' if u in train_users else 'new'}" for u in users])
-    user_text = widgets.CsvData(pd.DataFrame({"user": users, "about": [described[u][0] for u in users],
-                                              "who": [described[u][1] for u in users]}),
-                                name="wd_users")
     wide_param = widgets.slider("wide", SCALES[0], SCALES[-1], 0.25, 1.0, label="wide part ×")
     deep_param = widgets.slider("deep", SCALES[0], SCALES[-1], 0.25, 1.0, label="deep part ×")
 
@@ -606,21 +604,21 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
             x=alt.X("value:Q", title="added to the score (logit)"), y=y,
             yOffset=alt.YOffset("part:N", sort=["wide part × a", "deep part × b"]), color=colour),
         base.mark_tick(color="black", thickness=2).encode(x=alt.X("score:Q"), y=y),
-    ).properties(width=200, height={"step": 13})
-    # The readout in short lines (the formula, who the user is, their demographics): each fits
-    # a phone's width.
-    header_data = alt.Chart(user_text.ref).transform_filter("datum.user == user").transform_calculate(
-        t="wide == 0 && deep == 0 ? 'a = b = 0: all scores 0' : 'score = ' + format(wide, '.2f')"
-          " + ' × wide + ' + format(deep, '.2f') + ' × deep'")
-    head = alt.layer(
-        header_data.mark_text(align="left", fontSize=13, fontWeight="bold").encode(
-            x=alt.value(0), y=alt.value(8), text="t:N"),
-        header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
-            x=alt.value(0), y=alt.value(27), text="about:N"),
-        header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
-            x=alt.value(0), y=alt.value(43), text="who:N"),
-    ).properties(width=300, height=50)
-    chart = alt.vconcat(head, bars, spacing=10)
+    ).properties(width=155, height={"step": 13})
+    # The readout is the chart's title, in short lines that each fit a phone: the formula, then
+    # who the user is and their demographics. A title starts at the chart's left edge, not above
+    # the bars (which sit right of the movie labels).
+    def pick(line: int) -> str:  # the user's line of ``described``, as a Vega expression
+        out = "''"
+        for u in reversed(users):
+            out = f"user == {u} ? {json.dumps(described[u][line], ensure_ascii=False)} : {out}"
+        return out
+
+    title = alt.TitleParams(
+        text=alt.ExprRef("[wide == 0 && deep == 0 ? 'a = b = 0: all scores 0' : 'score = ' + format(wide, '.2f')"
+                         f" + ' × wide + ' + format(deep, '.2f') + ' × deep', {pick(0)}, {pick(1)}]"),
+        anchor="start", frame="bounds", fontSize=12, fontWeight="normal", lineHeight=16, offset=10)
+    chart = bars.properties(title=title)
 
     n_checks = require_positive_int(n_checks, name="n_checks")
     if checks is None:
@@ -641,7 +639,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
         raise ValueError(f"checks: only {len(checks_)} settings have top-{k} scores far enough apart to "
                          f"check (n_checks = {n_checks}); give more candidates")
     return widgets.browser_chart(chart, params=[user_param, wide_param, deep_param],
-                                 data=[cand_data, title_data, user_text], checks=checks_)
+                                 data=[cand_data, title_data], checks=checks_)
 
 
 def ranking_overlap(parts: Mapping[int, pd.DataFrame], k: int = 10) -> pd.DataFrame:
@@ -966,9 +964,11 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
     bars = base.mark_bar().encode(
         x=alt.X("weight:Q", title="cross weight (added to the logit)"), y=y,
         color=alt.condition("datum.weight > 0", alt.value("#DD8452"), alt.value("#4C72B0")))
+    # Bars 150 px wide and the notes right of them: with the genre labels, about 340 px, which
+    # fits a phone's cell (358 px) as drawn.
     notes = base.mark_text(align="left", dx=4, fontSize=10, color="#555555").encode(
-        x=alt.value(252), y=y, text="note:N")
-    body = alt.layer(bars, notes).properties(width=250, height={"step": 15})
+        x=alt.value(152), y=y, text="note:N")
+    body = alt.layer(bars, notes).properties(width=150, height={"step": 15})
     extremes = (base.transform_window(hi="rank()", sort=[alt.SortField("weight", order="descending")])
                 .transform_window(lo="rank()", sort=[alt.SortField("weight", order="ascending")])
                 .transform_filter("datum.hi == 1 || datum.lo == 1")
@@ -976,7 +976,7 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
                                        " + format(datum.weight, '+.3f') + ')'",
                                      line="datum.hi == 1 ? 0 : 1"))
     head = extremes.mark_text(align="left", fontSize=12).encode(
-        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=400, height=34)
+        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=260, height=34)
     chart = alt.vconcat(head, body, spacing=6)
 
     def texts(group: str) -> list[str] | None:

@@ -341,6 +341,8 @@ SHOWN_TEXT = {"book/widedeep.html": ["user_id=<unk>", "<unk> (user_id × genres)
 def test_data_text_is_shown(page, browser, site):
     browser.get("about:blank")
     browser.get(site + page)
+    browser.execute_script(CONTROLS_JS.read_text(encoding="utf-8"))
+    browser.execute_script("window.recbookControls.openAll()")  # tables inside "Going deeper"
     text = browser.execute_script("return document.body.innerText")
     missing = [t for t in SHOWN_TEXT[page] if t not in text]
     assert not missing, f"{page}: the page does not show {missing} (written as raw HTML?)"
