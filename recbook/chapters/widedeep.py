@@ -598,7 +598,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
         part="datum.part == 'sw' ? 'wide part × a' : 'deep part × b'")
     colour = alt.Color("part:N", title=None, scale=alt.Scale(domain=["wide part × a", "deep part × b"],
                                                              range=["#DD8452", "#4C72B0"]),
-                       legend=alt.Legend(orient="bottom", direction="horizontal"))
+                       legend=alt.Legend(orient="bottom", direction="vertical"))  # narrower than the labels and bars
     bars = alt.layer(
         parts_layer.mark_bar().encode(
             x=alt.X("value:Q", title="added to the score (logit)"), y=y,
