@@ -591,3 +591,22 @@ def test_charts_readouts_fit_a_phone(data, trained_like):
     notes = [layer for view in spec1["vconcat"] for layer in view.get("layer", [])
              if layer.get("mark", {}).get("type") == "text"]
     assert notes and all(n["encoding"]["x"]["value"] <= 160 for n in notes)
+
+
+def test_cross_candidate_is_the_leaderboard_entry_plus_one_cross_and_its_record_matches_the_code():
+    """The exercise's variant is the WideDeep entry with one more cross (same factory, settings and
+    fit), the committed record (book/results/widedeep_cross_candidate.csv) ran exactly it
+    (fingerprint), three seeds, and bad crosses are refused by name."""
+    from recbook.bench import REGISTRY, fingerprint, read_results
+
+    entry = chapter.cross_candidate_entry()
+    reg = REGISTRY["WideDeep"]
+    assert entry.factory == reg.factory and entry.fit == reg.fit
+    assert entry.params == {**reg.params, "crosses": [*CROSSES, chapter.CROSS_CANDIDATE]}
+    rows = read_results(chapter.CROSS_CANDIDATE_FILE)
+    assert set(rows["fingerprint"]) == {fingerprint(entry)} and sorted(rows["seed"]) == [0, 1, 2]
+    assert set(rows["model"]) == {entry.name}
+    with pytest.raises(ValueError, match="cross: .* is already one of CROSSES"):
+        chapter.cross_candidate_entry(tuple(CROSSES[0]))
+    with pytest.raises(ValueError, match="cross: expected a pair of field names"):
+        chapter.cross_candidate_entry("occupation")
