@@ -520,3 +520,93 @@ def test_ftrl_sweep_holds_the_leaderboard_entry_and_its_record_matches_the_code(
     assert (table["seeds"] == 3).all() and np.isclose(table["valid AUC"].max(), by_seed.mean(axis=1).max())
     board = read_results("bench.csv").query("model == 'WideDeep-FTRL' and protocol == 'ctr'")
     assert np.allclose(board.set_index("seed")["valid_auc"].sort_index().to_numpy(), ours.to_numpy(), atol=2e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# The from-scratch model's inputs, and a chart that fits a phone
+# --------------------------------------------------------------------------------------------
+
+def test_scratch_inputs_rebuild_both_parts_from_plain_tensors(data, trained_like):
+    batch = data.test.subset(slice(0, 300))
+    inp = chapter.scratch_inputs(batch, data.schema, trained_like.cross.crosses)
+    model = trained_like.eval()
+    w = model.linear.weights.table.weight[:, 0]
+    with torch.no_grad():
+        wide = model.linear.bias + (w[inp["ids"]] * inp["x"]).sum(1) \
+            + (model.cross.weight[inp["pairs"]] * inp["x_pair"]).sum(1)
+        torch.testing.assert_close(wide, model.wide(batch))
+        xv = model.embedding.table.weight[inp["ids"]] * inp["x"].unsqueeze(-1)
+        per_field = torch.stack([(xv * (inp["field"] == f).unsqueeze(-1)).sum(1)
+                                 for f in range(len(data.schema))], dim=1)
+        torch.testing.assert_close(per_field, model.embedding(batch))
+    # Padding weighs nothing; each of a movie's k genres weighs 1/k.
+    members = batch["genres"]
+    k = (members != 0).sum(1, keepdim=True).float()
+    g = inp["field"] == len(data.schema) - 1
+    gx = inp["x"][g].view(len(k), -1)
+    torch.testing.assert_close(gx, (members != 0).float() / k)
+    assert (inp["x"][~g] == 1).all()
+    no_cross = chapter.scratch_inputs(batch, data.schema)
+    assert no_cross["pairs"].shape == (300, 0) and torch.equal(no_cross["ids"], inp["ids"])
+    with pytest.raises(ValueError, match="schema: expected a recbook.data.Schema"):
+        chapter.scratch_inputs(batch, "schema")
+    with pytest.raises(ValueError, match="genres"):
+        chapter.scratch_inputs({"x": batch["x"]}, data.schema)
+
+
+def _fixed_widths(node) -> list:
+    if isinstance(node, dict):
+        own = [node["width"]] if isinstance(node.get("width"), (int, float)) else []
+        return own + [w for v in node.values() for w in _fixed_widths(v)]
+    if isinstance(node, list):
+        return [w for v in node for w in _fixed_widths(v)]
+    return []
+
+
+def test_charts_readouts_fit_a_phone(data, trained_like):
+    """A phone's cell is 358 px. The scaling chart: views of 155 px beside labels of at most
+    about 200 px, titles cut, each movie's label in two lines (rank and title, then its old rank),
+    and the readout a left-aligned title of three short lines. The cross-weight chart: bars of 150
+    px with their notes right beside them."""
+    import re
+    from io import StringIO
+
+    test = data.frames["test"]
+    users = [int(u) for u in test["user_id"].unique()[:2]]
+    parts = {u: chapter.catalogue_parts(trained_like, data, u) for u in users}
+    titles = data.catalogue.frame.set_index("item_id")["title"]
+    spec = chapter.scaling_chart(parts, data, user=users[0], titles=titles, n_checks=1).spec
+    assert _fixed_widths(spec) and max(_fixed_widths(spec)) <= 160
+    shipped = pd.read_csv(StringIO(spec["datasets"]["wd_titles"]))
+    assert shipped["title"].str.len().max() <= chapter.TITLE_LIMIT
+    assert "split(datum.label, '|')" in str(spec)
+    title = spec["title"]
+    assert title["anchor"] == "start" and title["frame"] == "bounds"
+    lines = re.findall(r"'([^']*)'|\"([^\"]*)\"", title["text"]["expr"])
+    assert max(len(a or b) for a, b in lines) <= 36             # every literal line is short
+    for u in users:
+        assert f"user {u} · " in title["text"]["expr"]
+    spec1 = chapter.cross_weight_chart(trained_like, data.train).spec
+    assert max(_fixed_widths(spec1)) <= 260
+    notes = [layer for view in spec1["vconcat"] for layer in view.get("layer", [])
+             if layer.get("mark", {}).get("type") == "text"]
+    assert notes and all(n["encoding"]["x"]["value"] <= 160 for n in notes)
+
+
+def test_cross_candidate_is_the_leaderboard_entry_plus_one_cross_and_its_record_matches_the_code():
+    """The exercise's variant is the WideDeep entry with one more cross (same factory, settings and
+    fit), the committed record (book/results/widedeep_cross_candidate.csv) ran exactly it
+    (fingerprint), three seeds, and bad crosses are refused by name."""
+    from recbook.bench import REGISTRY, fingerprint, read_results
+
+    entry = chapter.cross_candidate_entry()
+    reg = REGISTRY["WideDeep"]
+    assert entry.factory == reg.factory and entry.fit == reg.fit
+    assert entry.params == {**reg.params, "crosses": [*CROSSES, chapter.CROSS_CANDIDATE]}
+    rows = read_results(chapter.CROSS_CANDIDATE_FILE)
+    assert set(rows["fingerprint"]) == {fingerprint(entry)} and sorted(rows["seed"]) == [0, 1, 2]
+    assert set(rows["model"]) == {entry.name}
+    with pytest.raises(ValueError, match="cross: .* is already one of CROSSES"):
+        chapter.cross_candidate_entry(tuple(CROSSES[0]))
+    with pytest.raises(ValueError, match="cross: expected a pair of field names"):
+        chapter.cross_candidate_entry("occupation")

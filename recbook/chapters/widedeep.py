@@ -5,6 +5,8 @@ chart that scales the two parts and ranks the movies in the browser.
 The chapter calls these helpers; they hold the code, the chapter explains it.
 
 * :func:`plot_widedeep_architecture`: the model as a diagram.
+* :func:`scratch_inputs`: a batch as the plain tensors the chapter's from-scratch model reads
+  (active feature ids and values, their fields, cross pair ids and values).
 * :func:`wide_terms` and :func:`cross_coverage`: the cross-product transformation on one row,
   term by readable term, and how well the training rows cover each cross.
 * :func:`cross_weight_table` / :func:`top_cross_weights`: the wide part's learned cross weights
@@ -36,6 +38,7 @@ A typical Wide & Deep listing, as found in tutorials and course notes, as writte
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -50,7 +53,7 @@ from torch import nn
 from .. import widgets
 from .._checks import require_columns, require_positive_int
 from ..data.features import PAD, Schema
-from ..layers import check_batch
+from ..layers import CrossLinear, check_batch
 from ..metrics import auc as _auc
 from ..models import LogisticRegression, WideDeep
 from ..plots import diagram_arrow, diagram_axes, diagram_box
@@ -60,10 +63,11 @@ __all__ = [
     "EXPLORED_CROSSES", "ListingWideAndDeep", "SCALES", "SUPPORT_BINS", "catalogue_parts", "cross_coverage",
     "cross_weight_chart", "cross_weight_table", "genre_cross_weights",
     "dense_wide_input", "listing_wide_is_lr", "listing_wide_with_crosses", "one_hot", "plot_widedeep_architecture",
-    "ranking_overlap", "scaling_chart", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
+    "ranking_overlap", "scaling_chart", "scratch_inputs", "short_title", "time_wide_dense_vs_sparse", "top_cross_weights",
     "top_movies", "unseen_by_cross", "unseen_pair_rows", "user_codes", "wide_sparsity", "wide_terms",
     "zero_share_by_support", "FTRL_SWEEP_FILE", "ftrl_sweep_entries", "run_ftrl_sweep", "ftrl_sweep_table",
-    "paired_seeds", "by_seed_table", "split_dates", "CROSS_CHART_CHECKS", "SCALING_CHECKS", "FTRL_GRID",
+    "paired_seeds", "by_seed_table", "split_dates", "CROSS_CANDIDATE", "CROSS_CANDIDATE_FILE",
+    "cross_candidate_entry", "run_cross_candidate", "CROSS_CHART_CHECKS", "SCALING_CHECKS", "FTRL_GRID",
 ]
 
 
@@ -83,6 +87,59 @@ def _require_data(data):
 # --------------------------------------------------------------------------------------------
 # What the wide part memorised
 # --------------------------------------------------------------------------------------------
+
+def scratch_inputs(batch: Mapping, schema: Schema, crosses=None) -> dict[str, torch.Tensor]:
+    """A CTR batch as plain tensors for a Wide & Deep written without ``recbook``.
+
+    Every field's active values become entries of one vocabulary of all feature values (row
+    ``schema.offsets[f] + code``, the layout of :class:`recbook.layers.FieldEmbedding`):
+
+    * ``ids`` ``[B, M]``: the active feature values, single-valued fields first (one each), then
+      each multi-valued field's members (padded);
+    * ``x`` ``[B, M]``: their values: 1, or ``1/k`` for each of ``k`` members, 0 for padding;
+    * ``field`` ``[B, M]``: the field (``0 .. len(schema) - 1``, schema order) of each entry;
+    * ``pairs`` ``[B, P]`` and ``x_pair`` ``[B, P]``: the rows of the cross weights
+      (:class:`recbook.layers.CrossLinear`'s layout, ``crosses.total_size`` rows) of the row's
+      pairs, with ``x = 1``, or ``1/k`` for each pair of a cross with a ``k``-member field, 0 for
+      padding. Without ``crosses``: ``P = 0``.
+
+    So ``w[ids] * x`` summed is the wide part's first-order term, ``w_pair[pairs] * x_pair``
+    summed its cross term, and ``x``-weighted embeddings summed per field are the deep part's
+    field vectors (a multi-valued field's mean).
+    """
+    if not isinstance(schema, Schema):
+        raise ValueError(f"schema: expected a recbook.data.Schema, got {type(schema).__name__}")
+    check_batch(schema, batch)
+    x_codes = batch["x"]
+    n = x_codes.shape[0]
+    offsets = torch.as_tensor(schema.offsets, dtype=torch.long)
+    n_single = len(schema.single)
+    ids = [x_codes + offsets[:n_single]]
+    vals = [torch.ones(n, n_single)]
+    field = [torch.arange(n_single).expand(n, n_single)]
+    for j, f in enumerate(schema.multi):
+        members = batch[f.name]
+        mask = (members != PAD).float()
+        ids.append(members + offsets[n_single + j])
+        vals.append(mask / mask.sum(1, keepdim=True).clamp(min=1))
+        field.append(torch.full_like(members, n_single + j))
+    out = {"ids": torch.cat(ids, 1), "x": torch.cat(vals, 1), "field": torch.cat(field, 1)}
+    if crosses is None:
+        out["pairs"], out["x_pair"] = torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
+        return out
+    layer = CrossLinear(crosses, validate=False)
+    if layer.schema != schema:
+        raise ValueError("crosses: were built over another schema; build them with this schema")
+    single, multi = layer.rows(batch)
+    pairs, x_pair = [single], [torch.ones(single.shape)]
+    for b, rows in multi.items():  # rows: [B, C, L]
+        mask = (batch[b] != PAD).float()
+        w = (mask / mask.sum(1, keepdim=True).clamp(min=1))[:, None, :].expand(rows.shape)
+        pairs.append(rows.reshape(n, -1))
+        x_pair.append(w.reshape(n, -1))
+    out["pairs"], out["x_pair"] = torch.cat(pairs, 1), torch.cat(x_pair, 1)
+    return out
+
 
 def _cross_rows_used(model: WideDeep, batch: Mapping):
     """Every (example, weight row) the cross term reads, with the example's weight ``x_i``:
@@ -441,7 +498,12 @@ SCALES = tuple(np.round(np.arange(0, 2.001, 0.25), 2).tolist())
 """The values the chart's two sliders can take (0 to 2 in steps of 0.25)."""
 
 
-def short_title(title, limit: int = 36) -> str:
+TITLE_LIMIT = 28
+"""The longest movie title :func:`scaling_chart` shows (longer ones are cut with "…"), so that a
+label fits a phone's width beside the bars."""
+
+
+def short_title(title, limit: int = TITLE_LIMIT) -> str:
     """A movie title cut to ``limit`` characters (with "…"), as the chart's labels show it."""
     title = str(title)
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
@@ -502,7 +564,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
                                   "w": np.rint(w[keep] * scale).astype(np.int64),
                                   "d": np.rint(d[keep] * scale).astype(np.int64)}))
         one = everyone.loc[everyone["user_id"] == u].iloc[0]
-        described[u] = (f"user {u} ({'seen in training' if u in train_users else 'new: user_id unknown'}): "
+        described[u] = (f"user {u} · {'seen in training' if u in train_users else 'new: user_id unknown'}",
                         f"{one['gender']}, age {one['age_bucket']}, {one['occupation']}")
     cand = pd.concat(rows, ignore_index=True)
     movies = sorted(set(cand["movie"]))
@@ -511,8 +573,6 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
     cand_data = widgets.CsvData(cand, name="wd_candidates")
     user_param = widgets.dropdown("user", users, user, label="user",
                                   labels=[f"{u} · {'seen' if u in train_users else 'new'}" for u in users])
-    user_text = widgets.CsvData(pd.DataFrame({"user": users, "about": [described[u] for u in users]}),
-                                name="wd_users")
     wide_param = widgets.slider("wide", SCALES[0], SCALES[-1], 0.25, 1.0, label="wide part ×")
     deep_param = widgets.slider("deep", SCALES[0], SCALES[-1], 0.25, 1.0, label="deep part ×")
 
@@ -528,31 +588,37 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
         .transform_filter(f"datum.rank <= {k}")
         .transform_lookup(lookup="movie", from_=alt.LookupData(title_data.ref, "movie", ["title"]))
         .transform_calculate(note="datum.rank11 == datum.rank ? '' : datum.rank11 <= " + str(k)
-                                  + " ? '  · was #' + datum.rank11 : '  · new'")
-        .transform_calculate(label="datum.rank + '. ' + datum.title + datum.note")
+                                  + " ? 'was #' + datum.rank11 : 'new'")
+        .transform_calculate(label="datum.rank + '. ' + datum.title + '|' + datum.note")
     )
+    # Two lines per movie (rank and title, then "was #k"), so that labels and bars fit a phone.
     y = alt.Y("label:N", sort=alt.EncodingSortField("rank", op="min"), title=None,
-              axis=alt.Axis(labelLimit=270, minExtent=270, labelFontSize=11))
+              axis=alt.Axis(labelLimit=220, labelFontSize=11, labelExpr="split(datum.label, '|')"))
     parts_layer = base.transform_fold(["sw", "sd"], as_=["part", "value"]).transform_calculate(
         part="datum.part == 'sw' ? 'wide part × a' : 'deep part × b'")
     colour = alt.Color("part:N", title=None, scale=alt.Scale(domain=["wide part × a", "deep part × b"],
-                                                             range=["#DD8452", "#4C72B0"]))
+                                                             range=["#DD8452", "#4C72B0"]),
+                       legend=alt.Legend(orient="bottom", direction="vertical"))  # narrower than the labels and bars
     bars = alt.layer(
         parts_layer.mark_bar().encode(
-            x=alt.X("value:Q", title="contribution to the score (logit)"), y=y,
+            x=alt.X("value:Q", title="added to the score (logit)"), y=y,
             yOffset=alt.YOffset("part:N", sort=["wide part × a", "deep part × b"]), color=colour),
         base.mark_tick(color="black", thickness=2).encode(x=alt.X("score:Q"), y=y),
-    ).properties(width=250, height={"step": 12})
-    header_data = alt.Chart(user_text.ref).transform_filter("datum.user == user").transform_calculate(
-        t="'score = ' + format(wide, '.2f') + ' × wide + ' + format(deep, '.2f') + ' × deep'"
-          " + (wide == 0 && deep == 0 ? ': all scores 0' : '')")
-    head = alt.layer(
-        header_data.mark_text(align="left", fontSize=14, fontWeight="bold").encode(
-            x=alt.value(0), y=alt.value(8), text="t:N"),
-        header_data.mark_text(align="left", fontSize=12, color="#555555").encode(
-            x=alt.value(0), y=alt.value(28), text="about:N"),
-    ).properties(width=520, height=36)
-    chart = alt.vconcat(head, bars, spacing=10)
+    ).properties(width=155, height={"step": 13})
+    # The readout is the chart's title, in short lines that each fit a phone: the formula, then
+    # who the user is and their demographics. A title starts at the chart's left edge, not above
+    # the bars (which sit right of the movie labels).
+    def pick(line: int) -> str:  # the user's line of ``described``, as a Vega expression
+        out = "''"
+        for u in reversed(users):
+            out = f"user == {u} ? {json.dumps(described[u][line], ensure_ascii=False)} : {out}"
+        return out
+
+    title = alt.TitleParams(
+        text=alt.ExprRef("[wide == 0 && deep == 0 ? 'a = b = 0: all scores 0' : 'score = ' + format(wide, '.2f')"
+                         f" + ' × wide + ' + format(deep, '.2f') + ' × deep', {pick(0)}, {pick(1)}]"),
+        anchor="start", frame="bounds", fontSize=12, fontWeight="normal", lineHeight=16, offset=10)
+    chart = bars.properties(title=title)
 
     n_checks = require_positive_int(n_checks, name="n_checks")
     if checks is None:
@@ -573,7 +639,7 @@ def scaling_chart(parts: Mapping[int, pd.DataFrame], data, *, user: int, titles:
         raise ValueError(f"checks: only {len(checks_)} settings have top-{k} scores far enough apart to "
                          f"check (n_checks = {n_checks}); give more candidates")
     return widgets.browser_chart(chart, params=[user_param, wide_param, deep_param],
-                                 data=[cand_data, title_data, user_text], checks=checks_)
+                                 data=[cand_data, title_data], checks=checks_)
 
 
 def ranking_overlap(parts: Mapping[int, pd.DataFrame], k: int = 10) -> pd.DataFrame:
@@ -898,9 +964,11 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
     bars = base.mark_bar().encode(
         x=alt.X("weight:Q", title="cross weight (added to the logit)"), y=y,
         color=alt.condition("datum.weight > 0", alt.value("#DD8452"), alt.value("#4C72B0")))
+    # Bars 150 px wide and the notes right of them: with the genre labels, about 340 px, which
+    # fits a phone's cell (358 px) as drawn.
     notes = base.mark_text(align="left", dx=4, fontSize=10, color="#555555").encode(
-        x=alt.value(252), y=y, text="note:N")
-    body = alt.layer(bars, notes).properties(width=250, height={"step": 15})
+        x=alt.value(152), y=y, text="note:N")
+    body = alt.layer(bars, notes).properties(width=150, height={"step": 15})
     extremes = (base.transform_window(hi="rank()", sort=[alt.SortField("weight", order="descending")])
                 .transform_window(lo="rank()", sort=[alt.SortField("weight", order="ascending")])
                 .transform_filter("datum.hi == 1 || datum.lo == 1")
@@ -908,7 +976,7 @@ def cross_weight_chart(model: WideDeep, train: Mapping, *, value: str = "occupat
                                        " + format(datum.weight, '+.3f') + ')'",
                                      line="datum.hi == 1 ? 0 : 1"))
     head = extremes.mark_text(align="left", fontSize=12).encode(
-        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=400, height=34)
+        x=alt.value(0), y=alt.Y("line:O", axis=None), text="t:N").properties(width=260, height=34)
     chart = alt.vconcat(head, body, spacing=6)
 
     def texts(group: str) -> list[str] | None:
@@ -1020,6 +1088,55 @@ def run_ftrl_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), *, grid: Sequenc
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             rows = list(pool.map(_ftrl_sweep_run, tasks))
     out = pd.DataFrame(rows)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+CROSS_CANDIDATE = ("occupation", "year_bucket")
+"""The cross an exercise of the chapter tries on top of :data:`recbook.data.CROSSES`."""
+
+CROSS_CANDIDATE_FILE = "widedeep_cross_candidate.csv"
+"""The results of :func:`run_cross_candidate` (``book/results/widedeep_cross_candidate.csv``),
+read with :func:`recbook.bench.read_results`."""
+
+
+def cross_candidate_entry(cross: tuple[str, str] = CROSS_CANDIDATE):
+    """The leaderboard's ``WideDeep`` entry (same factory settings, same fit settings) with one
+    more cross, ``cross``, added to :data:`recbook.data.CROSSES`; **not** registered on the
+    leaderboard. Its name reads ``"WideDeep+occupation×year_bucket"``."""
+    from ..bench import REGISTRY, Entry
+    from ..data import CROSSES
+
+    if (not isinstance(cross, tuple) or len(cross) != 2 or not all(isinstance(f, str) for f in cross)):
+        raise ValueError(f"cross: expected a pair of field names such as ('occupation', 'year_bucket'), got {cross!r}")
+    if cross in CROSSES:
+        raise ValueError(f"cross: {cross!r} is already one of CROSSES {list(CROSSES)}")
+    base = REGISTRY["WideDeep"]
+    return Entry(f"WideDeep+{cross[0]}×{cross[1]}", "ctr", base.factory,
+                 {**base.params, "crosses": [*CROSSES, cross]}, dict(base.fit),
+                 description=f"Wide & Deep with the cross {cross[0]} × {cross[1]} added")
+
+
+def run_cross_candidate(path=None, seeds: Sequence[int] = (0, 1, 2), *,
+                        cross: tuple[str, str] = CROSS_CANDIDATE, threads: int = 1) -> pd.DataFrame:
+    """Train :func:`cross_candidate_entry` with ``seeds`` as the leaderboard trains an entry
+    (:func:`recbook.bench.run_one`) and write the rows to ``path`` (default: the repository's
+    ``book/results/widedeep_cross_candidate.csv``). Three runs of about 10 s with one thread::
+
+        python -c "from recbook.chapters import widedeep; widedeep.run_cross_candidate()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol, run_one
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    entry = cross_candidate_entry(cross)
+    path = (Path(path) if path is not None
+            else Path(__file__).resolve().parents[2] / "book" / "results" / CROSS_CANDIDATE_FILE)
+    data = load_protocol("ctr")
+    out = pd.DataFrame([run_one(entry, data, s, threads=threads, quick=False, progress=False) for s in seeds])
     out.to_csv(path, index=False, float_format="%.6g")
     return out
 
