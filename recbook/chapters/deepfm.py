@@ -625,14 +625,16 @@ def results_table(bench: pd.DataFrame, models: Sequence[str], *, protocol: str =
 
 
 def paired_table(bench: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, metric: str = "test_auc",
-                 protocol: str = "ctr") -> pd.DataFrame:
+                 protocol: str = "ctr", level: float = 0.9) -> pd.DataFrame:
     """Paired differences ``b − a`` over the seeds both models ran (same seed, same data), one row
-    per ``(a, b)`` of ``pairs``: ``mean``, ``min``, ``max``, ``spread`` (the larger of the two
-    models' seed-to-seed standard deviations) and ``verdict``: ``"b ahead"`` when the difference
-    has the same sign in every seed and its mean exceeds the spread, ``"b behind"`` likewise below,
-    else ``"tied"``.
+    per ``(a, b)`` of ``pairs``: ``mean``, ``low`` and ``high`` (the ``level`` t-interval of the
+    mean, :func:`recbook.metrics.paired_t_interval`), ``min``, ``max``, ``spread`` (the larger of
+    the two models' seed-to-seed standard deviations) and ``verdict``: ``"b ahead"`` when the
+    difference has the same sign in every seed and its mean exceeds the spread, ``"b behind"``
+    likewise below, else ``"tied"``.
     """
     from ..bench import seed_comparison
+    from ..metrics import paired_t_interval
 
     rows = {}
     for a, b in pairs:
@@ -645,8 +647,9 @@ def paired_table(bench: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, metri
             verdict = f"{b} behind"
         else:
             verdict = "tied"
-        rows[f"{b} − {a}"] = {"seeds": len(d), "mean": float(d.mean()), "min": float(d.min()),
-                              "max": float(d.max()), "spread": spread, "verdict": verdict}
+        _, low, high = paired_t_interval(d.to_numpy(), level=level, name=f"{b} − {a}")
+        rows[f"{b} − {a}"] = {"seeds": len(d), "mean": float(d.mean()), "low": low, "high": high,
+                              "min": float(d.min()), "max": float(d.max()), "spread": spread, "verdict": verdict}
     return pd.DataFrame(rows).T
 
 
