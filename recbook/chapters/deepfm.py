@@ -10,7 +10,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   parts, by the PyTorch model.
 * :func:`deepfm_tables`, :func:`tables_parts` and :func:`parts_chart`: the trained DeepFM exported
   with the page (the shared embedding table once, the MLP's weights), and a chart that computes
-  the three parts of any user × movie logit **in the browser**, the MLP included.
+  the three parts of any user × movie logit **in the browser**, the MLP included, one forward
+  pass per change of a control (a few hundred rows, not one row per weight).
 * :func:`pair_weight_matrix` and :func:`plot_pair_weights`: the FM's weight ``<v_a, v_b>`` for
   every pair of values of two fields, the crosses DeepFM learns without being given them.
 * :func:`shared_gradients`: how much of the gradient on the shared embeddings comes from the FM
@@ -21,6 +22,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   paired differences over seeds with a verdict ("ahead", "behind" or "tied").
 * :func:`config_entries` and :func:`run_configs`: the configurations of DeepFM tried on
   validation, trained like leaderboard entries into their own file (:data:`CONFIGS_FILE`).
+* :func:`read_ablation` and :func:`init_choice`: the ablation record of one-setting changes
+  (:data:`ABLATION_FILE`) and the paired validation difference behind the entry's initialisation.
 * :func:`plot_deepfm_architecture`: the model as a diagram.
 
 A typical DeepFM listing, as found in tutorials and course notes, as written:
@@ -60,10 +63,10 @@ from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 from .widedeep import _require, _require_data
 
 __all__ = [
-    "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
-    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
+    "ABLATION_FILE", "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "init_choice", "listing_broadcast",
     "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
-    "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
+    "plot_pair_weights", "read_ablation", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
     "tables_parts", "time_per_field_tables",
 ]
 
@@ -325,7 +328,7 @@ def _rows_of(codes: pd.DataFrame, fields: Sequence[str], position: Mapping[str, 
     return pd.DataFrame(out, index=codes.index)
 
 
-def parts_flow(tables: DeepFMTables, page: _Page, data: Mapping, user_ids: Sequence[int],
+def _parts_flow(tables: DeepFMTables, page: _Page, data: Mapping, user_ids: Sequence[int],
                movie_ids: Sequence[int]):
     """The chart's computation for the user and movie of the two parameters ``user`` and
     ``movie``, as :func:`tables_parts` does it in NumPy. Returns ``(chart, params)``: an Altair
@@ -399,7 +402,7 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     matrix row as one string of base-36 numbers (:func:`encode36`). Two dropdowns pick the user
     (943) and the movie (1,682). For the pair, Vega looks up the eight fields' vectors, adds the
     first-order weights, computes the FM term with the square-of-sum identity, and runs the MLP
-    over them, one row per hidden unit (:func:`parts_flow`). The header gives the logit and its
+    over them, one row per hidden unit (:func:`_parts_flow`). The header gives the logit and its
     parts, one short line each, the bars the four parts.
 
     ``checks``: candidate user × movie pairs; the first ``n_checks`` whose logit, FM and deep
@@ -446,7 +449,7 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
         labels=[f"{u} · {'seen' if s else 'new'}" for u, s in zip(users["user"], users["seen"])])
     movie_param = widgets.dropdown("movie", by_title["movie"].tolist(), movie, labels=labels, label="movie")
 
-    flow, flow_params = parts_flow(tables, page, {"weights": weights, "mlp": mlp_data, "users": user_data,
+    flow, flow_params = _parts_flow(tables, page, {"weights": weights, "mlp": mlp_data, "users": user_data,
                                                   "items": item_data}, users["user"].tolist(), items["movie"].tolist())
     # The readout, one short line each, so that it fits a phone's width.
     header = alt.Chart().transform_calculate(
@@ -702,6 +705,51 @@ def run_configs(path=None, seeds: Sequence[int] = (0, 1, 2), *, threads: int = 1
 
     write_table(out, path)  # whole or not at all, locked, keeping the mode
     return out
+
+
+ABLATION_FILE = "deepfm_ablation.csv"
+"""The DeepFM ablation record (``book/results/deepfm_ablation.csv``, ``python -m recbook.ablation``):
+the leaderboard's recipe beside each library's, one setting moved at a time, seeds 0-2."""
+XAVIER_VARIANT = "recbook+recbole-fm:embed_init"
+"""The ablation's variant that draws DeepFM's embeddings Xavier-normal (RecBole's rule) instead of
+``N(0, 0.01^2)``, everything else the leaderboard's."""
+
+
+def read_ablation(name: str = ABLATION_FILE) -> pd.DataFrame:
+    """An ablation record of ``book/results/`` with its comment lines skipped, found where
+    :func:`recbook.bench.read_results` finds a result file (next to the notebook, in the
+    repository, else downloaded)."""
+    from pathlib import Path
+
+    from .. import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    for path in (here / "results" / name, here / "book" / "results" / name,
+                 Path(__file__).resolve().parents[2] / "book" / "results" / name):
+        if path.is_file():
+            return pd.read_csv(path, comment="#")
+    return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")
+
+
+def init_choice(record: pd.DataFrame, *, variant: str = XAVIER_VARIANT, level: float = 0.9) -> dict:
+    """Validation AUC of the ablation's ``variant`` minus recbook's own recipe, seed by seed
+    (``side == "recbook"``): ``{"mean", "low", "high"}`` (the ``level`` t-interval,
+    :func:`recbook.metrics.paired_t_interval`), ``seeds`` and ``ahead`` (seeds with a positive
+    difference)."""
+    from ..metrics import paired_t_interval
+
+    require_columns(record, ["side", "variant", "seed", "valid_auc"], name="record")
+    ours = record[(record["side"] == "recbook") & (record["variant"] == "recbook")].set_index("seed")["valid_auc"]
+    other = record[(record["side"] == "recbook") & (record["variant"] == variant)].set_index("seed")["valid_auc"]
+    if other.empty or ours.empty:
+        raise ValueError(f"record: no rows of recbook's recipe and of variant {variant!r}; it has "
+                         f"{sorted(record['variant'].unique())}")
+    seeds = sorted(set(ours.index) & set(other.index))
+    d = other.loc[seeds].to_numpy() - ours.loc[seeds].to_numpy()
+    mean, low, high = paired_t_interval(d, level=level, name="differences")
+    return {"mean": mean, "low": low, "high": high, "seeds": len(seeds), "ahead": int((d > 0).sum())}
 
 
 # --------------------------------------------------------------------------------------------
