@@ -149,6 +149,110 @@ def test_parts_chart_ships_the_model_and_checks(data):
         chapter.parts_chart(model, data, user=99999, movie=50)
 
 
+def _vega_to_python(expr: str) -> str:
+    """The Vega expressions the parts chart uses, as Python (enough of the language for them)."""
+    import re
+
+    expr = re.sub(r"parseInt\(substring\(([^,]+),(\d+),(\d+)\),36\)", r"int(\1[\2:\3], 36)", expr)
+    expr = re.sub(r"(?<=[\w\]])\.([A-Za-z_]\w*)", r"['\1']", expr)              # datum.x -> datum['x']
+    expr = re.sub(r"indexof\((\[[^\]]*\]), (\w+)\)", r"\1.index(\2)", expr)
+    expr = re.sub(r"data\('(\w+)'\)", r"DATA['\1']", expr)
+    return expr.replace("toNumber(", "NUM(")
+
+
+def run_parts_spec(spec: dict, user: int, movie: int) -> dict:
+    """Evaluate the parts chart's spec as the browser would for one user and movie: its
+    expression parameters in order, then the shared transforms over the MLP table's rows."""
+    import io
+
+    data = {name: pd.read_csv(io.StringIO(csv)).to_dict("records") for name, csv in spec["datasets"].items()}
+    env = {"DATA": data, "user": user, "movie": movie, "max": max, "pow": pow, "int": int,
+           "NUM": lambda x: int(x) if float(x).is_integer() else float(x)}   # JavaScript indexes with any number
+    for p in spec["params"]:
+        if "expr" in p:
+            env[p["name"]] = eval(_vega_to_python(p["expr"]), env)  # noqa: S307 - the chart's own expressions
+    rows = [dict(r) for r in data[spec["data"]["name"]]]
+    for t in spec["transform"]:
+        if "calculate" in t:
+            code = compile(_vega_to_python(t["calculate"]), t["as"], "eval")
+            for r in rows:
+                r[t["as"]] = eval(code, {**env, "datum": r})  # noqa: S307
+        elif "aggregate" in t:
+            assert not t.get("groupby") and all(a["op"] == "sum" for a in t["aggregate"])
+            rows = [{a["as"]: sum(r[a["field"]] for r in rows) for a in t["aggregate"]}]
+        elif "lookup" in t:   # the lookups only put the tables on the page: they match nothing
+            key, table = t["lookup"], data[t["from"]["data"]["name"]]
+            assert not {r[key] for r in rows} & {str(r[t["from"]["key"]]) for r in table}
+        else:
+            raise AssertionError(f"unexpected transform {t}")
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_parts_chart_computes_the_model_as_the_browser_would(data):
+    """The chart's own expressions, evaluated in Python, give the PyTorch model's parts; and one
+    change of a control costs one row per unit of the first layer, not one per weight."""
+    model = random_deepfm(data.schema, hidden=(16, 8), dim=4, std=0.3)
+    chart = chapter.parts_chart(model, data, user=259, movie=50, checks=[(1, 1), (13, 181), (259, 50), (1, 50)],
+                                n_checks=1)
+    spec = chart.spec
+    assert "sequence" not in str(spec["data"]) and spec["data"]["name"] == "dfm_mlp"
+    assert len(pd.read_csv(__import__("io").StringIO(spec["datasets"]["dfm_mlp"]))) == 16   # one row per unit
+    for user, movie in [(259, 50), (1, 1), (13, 181)]:
+        got = run_parts_spec(spec, user, movie)
+        ref = chapter.deepfm_parts(model, data, user, movie)["value"]
+        assert got["fm"] == pytest.approx(ref["FM (pairs)"], abs=2e-3)
+        assert got["deep"] == pytest.approx(ref["deep (MLP)"], abs=2e-3)
+        assert got["first"] == pytest.approx(ref["first order"], abs=2e-3)
+        assert got["logit"] == pytest.approx(ref["logit"], abs=5e-3)
+
+
+def _without_calls(expr: str, name: str) -> str:
+    """``expr`` with every call ``name(...)`` (nested parentheses included) replaced by ``@``."""
+    while (i := expr.find(name + "(")) >= 0:
+        depth, j = 0, i + len(name)
+        while True:
+            depth += {"(": 1, ")": -1}.get(expr[j], 0)
+            j += 1
+            if depth == 0:
+                break
+        expr = expr[:i] + "@" + expr[j:]
+    return expr
+
+
+def test_parts_chart_readout_fits_a_phone(data):
+    """Every line of the readout is at most 40 characters, whatever the values (a number is
+    written in 5: −0.00), and no view is wider than 300 px."""
+    import json
+    import re
+
+    model = random_deepfm(data.schema, hidden=(8, 4))
+    spec = chapter.parts_chart(model, data, user=259, movie=50, checks=[(1, 1), (13, 181), (259, 50)],
+                               n_checks=1).spec
+    widths = [int(w) for w in re.findall(r'"width": (\d+)', json.dumps(spec["vconcat"]))]
+    assert widths and max(widths) <= 300
+    lines = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "calculate" in node and node["as"] in ("t", "s1", "s2", "u"):
+                lines[node["as"]] = node["calculate"]
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec["vconcat"][0])
+    assert set(lines) == {"t", "s1", "s2", "u"}
+    for expr in lines.values():
+        expr = _without_calls(expr, "format")
+        for branch in (expr.split(" : ") if " ? " in expr else [expr]):
+            branch = branch.split(" ? ")[-1]
+            n = sum(len(x) for x in re.findall(r"'([^']*)'", branch)) + 5 * branch.count("@")
+            assert n <= 40, (branch, n)
+
+
 # --------------------------------------------------------------------------------------------
 # Learned crosses and the shared gradient
 # --------------------------------------------------------------------------------------------
@@ -218,6 +322,27 @@ def test_paired_table_verdicts():
     assert t.loc["A − B", "verdict"] == "A behind"
     assert t.loc["C − A", "verdict"] == "tied"          # sign changes across seeds
     assert t.loc["C − A", "min"] == pytest.approx(-0.003) and t.loc["C − A", "max"] == pytest.approx(0.002)
+    # the 90% t-interval of the mean difference: mean ± t(0.95, n-1) sd / sqrt(n)
+    from scipy import stats
+    d = fake_bench().pivot(index="seed", columns="model", values="test_auc").eval("C - A")
+    half = stats.t.ppf(0.95, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert t.loc["C − A", "low"] == pytest.approx(d.mean() - half) and t.loc["C − A", "high"] == pytest.approx(d.mean() + half)
+    assert t.loc["C − A", "low"] < 0 < t.loc["C − A", "high"]
+
+
+def test_init_choice_is_the_paired_difference_on_validation():
+    rows = [("recbook", "recbook", s, v) for s, v in [(0, 0.70), (1, 0.71), (2, 0.69)]]
+    rows += [("recbook", chapter.XAVIER_VARIANT, s, v) for s, v in [(0, 0.702), (1, 0.709), (2, 0.693)]]
+    rows += [("RecBole", chapter.XAVIER_VARIANT, 0, 0.9)]               # another side: not compared
+    record = pd.DataFrame(rows, columns=["side", "variant", "seed", "valid_auc"])
+    out = chapter.init_choice(record)
+    assert out["seeds"] == 3 and out["ahead"] == 2
+    assert out["mean"] == pytest.approx((0.002 - 0.001 + 0.003) / 3)
+    assert out["low"] < out["mean"] < out["high"]
+    with pytest.raises(ValueError, match="variant"):
+        chapter.init_choice(record, variant="nope")
+    committed = chapter.init_choice(chapter.read_ablation())          # the record the chapter cites
+    assert committed["seeds"] >= 3
 
 
 # --------------------------------------------------------------------------------------------

@@ -143,3 +143,68 @@ def test_compare_any_pair_and_reversed(bench):
     assert lb.compare(bench, "ctr", "A", "B", "logloss")["gap"] == pytest.approx(-0.1)  # A's 0.6 vs B's 0.5
     with pytest.raises(ValueError, match="model 'Z'"):
         lb.compare(bench, "ctr", "Z", "A")
+
+
+def _overlap(a, b, gap=0.0):
+    """Whether two boxes (x0, y0, x1, y1) intersect (with ``gap`` pixels of margin)."""
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
+def _check_drawn_labels(long, view, width, layout=None):
+    """Draw ``view`` with matplotlib at ``width`` px and check the labels' text extents: inside the
+    plot, clear of each other and of every point (radius 4.5 px)."""
+    fig, ax, texts, xy = lb.label_figure(long, view, width=width, layout=layout)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer).extents for t in texts]
+    assert len(boxes) == len(xy) and len(boxes) > 0
+    plot = ax.get_window_extent(renderer).extents
+    for i, a in enumerate(boxes):
+        assert plot[0] - 0.5 <= a[0] and a[2] <= plot[2] + 0.5 and plot[1] - 0.5 <= a[1] and a[3] <= plot[3] + 0.5, \
+            (view, texts[i].get_text(), "outside the plot")
+        for j in range(i + 1, len(boxes)):
+            assert not _overlap(a, boxes[j]), (view, width, texts[i].get_text(), texts[j].get_text())
+        for x, y in xy:
+            assert not _overlap(a, (x - 4.5, y - 4.5, x + 4.5, y + 4.5)), (view, texts[i].get_text(), "covers a point")
+
+
+def test_scatter_labels_never_overlap_on_the_committed_results():
+    """Every view of the chart (the committed bench.csv and libraries.csv), drawn at the phone's
+    width the layout is made for and at the page's width: no label box overlaps another label or
+    a point, measured with matplotlib's text extents."""
+    from recbook.bench import read_results
+
+    long = lb.long_results(read_results("bench.csv"), read_results("libraries.csv"))
+    layout = lb.scatter_layout(long)
+    views = list(dict.fromkeys(layout["view"]))
+    assert "ctr · auc" in views and len(layout[layout["view"] == "ctr · auc"]) >= 20
+    for view in views:
+        for width in (lb.LAYOUT_WIDTH, lb.SCATTER_WIDTH):
+            _check_drawn_labels(long, view, width, layout)
+
+
+def test_scatter_labels_of_a_tight_cluster_and_the_old_placement_overlaps():
+    """Twelve models at almost the same accuracy and cost: every label finds a free place (leader
+    lines join the far ones). The chart's old placement, every label 6 px right of its point, made
+    them overlap."""
+    rng = np.random.default_rng(0)
+    long = pd.DataFrame({"source": ["recbook"] * 12 + ["L1"] * 2, "model": [f"Model-{i}" for i in range(12)] + ["X", "Y"],
+                         "protocol": "ctr", "metric": "auc", "mean": np.r_[0.71 + rng.normal(0, 2e-4, 12), 0.70, 0.72],
+                         "sd": 0.001, "seeds": 3, "cpu_s_per_epoch": np.r_[1.0 + rng.normal(0, 0.01, 12), 0.1, 10.0],
+                         "better": 1.0})
+    layout = lb.scatter_layout(long)
+    _check_drawn_labels(long, "ctr · auc", lb.LAYOUT_WIDTH, layout)
+    assert layout["leader"].sum() >= 1
+    old = layout.assign(align="left", label_x=long["cpu_s_per_epoch"] * 1.02, label_y=long["mean"])
+    with pytest.raises(AssertionError):
+        _check_drawn_labels(long, "ctr · auc", lb.LAYOUT_WIDTH, old)
+
+
+def test_chart_scales_use_the_layouts_domains(bench):
+    """The Vega scatter draws on the same fixed domains as the layout (no rounding by Vega), and
+    ships each label's anchor."""
+    long = lb.long_results(bench)
+    spec = lb.leaderboard_chart(long).spec
+    text = str(spec)
+    lo, hi = lb.scatter_domains(long)["ctr · auc"][:2]
+    assert f"view == 'ctr · auc' ? [{lo!r}, {hi!r}]" in text and "'nice': False" in text
+    assert "label_x" in text and "lead_y" in text

@@ -13,6 +13,7 @@
 """
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,3 +63,65 @@ def test_seed_0_reproduces_the_committed_metrics(committed, ctr_data, model):
     assert again["fingerprint"] == row["fingerprint"]
     for metric, tol in TOLERANCE.items():
         assert abs(again[metric] - row[metric]) <= tol, (model, metric, again[metric], row[metric])
+
+
+# --------------------------------------------------------------------------------------------
+# The library comparison (book/results/libraries.csv, written by benchmarks/libraries/collect.py)
+# --------------------------------------------------------------------------------------------
+
+LIBRARIES = RESULTS.parent / "libraries.csv"
+
+
+@pytest.fixture(scope="module")
+def collect():
+    import importlib.util
+
+    path = RESULTS.parents[2] / "benchmarks" / "libraries" / "collect.py"
+    spec = importlib.util.spec_from_file_location("libraries_collect", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_library_table_shows_every_drop_with_its_reason(collect):
+    """A model a library script drops (a broken library model) is one row with status
+    ``dropped``, the script's reason and no metric, in the CSV and in the markdown summary."""
+    drops = collect.declared_drops()
+    assert ("torch-rechub", "DSSM", "retrieval") in set(map(tuple, drops[["library", "model", "protocol"]].to_numpy()))
+    table = pd.read_csv(LIBRARIES)
+    summary = (RESULTS.parent / "libraries.md").read_text(encoding="utf-8")
+    metrics = [c for c in table.columns if c.startswith(("test_", "valid_"))]
+    for d in drops.itertuples(index=False):
+        mine = table[(table["library"] == d.library) & (table["model"] == d.model) & (table["protocol"] == d.protocol)]
+        assert len(mine) == 1, f"{d.library} {d.model}: {len(mine)} rows; re-run benchmarks/libraries/collect.py"
+        row = mine.iloc[0]
+        assert row["status"] == "dropped" and row["notes"] == d.notes
+        assert row[metrics].isna().all(), f"{d.library} {d.model}: a dropped model keeps no metric"
+        assert d.notes in summary
+
+
+def test_apply_drops_replaces_the_broken_rows_once(collect):
+    table = pd.DataFrame({
+        "library": ["L", "L", "L", "M"], "library_version": ["1.0"] * 3 + ["2.0"],
+        "model": ["X", "X", "Y", "X"], "protocol": ["retrieval", "retrieval", "ctr", "retrieval"],
+        "seed": [1, 2, 0, 0], "status": ["ok"] * 4, "test_auc": [0.6, 0.7, 0.8, 0.9],
+        "settings": ["{}"] * 4, "notes": [""] * 4})
+    drops = pd.DataFrame([{"library": "L", "model": "X", "protocol": "retrieval", "notes": "dropped: broken"},
+                          {"library": "N", "model": "Z", "protocol": "ctr", "notes": "dropped: not collected"}])
+    out = collect.apply_drops(table, drops)
+    x = out[(out["library"] == "L") & (out["model"] == "X")]
+    assert len(x) == 1 and x["status"].iloc[0] == "dropped" and x["notes"].iloc[0] == "dropped: broken"
+    assert x["seed"].iloc[0] == 1 and x["library_version"].iloc[0] == "1.0" and np.isnan(x["test_auc"].iloc[0])
+    assert len(out) == 3 and set(out["library"]) == {"L", "M"}          # other rows kept, N never collected
+    assert out[out["library"] == "M"]["test_auc"].iloc[0] == 0.9 and list(out.columns) == list(table.columns)
+    assert collect.apply_drops(out, drops).equals(out)                   # collecting again changes nothing
+
+
+def test_declared_drops_read_the_scripts_without_importing_them(collect, tmp_path):
+    (tmp_path / "lib_bench.py").write_text(
+        'import not_installed_library\nLIBRARY = "Lib"\nPROTOCOL = {"A": "sequence"}\n'
+        'DROPPED = {"A": ("dropped: " "why"), "B": "dropped: other"}\n')
+    (tmp_path / "plain_bench.py").write_text('LIBRARY = "Plain"\n')
+    d = collect.declared_drops(tmp_path).set_index("model")
+    assert list(d.index) == ["A", "B"] and d.loc["A", "protocol"] == "sequence" and d.loc["B", "protocol"] == "ctr"
+    assert d.loc["A", "notes"] == "dropped: why" and set(d["library"]) == {"Lib"}

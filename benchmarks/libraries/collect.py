@@ -9,11 +9,16 @@ predictions with the functions the leaderboard uses (:func:`recbook.metrics.ctr_
 ``book/results/libraries.csv`` (same columns as ``book/results/bench.csv`` where they apply, plus
 ``library``, ``library_version``, ``settings``, ``notes`` and ``command``) and a markdown summary
 ``book/results/libraries.md``. Rows are replaced by (library, model, protocol, seed); rows of runs
-no longer on disk are kept.
+no longer on disk are kept. A model that a library script now drops (its ``DROPPED`` dict: the
+library's model is broken, see the reason) is one row with status ``dropped`` and the reason in its
+notes, whatever rows the table held for it before (runs made with ``--run-dropped`` stay in the
+per-library file). Without any run on disk the committed table is collected again (the drops and
+recbook's rows applied), nothing retrained.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from pathlib import Path
@@ -24,6 +29,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))  # common.py, also when imported from elsewhere
 
 from common import BUILD, DATA, RUNS  # noqa: E402
 
@@ -117,6 +123,55 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["_p", "_l", "_m"])[cols].reset_index(drop=True)
 
 
+def declared_drops(folder: Path = HERE) -> pd.DataFrame:
+    """The models the library scripts in ``folder`` drop: one row (library, model, protocol, notes)
+    per entry of a script's ``DROPPED`` dict, its protocol from the script's ``PROTOCOL`` (default
+    ``ctr``). Read from the scripts' source (``ast``), so the libraries need not be installed."""
+    rows = []
+    for script in sorted(Path(folder).glob("*_bench.py")):
+        names = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id in ("LIBRARY", "PROTOCOL", "DROPPED"):
+                    try:
+                        names[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError as e:
+                        raise ValueError(f"{script.name}: {node.targets[0].id} must be a literal ({e})") from None
+        drops = names.get("DROPPED", {})
+        if not drops:
+            continue
+        if not isinstance(names.get("LIBRARY"), str) or not isinstance(drops, dict):
+            raise ValueError(f"{script.name}: expected LIBRARY = '<name>' and DROPPED = {{model: reason}}")
+        for model, reason in drops.items():
+            rows.append({"library": names["LIBRARY"], "model": model,
+                         "protocol": names.get("PROTOCOL", {}).get(model, "ctr"), "notes": str(reason)})
+    return pd.DataFrame(rows, columns=["library", "model", "protocol", "notes"])
+
+
+def apply_drops(table: pd.DataFrame, drops: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every (library, model, protocol) of ``drops`` shown as dropped: its rows
+    (metrics of a broken model, any seeds) replaced by one row with status ``dropped``, the
+    library's version, the first seed it had (else 0) and the reason in ``notes``."""
+    if drops.empty or table.empty:
+        return table
+    out = table
+    for d in drops.itertuples(index=False):
+        same_lib = out["library"] == d.library
+        hit = same_lib & (out["model"] == d.model) & (out["protocol"] == d.protocol)
+        if not hit.any() and not same_lib.any():
+            continue  # this library has not been collected: nothing to show
+        if hit.any() and out.loc[hit, "status"].eq("dropped").all() and hit.sum() == 1 \
+                and out.loc[hit, "notes"].iloc[0] == d.notes:
+            continue
+        versions = out.loc[same_lib, "library_version"].dropna()
+        seeds = pd.to_numeric(out.loc[hit, "seed"], errors="coerce").dropna()
+        row = {"library": d.library, "library_version": versions.iloc[0] if len(versions) else np.nan,
+               "model": d.model, "protocol": d.protocol, "seed": int(seeds.min()) if len(seeds) else 0,
+               "status": "dropped", "settings": "{}", "notes": d.notes}
+        out = pd.concat([out[~hit], pd.DataFrame([row])], ignore_index=True)[list(out.columns)]
+    return out
+
+
 def recbook_rows(bench_csv: Path) -> pd.DataFrame:
     """recbook's own leaderboard rows (book/results/bench.csv), shaped like the library rows, for
     the side-by-side summary (they are not copied into libraries.csv)."""
@@ -162,26 +217,29 @@ def main(argv=None) -> int:
     for js in sorted(RUNS.glob("*/*.json")):
         record = json.loads(js.read_text())
         rows.append(score(record, js.with_suffix(".npz")))
-    if not rows:
+    csv = args.out / "libraries.csv"
+    if not rows and not csv.is_file():
         raise SystemExit(f"no runs under {RUNS}; run the library scripts first")
-    new = pd.DataFrame(rows)
-    results = BUILD / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    for lib, g in new.groupby("library"):
-        _order(g).to_csv(results / f"{lib}.csv", index=False, float_format="%.6g")
+    if not rows:
+        print(f"no runs under {RUNS}: collecting {csv} again (drops and recbook's rows), nothing new scored")
+    new = pd.DataFrame(rows, columns=KEY) if not rows else pd.DataFrame(rows)
+    if rows:
+        results = BUILD / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        for lib, g in new.groupby("library"):
+            _order(g).to_csv(results / f"{lib}.csv", index=False, float_format="%.6g")
     from recbook.bench import read_results_file, replace_files, results_lock
 
-    csv = args.out / "libraries.csv"
     args.out.mkdir(parents=True, exist_ok=True)
     with results_lock(args.out):  # read, merge and write as one step: a concurrent run loses nothing
         if csv.is_file():
             old = read_results_file(csv)
             keys = set(map(tuple, new[KEY].astype(str).to_numpy()))
             old = old[~old[KEY].astype(str).apply(tuple, axis=1).isin(keys)]
-            merged = pd.concat([old, new], ignore_index=True)
+            merged = pd.concat([old, new], ignore_index=True) if rows else old
         else:
             merged = new
-        merged = _order(merged)
+        merged = _order(apply_drops(merged, declared_drops()))
         side = _order(pd.concat([merged, recbook_rows(args.out / "bench.csv")], ignore_index=True))
         text = ("Established libraries on the book's protocols (rows from libraries.csv), with recbook's own "
                 "rows from bench.csv; mean ± std over seeds; CPU seconds per epoch with one thread.\n\n"

@@ -10,7 +10,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   parts, by the PyTorch model.
 * :func:`deepfm_tables`, :func:`tables_parts` and :func:`parts_chart`: the trained DeepFM exported
   with the page (the shared embedding table once, the MLP's weights), and a chart that computes
-  the three parts of any user × movie logit **in the browser**, the MLP included.
+  the three parts of any user × movie logit **in the browser**, the MLP included, one forward
+  pass per change of a control (a few hundred rows, not one row per weight).
 * :func:`pair_weight_matrix` and :func:`plot_pair_weights`: the FM's weight ``<v_a, v_b>`` for
   every pair of values of two fields, the crosses DeepFM learns without being given them.
 * :func:`shared_gradients`: how much of the gradient on the shared embeddings comes from the FM
@@ -21,6 +22,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   paired differences over seeds with a verdict ("ahead", "behind" or "tied").
 * :func:`config_entries` and :func:`run_configs`: the configurations of DeepFM tried on
   validation, trained like leaderboard entries into their own file (:data:`CONFIGS_FILE`).
+* :func:`read_ablation` and :func:`init_choice`: the ablation record of one-setting changes
+  (:data:`ABLATION_FILE`) and the paired validation difference behind the entry's initialisation.
 * :func:`plot_deepfm_architecture`: the model as a diagram.
 
 A typical DeepFM listing, as found in tutorials and course notes, as written:
@@ -60,10 +63,10 @@ from .fm import FMTables, d3_signed, fm_tables, user_movie_batch
 from .widedeep import _require, _require_data
 
 __all__ = [
-    "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
-    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "listing_broadcast",
+    "ABLATION_FILE", "CONFIGS_FILE", "PARTS_CHECK_MOVIES", "PARTS_CHECK_USERS", "DeepFMTables", "ListingDeepFM", "ListingDeepFMShapesFixed", "config_entries",
+    "decode36", "deepfm_parts", "deepfm_tables", "encode36", "fm_part", "init_choice", "listing_broadcast",
     "pair_weight_matrix", "paired_table", "part_summary", "parts_chart", "plot_deepfm_architecture",
-    "plot_pair_weights", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
+    "plot_pair_weights", "read_ablation", "results_table", "run_configs", "saturation_at_init", "shared_gradients",
     "tables_parts", "time_per_field_tables",
 ]
 
@@ -216,7 +219,7 @@ class _Page:
     """What the page carries: the tables as text, and the numbers the browser computes with."""
 
     weights: pd.DataFrame    # key, w (10^-4 units), v (base-36 string)
-    mlp: pd.DataFrame        # key ("u" + a), b1, b2, w3 (10^-4 units), p (w1[a, :]), q (w2[:, a])
+    mlp: pd.DataFrame        # key ("u" + a), b1 (10^-4 units), p (w1[a, :]), q (w2[:, a])
     v_step: float
     p_step: float
     q_step: float
@@ -253,8 +256,7 @@ def _page(tables: DeepFMTables) -> _Page:
     units[:h2, 2] = tables.w3
     units_int = np.rint(units * UNITS).astype(np.int64)
     weights = pd.DataFrame({"key": fm.weights["key"], "w": w_int, "v": v_text})
-    mlp = pd.DataFrame({"key": [f"u{a}" for a in range(h1)], "b1": units_int[:, 0], "b2": units_int[:, 1],
-                        "w3": units_int[:, 2], "p": p_text, "q": q_text})
+    mlp = pd.DataFrame({"key": [f"u{a}" for a in range(h1)], "b1": units_int[:, 0], "p": p_text, "q": q_text})
     return _Page(weights, mlp, v_step, p_step, q_step, decode36(v_text, v_step, V_WIDTH), w_int / UNITS,
                  decode36(p_text, p_step, MLP_WIDTH), decode36(q_text, q_step, MLP_WIDTH).T, units_int / UNITS,
                  round(fm.bias * UNITS) / UNITS, round(tables.b3 * UNITS) / UNITS)
@@ -310,6 +312,87 @@ PARTS_CHECK_MOVIES = (1, 50, 100, 181, 258, 294, 313, 1682)
 none (with the chart's first user, and a new user, first)."""
 
 
+def _decoded(string: str, index: int, width: int) -> str:
+    """Vega expression: the integer code of entry ``index`` of the base-36 row ``string`` (an
+    expression), centred (multiply by the matrix's step to get the weight)."""
+    return f"(parseInt(substring({string},{width * index},{width * (index + 1)}),36)-{36 ** width // 2})"
+
+
+def _rows_of(codes: pd.DataFrame, fields: Sequence[str], position: Mapping[str, int]) -> pd.DataFrame:
+    """For each ``c{f}`` column of ``codes``, ``r{f}``: the row of the page's weight table that
+    holds field ``f``'s weight and vector for that code."""
+    out = {}
+    for col in fields:
+        f = int(col[1:])
+        out[f"r{f}"] = [position[f"{f}:{int(c)}"] for c in codes[col]]
+    return pd.DataFrame(out, index=codes.index)
+
+
+def _parts_flow(tables: DeepFMTables, page: _Page, data: Mapping, user_ids: Sequence[int],
+               movie_ids: Sequence[int]):
+    """The chart's computation for the user and movie of the two parameters ``user`` and
+    ``movie``, as :func:`tables_parts` does it in NumPy. Returns ``(chart, params)``: an Altair
+    chart without a mark whose one row holds ``first``, ``fm``, ``deep``, ``bias``, ``logit`` and
+    ``seen``, and the expression parameters it reads.
+
+    ``data`` maps ``"weights"``, ``"mlp"``, ``"users"``, ``"items"`` to :class:`recbook.widgets.CsvData`
+    (users and items carry, per field, the row ``r{f}`` of the weight table). What one change
+    of a control costs is one forward pass and nothing more:
+
+    * parameters (Vega signals) read the eight fields' rows of the shared table, decode the
+      128 inputs ``x``, and compute the first-order and FM terms;
+    * the rows of the MLP table are the 256 units of the first layer; each row's weights are
+      decoded **once**, when the page loads (they do not depend on a control); a change computes
+      ``h_a = relu(w1[a, :] · x + b1[a])`` and the row's share ``w2[:, a] h_a`` of every
+      second-layer unit, and one ``aggregate`` sums the shares into the 128 units of layer 2.
+    """
+    fm = tables.fm
+    k, n_fields = fm.dim, len(fm.fields)
+    h1, n_in = tables.w1.shape
+    h2 = tables.w2.shape[0]
+    user_fields = [c for c in fm.users.columns if c.startswith("c") and c[1:].isdigit()]
+    row = {int(c[1:]): (f"dfm_u.r{c[1:]}") for c in user_fields}
+    row.update({f: f"dfm_m.r{f}" for f in range(n_fields) if f not in row})
+    params = [
+        alt.param(name="dfm_u", expr=f"data('{data['users'].name}')[indexof({list(map(int, user_ids))}, user)]"),
+        alt.param(name="dfm_m", expr=f"data('{data['items'].name}')[indexof({list(map(int, movie_ids))}, movie)]"),
+        alt.param(name="dfm_f", expr="[" + ", ".join(f"data('{data['weights'].name}')[toNumber({row[f]})]"
+                                                      for f in range(n_fields)) + "]"),
+        alt.param(name="dfm_first", expr="(" + " + ".join(f"toNumber(dfm_f[{f}].w)" for f in range(n_fields))
+                                          + f") / {UNITS}"),
+        # the inputs as integer codes: x = dfm_x * v_step
+        alt.param(name="dfm_x", expr="[" + ", ".join(
+            _decoded(f"dfm_f[{f}].v", d, V_WIDTH) for f in range(n_fields) for d in range(k)) + "]"),
+    ]
+    x = lambda f, d: f"dfm_x[{f * k + d}]"  # noqa: E731
+    fm_term = " + ".join(f"pow({' + '.join(x(f, d) for f in range(n_fields))}, 2)"
+                         f" - ({' + '.join(f'{x(f, d)} * {x(f, d)}' for f in range(n_fields))})" for d in range(k))
+    params.append(alt.param(name="dfm_fm", expr=f"0.5 * ({fm_term}) * {page.v_step ** 2!r}"))
+    flow = alt.Chart(data["mlp"].ref)
+    # The user, movie and weight tables are read by the parameters above; a lookup that matches
+    # nothing puts them on the page.
+    for name, key in (("weights", "key"), ("users", "user"), ("items", "movie")):
+        flow = flow.transform_lookup(lookup="key", from_=alt.LookupData(data[name].ref, key, [key]),
+                                     as_=[f"none_{name}"])
+    # each unit's weights as integer codes, decoded once: pa = w1[a, :] / p_step, qa = w2[:, a] / q_step
+    pa = ", ".join(_decoded("datum.p", b, MLP_WIDTH) for b in range(n_in))
+    qa = ", ".join(_decoded("datum.q", b, MLP_WIDTH) for b in range(h2))
+    layer1 = " + ".join(f"datum.pa[{b}] * dfm_x[{b}]" for b in range(n_in))
+    b2, w3 = page.units[:h2, 1], page.units[:h2, 2]
+    q_step = float(page.q_step)
+    deep = " + ".join(f"{float(w3[b])!r} * max(0, datum.s{b} * {q_step!r} + {float(b2[b])!r})"
+                      for b in range(h2) if w3[b] != 0)
+    flow = (flow.transform_calculate(pa=f"[{pa}]", qa=f"[{qa}]")
+            .transform_calculate(h=f"max(0, ({layer1}) * {float(page.p_step * page.v_step)!r}"
+                                   f" + toNumber(datum.b1) / {UNITS})")                    # layer 1, unit a
+            .transform_calculate(**{f"c{b}": f"datum.qa[{b}] * datum.h" for b in range(h2)})
+            .transform_aggregate(**{f"s{b}": f"sum(c{b})" for b in range(h2)})            # layer 2, before relu
+            .transform_calculate(deep=f"{deep or 0} + {float(page.b3)!r}", first="dfm_first", fm="dfm_fm",
+                                 seen="toNumber(dfm_u.seen)", bias=repr(float(page.bias)))
+            .transform_calculate(logit="datum.bias + datum.first + datum.fm + datum.deep"))
+    return flow, params
+
+
 def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping | None = None,
                 checks: Sequence[tuple[int, int]] | None = None, n_checks: int = 3):
     """The three parts of DeepFM's logit for any user × movie, computed in the browser.
@@ -319,9 +402,8 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     matrix row as one string of base-36 numbers (:func:`encode36`). Two dropdowns pick the user
     (943) and the movie (1,682). For the pair, Vega looks up the eight fields' vectors, adds the
     first-order weights, computes the FM term with the square-of-sum identity, and runs the MLP
-    over one generated row per weight of the first layer (``256 × 128``; each row also carries
-    the weight of the second layer that reads the same hidden unit), summing each layer with a
-    ``joinaggregate``. The header gives the logit and its parts, the bars the four parts.
+    over them, one row per hidden unit (:func:`_parts_flow`). The header gives the logit and its
+    parts, one short line each, the bars the four parts.
 
     ``checks``: candidate user × movie pairs; the first ``n_checks`` whose logit, FM and deep
     texts are safely away from a rounding boundary become browser checks, with the texts computed
@@ -348,11 +430,15 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     h2 = tables.w2.shape[0]
     if n_in != n_fields * k:
         raise ValueError(f"model: the MLP reads {n_in} inputs, expected {n_fields} fields × {k}")
-    width = max(n_in, h2)
+    position = {key: i for i, key in enumerate(page.weights["key"])}
+    user_codes = [c for c in users.columns if c.startswith("c") and c[1:].isdigit()]
+    item_codes = [c for c in items.columns if c.startswith("c") and c[1:].isdigit()]
     weights = widgets.CsvData(page.weights, name="dfm_weights")
     mlp_data = widgets.CsvData(page.mlp, name="dfm_mlp")
-    user_data = widgets.CsvData(users, name="dfm_users")
-    item_data = widgets.CsvData(items.drop(columns=["title"], errors="ignore"), name="dfm_items")
+    user_data = widgets.CsvData(pd.concat([users[["user", "seen"]], _rows_of(users, user_codes, position)], axis=1),
+                                name="dfm_users")
+    item_data = widgets.CsvData(pd.concat([items[["movie"]], _rows_of(items, item_codes, position)], axis=1),
+                                name="dfm_items")
 
     by_title = items.sort_values(["title", "movie"]) if "title" in items else items
     names = by_title["title"].tolist() if "title" in items else [str(m) for m in by_title["movie"]]
@@ -363,81 +449,41 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
         labels=[f"{u} · {'seen' if s else 'new'}" for u, s in zip(users["user"], users["seen"])])
     movie_param = widgets.dropdown("movie", by_title["movie"].tolist(), movie, labels=labels, label="movie")
 
-    def decode(column: str, index: str, w: int, step: float) -> str:
-        half = 36 ** w // 2
-        return (f"(parseInt(substring(datum.{column}, {w} * {index}, {w} * {index} + {w}), 36) - {half})"
-                f" * {step!r}")
-
-    user_fields = [c for c in users.columns if c.startswith("c") and c[1:].isdigit()]
-    item_fields = [c for c in items.columns if c.startswith("c") and c[1:].isdigit()]
-    flow = (
-        alt.Chart(alt.sequence(0, h1 * width, as_="r"))
-        .transform_calculate(a=f"floor(datum.r / {width})", b=f"datum.r % {width}")
-        .transform_calculate(f=f"floor(datum.b / {k})", d=f"datum.b % {k}", user="user", movie="movie",
-                             ka="'u' + datum.a", kb="'u' + datum.b")
-        .transform_lookup(lookup="user", from_=alt.LookupData(user_data.ref, "user", [*user_fields, "seen"]))
-        .transform_lookup(lookup="movie", from_=alt.LookupData(item_data.ref, "movie", item_fields))
-        # the vector of field f for this user and movie: the shared table, as in the FM term
-        .transform_calculate(key=f"datum.b < {n_in} ? datum.f + ':' + datum['c' + datum.f] : ''")
-        .transform_lookup(lookup="key", from_=alt.LookupData(weights.ref, "key", ["w", "v"]))
-        .transform_lookup(lookup="ka", from_=alt.LookupData(mlp_data.ref, "key", ["b1", "p", "q"]))
-        .transform_lookup(lookup="kb", from_=alt.LookupData(mlp_data.ref, "key", ["b2", "w3"]),
-                          as_=["b2", "w3"])
-        .transform_calculate(
-            x=f"datum.b < {n_in} ? {decode('v', 'datum.d', V_WIDTH, page.v_step)} : 0",   # MLP input b
-            w1=f"datum.b < {n_in} ? {decode('p', 'datum.b', MLP_WIDTH, page.p_step)} : 0",  # w1[a, b]
-            w2=f"datum.b < {h2} ? {decode('q', 'datum.b', MLP_WIDTH, page.q_step)} : 0")    # w2[b, a]
-        .transform_calculate(wx="datum.w1 * datum.x", x0=f"datum.a == 0 && datum.b < {n_in} ? datum.x : 0")
-        .transform_calculate(x0sq="datum.x0 * datum.x0")
-        # FM term: square of the sum minus the sum of the squares, per dimension d (rows a == 0)
-        .transform_joinaggregate(s="sum(x0)", sq="sum(x0sq)", groupby=["d"])
-        # layer 1: unit a sums w1[a, b] x_b over the inputs b
-        .transform_joinaggregate(s1="sum(wx)", groupby=["a"])
-        .transform_calculate(h1=f"max(0, datum.s1 + toNumber(datum.b1) / {UNITS})")
-        .transform_calculate(wh="datum.w2 * datum.h1")
-        # layer 2: unit b sums w2[b, a] h1_a over the units a of layer 1
-        .transform_joinaggregate(s2="sum(wh)", groupby=["b"])
-        .transform_calculate(
-            first_c=f"datum.a == 0 && datum.b < {n_in} && datum.d == 0 ? toNumber(datum.w) / {UNITS} : 0",
-            fm_c=f"datum.a == 0 && datum.b < {n_in} && datum.f == 0 ? 0.5 * (datum.s * datum.s - datum.sq) : 0",
-            deep_c=f"datum.a == 0 && datum.b < {h2} ? toNumber(datum.w3) / {UNITS}"
-                   f" * max(0, datum.s2 + toNumber(datum.b2) / {UNITS}) : 0")
-        .transform_aggregate(first="sum(first_c)", fm="sum(fm_c)", deep0="sum(deep_c)", seen="max(seen)")
-        .transform_calculate(bias=repr(page.bias), deep=f"datum.deep0 + {page.b3!r}")
-        .transform_calculate(logit="datum.bias + datum.first + datum.fm + datum.deep")
-    )
-    header = flow.transform_calculate(
+    flow, flow_params = _parts_flow(tables, page, {"weights": weights, "mlp": mlp_data, "users": user_data,
+                                                  "items": item_data}, users["user"].tolist(), items["movie"].tolist())
+    # The readout, one short line each, so that it fits a phone's width.
+    header = alt.Chart().transform_calculate(
         t="'logit = ' + format(datum.logit, '+.2f') + ' → p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
-        s="'FM (pairs) ' + format(datum.fm, '+.2f') + ' · deep (MLP) ' + format(datum.deep, '+.2f')"
-          " + ' · first order ' + format(datum.first, '+.2f') + ' · bias ' + format(datum.bias, '+.2f')",
-        u="toNumber(datum.seen) > 0 ? 'seen in training: its user_id has a trained vector'"
-          " : 'new user: its user_id vector is the unknown row, exactly zero'")
-    head = alt.layer(
-        header.mark_text(align="left", fontSize=15, fontWeight="bold").encode(x=alt.value(0), y=alt.value(10),
-                                                                              text="t:N"),
-        header.mark_text(align="left", fontSize=12).encode(x=alt.value(0), y=alt.value(32), text="s:N"),
-        header.mark_text(align="left", fontSize=12, color="#555555").encode(x=alt.value(0), y=alt.value(52),
-                                                                            text="u:N"),
-    ).properties(width=560, height=60)
-    names_ = {"bias": "bias w₀", "first": f"first order: Σ wᵢ ({n_fields} fields)",
-              "fm": f"FM: Σ ⟨vᵢ, vⱼ⟩ ({n_fields * (n_fields - 1) // 2} pairs)",
-              "deep": f"deep: MLP {n_in} → {h1} → {h2} → 1"}
+        s1="'FM (pairs) ' + format(datum.fm, '+.2f') + ' · deep (MLP) ' + format(datum.deep, '+.2f')",
+        s2="'first order ' + format(datum.first, '+.2f') + ' · bias ' + format(datum.bias, '+.2f')",
+        u="toNumber(datum.seen) > 0 ? 'seen user: a trained user_id vector'"
+          " : 'new user: its user_id vector is zero'")
+    lines = [("t", 10, 15, "bold", "black"), ("s1", 32, 12, "normal", "black"), ("s2", 50, 12, "normal", "black"),
+             ("u", 68, 12, "normal", "#555555")]
+    head = alt.layer(*[
+        header.mark_text(align="left", fontSize=size, fontWeight=weight, color=colour).encode(
+            x=alt.value(0), y=alt.value(y_), text=f"{field}:N")
+        for field, y_, size, weight, colour in lines]).properties(width=180, height=76)
+    names_ = {"bias": "bias w₀", "first": "first order", "fm": "FM pairs", "deep": "deep (MLP)"}
     label = " : ".join(f"datum.part == '{p_}' ? '{n_}'" for p_, n_ in names_.items()) + " : ''"
     rank = " : ".join(f"datum.part == '{p_}' ? {i}" for i, p_ in enumerate(names_)) + " : 9"
-    bars = (flow.transform_fold(list(names_), as_=["part", "value"])
+    bars = (alt.Chart().transform_fold(list(names_), as_=["part", "value"])
             .transform_calculate(
                 label=label, rank=rank, shown="format(datum.value, '+.2f')", max_zero="max(datum.value, 0)",
                 effect="datum.part == 'bias' ? 'bias' : datum.value >= 0 ? 'raises the logit' : 'lowers the logit'"))
     y = alt.Y("label:N", sort=alt.EncodingSortField("rank", op="min"), title=None,
-              axis=alt.Axis(labelLimit=300, labelFontSize=12))
-    effect = alt.Color("effect:N", title=None, scale=alt.Scale(
-        domain=["raises the logit", "lowers the logit", "bias"], range=["#C44E52", "#4C72B0", "#A0A0A0"]))
+              axis=alt.Axis(labelLimit=90, labelFontSize=12))
+    effect = alt.Color("effect:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical"),
+                       scale=alt.Scale(domain=["raises the logit", "lowers the logit", "bias"],
+                                       range=["#C44E52", "#4C72B0", "#A0A0A0"]))
     chart_bars = alt.layer(
-        bars.mark_bar(height={"band": 0.7}).encode(x=alt.X("value:Q", title="contribution to the logit"), y=y,
+        bars.mark_bar(height={"band": 0.7}).encode(x=alt.X("value:Q", title="contribution to the logit",
+                                                           axis=alt.Axis(tickCount=4)), y=y,
                                                    color=effect),
         bars.mark_text(align="left", dx=4, fontSize=12).encode(x="max_zero:Q", y=y, text="shown:N"),
-    ).properties(width=330, height={"step": 30})
-    chart = alt.vconcat(head, chart_bars, spacing=12)
+    ).properties(width=180, height={"step": 30})
+    # one forward pass per change, shared by the readout and the bars
+    chart = alt.vconcat(head, chart_bars, spacing=12, data=flow.data, transform=flow.transform)
     n_checks = require_positive_int(n_checks, name="n_checks")
     checks_ = []
     for u, m in [(user, movie), *checks]:
@@ -449,7 +495,7 @@ def parts_chart(model: DeepFM, data, *, user: int, movie: int, titles: Mapping |
     if len(checks_) < n_checks:
         raise ValueError(f"checks: only {len(checks_)} of the pairs can be checked at 2 decimals "
                          f"(n_checks = {n_checks}); give more candidate pairs")
-    return widgets.browser_chart(chart, params=[user_param, movie_param],
+    return widgets.browser_chart(chart, params=[user_param, movie_param, *flow_params],
                                  data=[mlp_data, user_data, item_data, weights], checks=checks_)
 
 
@@ -582,14 +628,16 @@ def results_table(bench: pd.DataFrame, models: Sequence[str], *, protocol: str =
 
 
 def paired_table(bench: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, metric: str = "test_auc",
-                 protocol: str = "ctr") -> pd.DataFrame:
+                 protocol: str = "ctr", level: float = 0.9) -> pd.DataFrame:
     """Paired differences ``b − a`` over the seeds both models ran (same seed, same data), one row
-    per ``(a, b)`` of ``pairs``: ``mean``, ``min``, ``max``, ``spread`` (the larger of the two
-    models' seed-to-seed standard deviations) and ``verdict``: ``"b ahead"`` when the difference
-    has the same sign in every seed and its mean exceeds the spread, ``"b behind"`` likewise below,
-    else ``"tied"``.
+    per ``(a, b)`` of ``pairs``: ``mean``, ``low`` and ``high`` (the ``level`` t-interval of the
+    mean, :func:`recbook.metrics.paired_t_interval`), ``min``, ``max``, ``spread`` (the larger of
+    the two models' seed-to-seed standard deviations) and ``verdict``: ``"b ahead"`` when the
+    difference has the same sign in every seed and its mean exceeds the spread, ``"b behind"``
+    likewise below, else ``"tied"``.
     """
     from ..bench import seed_comparison
+    from ..metrics import paired_t_interval
 
     rows = {}
     for a, b in pairs:
@@ -602,8 +650,9 @@ def paired_table(bench: pd.DataFrame, pairs: Sequence[tuple[str, str]], *, metri
             verdict = f"{b} behind"
         else:
             verdict = "tied"
-        rows[f"{b} − {a}"] = {"seeds": len(d), "mean": float(d.mean()), "min": float(d.min()),
-                              "max": float(d.max()), "spread": spread, "verdict": verdict}
+        _, low, high = paired_t_interval(d.to_numpy(), level=level, name=f"{b} − {a}")
+        rows[f"{b} − {a}"] = {"seeds": len(d), "mean": float(d.mean()), "low": low, "high": high,
+                              "min": float(d.min()), "max": float(d.max()), "spread": spread, "verdict": verdict}
     return pd.DataFrame(rows).T
 
 
@@ -617,17 +666,19 @@ def config_entries() -> list:
     leaderboard's ``DeepFM`` entry: as :class:`recbook.bench.Entry` objects, **not** registered on
     the leaderboard (they are the chapter's evidence, not models of the book). Their rows carry
     the same fingerprints as the leaderboard's, so a change of settings shows."""
-    from ..bench import CTR_FIT, Entry
+    from ..bench import CTR_FIT, REGISTRY, Entry
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
+    base = dict(REGISTRY["DeepFM"].params)  # the leaderboard entry's settings (its initialisation included)
+    nobase = {k: v for k, v in base.items() if k != "base_rate"}
     return [
-        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, {}, dict(CTR_FIT),
+        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, nobase, dict(CTR_FIT),
               description="DeepFM with the bias starting at 0 instead of the training log-odds"),
-        Entry("DeepFM-wd", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+        Entry("DeepFM-wd", "ctr", DeepFM.from_data, base, dict(CTR_FIT, weight_decay=1e-5),
               description="DeepFM with weight decay 1e-5"),
-        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {"base_rate": "train", **unknown}, dict(CTR_FIT),
+        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {**base, **unknown}, dict(CTR_FIT),
               description="DeepFM whose unknown-user row is trained (10% of user ids replaced)"),
-        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {"base_rate": "train", "batchnorm": True}, dict(CTR_FIT),
+        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {**base, "batchnorm": True}, dict(CTR_FIT),
               description="DeepFM with batch normalisation in the MLP"),
     ]
 
@@ -654,6 +705,51 @@ def run_configs(path=None, seeds: Sequence[int] = (0, 1, 2), *, threads: int = 1
 
     write_table(out, path)  # whole or not at all, locked, keeping the mode
     return out
+
+
+ABLATION_FILE = "deepfm_ablation.csv"
+"""The DeepFM ablation record (``book/results/deepfm_ablation.csv``, ``python -m recbook.ablation``):
+the leaderboard's recipe beside each library's, one setting moved at a time, seeds 0-2."""
+XAVIER_VARIANT = "recbook+recbole-fm:embed_init"
+"""The ablation's variant that draws DeepFM's embeddings Xavier-normal (RecBole's rule) instead of
+``N(0, 0.01^2)``, everything else the leaderboard's."""
+
+
+def read_ablation(name: str = ABLATION_FILE) -> pd.DataFrame:
+    """An ablation record of ``book/results/`` with its comment lines skipped, found where
+    :func:`recbook.bench.read_results` finds a result file (next to the notebook, in the
+    repository, else downloaded)."""
+    from pathlib import Path
+
+    from .. import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    for path in (here / "results" / name, here / "book" / "results" / name,
+                 Path(__file__).resolve().parents[2] / "book" / "results" / name):
+        if path.is_file():
+            return pd.read_csv(path, comment="#")
+    return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")
+
+
+def init_choice(record: pd.DataFrame, *, variant: str = XAVIER_VARIANT, level: float = 0.9) -> dict:
+    """Validation AUC of the ablation's ``variant`` minus recbook's own recipe, seed by seed
+    (``side == "recbook"``): ``{"mean", "low", "high"}`` (the ``level`` t-interval,
+    :func:`recbook.metrics.paired_t_interval`), ``seeds`` and ``ahead`` (seeds with a positive
+    difference)."""
+    from ..metrics import paired_t_interval
+
+    require_columns(record, ["side", "variant", "seed", "valid_auc"], name="record")
+    ours = record[(record["side"] == "recbook") & (record["variant"] == "recbook")].set_index("seed")["valid_auc"]
+    other = record[(record["side"] == "recbook") & (record["variant"] == variant)].set_index("seed")["valid_auc"]
+    if other.empty or ours.empty:
+        raise ValueError(f"record: no rows of recbook's recipe and of variant {variant!r}; it has "
+                         f"{sorted(record['variant'].unique())}")
+    seeds = sorted(set(ours.index) & set(other.index))
+    d = other.loc[seeds].to_numpy() - ours.loc[seeds].to_numpy()
+    mean, low, high = paired_t_interval(d, level=level, name="differences")
+    return {"mean": mean, "low": low, "high": high, "seeds": len(seeds), "ahead": int((d > 0).sum())}
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ Helpers:
 * :func:`leaderboard_chart`: pick a protocol and a metric; the ranking table and the
   accuracy–cost scatter update in the browser.
 * :func:`speed_table`: CPU seconds per epoch of recbook beside each library, model by model.
+* :func:`scatter_layout`: where the scatter's point labels go so that none overlaps another or a
+  point (a greedy placement measured with matplotlib's text extents); :func:`label_figure` draws
+  that layout with matplotlib, to check it.
 """
 from __future__ import annotations
 
@@ -37,7 +40,8 @@ from .._checks import require_columns
 __all__ = [
     "INTERVAL_LEVEL", "LIBRARY_MODELS", "LOWER_IS_BETTER", "best_on_validation", "chart_checks", "compare",
     "comparison_table", "describe", "leaderboard_chart", "long_results", "paired_gaps", "paired_interval",
-    "protocol_metrics", "ranking_table", "speed_table", "summary", "view_name",
+    "label_figure", "protocol_metrics", "ranking_table", "scatter_domains", "scatter_layout", "speed_table",
+    "summary", "view_name",
 ]
 
 INTERVAL_LEVEL = 0.9
@@ -317,6 +321,174 @@ def chart_checks(long: pd.DataFrame, views: Sequence[tuple[str, str]] | None = N
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# The scatter's labels: placed in Python so that none overlaps another or a point
+# --------------------------------------------------------------------------------------------
+
+SCATTER_WIDTH, SCATTER_HEIGHT = 560, 320
+"""The scatter's size in the chart (pixels)."""
+LAYOUT_WIDTH = 250
+"""The narrowest scatter the labels are laid out for (a phone of 390 px narrows the plot to about
+this: the page's margins and the y axis take the rest; the legend sits below the plot).
+A layout without overlaps at this width has none at any larger width: every label is anchored at
+a fraction of the width on the side facing its point, so horizontal gaps only grow, and the height
+does not change."""
+LABEL_FONT_PX = 9
+MARKER_RADIUS = 5.0   # a filled point of size 70 (px²) has a radius of about 4.7 px
+_GAP = 1.0            # pixels kept free around every label box
+_RENDERER = []
+
+
+def _text_size(text: str, font_px: float = LABEL_FONT_PX) -> tuple[float, float]:
+    """Width and height in pixels of ``text`` at ``font_px``, as matplotlib's renderer measures
+    it at 72 dpi (one point = one pixel) in its default sans-serif font (DejaVu Sans, wider than
+    most browsers' sans-serif: a conservative measure)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    if not _RENDERER:
+        _RENDERER.append(RendererAgg(10, 10, 72))
+    w, h, _ = _RENDERER[0].get_text_width_height_descent(str(text), FontProperties(size=font_px), ismath=False)
+    return float(w), float(max(h, font_px * 1.2))
+
+
+def scatter_domains(long: pd.DataFrame) -> dict:
+    """Per view (:func:`view_name`): the scatter's fixed domains ``(x_low, x_high, y_low,
+    y_high)``, CPU seconds per epoch (log scale) and the metric's mean, with room around the points
+    for their labels. Fixed domains (not Vega's rounded ones) let Python know where each point is
+    drawn."""
+    require_columns(long, ["protocol", "metric", "mean", "cpu_s_per_epoch"], name="long")
+    out = {}
+    for (p, m), g in long.groupby(["protocol", "metric"], sort=False):
+        g = g[g["cpu_s_per_epoch"] > 0]
+        if g.empty:
+            continue
+        lx = np.log10(g["cpu_s_per_epoch"].astype(float))
+        span = max(float(lx.max() - lx.min()), 0.5)
+        y = g["mean"].astype(float)
+        yspan = float(y.max() - y.min()) or max(abs(float(y.mean())) * 0.02, 1e-3)
+        out[view_name(p, m)] = (10 ** (float(lx.min()) - 0.06 * span), 10 ** (float(lx.max()) + 0.25 * span),
+                                float(y.min()) - 0.10 * yspan, float(y.max()) + 0.10 * yspan)
+    return out
+
+
+def _place(points: np.ndarray, sizes: Sequence[tuple[float, float]], width: float, height: float):
+    """Greedy label placement in pixels (y down). ``points``: ``[n, 2]`` pixel positions; ``sizes``:
+    each label's (width, height). Each label takes, among positions around its point (then
+    anywhere in the plot), the one nearest its point whose box stays inside the plot and clear of
+    every point and of every label placed before it; crowded points choose first. Returns ``[n, 4]``
+    boxes (left, top, right, bottom) and each label's alignment on its anchor (``"left"``: the box
+    starts there, right of its point; ``"right"``: it ends there; ``"center"``: above or below)."""
+    r = MARKER_RADIUS
+    obstacles = [np.column_stack([points - r, points + r])]            # [left, top, right, bottom]
+    boxes, aligns = np.zeros((len(points), 4)), [""] * len(points)
+    dist = np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))
+    order = np.argsort(-(dist < 40).sum(1), kind="stable")
+    near_dx = [r + 2, r + 6, r + 12, r + 20, r + 30, r + 44]
+    near_dy = [0, -7, 7, -13, 13, -20, 20, -28, 28, -38, 38, -50, 50]
+    for i in order:
+        (px, py), (w, h) = points[i], sizes[i]
+        cands, kinds = [], []
+        for dx in near_dx:
+            for dy in near_dy:
+                cands += [(px + dx, py + dy - h / 2), (px - dx - w, py + dy - h / 2)]
+                kinds += ["left", "right"]
+        for dy in (r + 2, r + 8, r + 16, r + 26):
+            cands += [(px - w / 2, py - dy - h), (px - w / 2, py + dy)]
+            kinds += ["center", "center"]
+        gx, gy = np.meshgrid(np.arange(0.0, width - w + 1e-9, 3.0), np.arange(0.0, height - h + 1e-9, 3.0))
+        cands += list(zip(gx.ravel(), gy.ravel()))
+        kinds = np.asarray(kinds + ["grid"] * gx.size)
+        c = np.asarray(cands, dtype=float)
+        c = np.column_stack([c, c + [w, h]])
+        nx = np.clip(px, c[:, 0], c[:, 2]) - px
+        ny = np.clip(py, c[:, 1], c[:, 3]) - py
+        cost = (np.hypot(nx, ny) + 2.0 * (kinds == "right") + 4.0 * (kinds == "center") + 8.0 * (kinds == "grid"))
+        inside = (c[:, 0] >= 0) & (c[:, 1] >= 0) & (c[:, 2] <= width) & (c[:, 3] <= height)
+        ob = np.vstack(obstacles)
+        clash = ((c[:, None, 0] < ob[None, :, 2] + _GAP) & (c[:, None, 2] > ob[None, :, 0] - _GAP)
+                 & (c[:, None, 1] < ob[None, :, 3] + _GAP) & (c[:, None, 3] > ob[None, :, 1] - _GAP)).any(1)
+        ok = np.flatnonzero(inside & ~clash)
+        if not len(ok):
+            raise ValueError(f"labels: no free place for a label of {w:.0f} x {h:.0f} px in a "
+                             f"{width} x {height} plot; expected fewer or shorter labels")
+        best = ok[np.argmin(cost[ok])]
+        box, kind = c[best], str(kinds[best])
+        if kind == "grid":   # anchored on the side facing its point
+            kind = "left" if box[0] >= px else "right" if box[2] <= px else "center"
+        boxes[i], aligns[i] = box, kind
+        obstacles.append(box[None, :])
+    return boxes, aligns
+
+
+def scatter_layout(long: pd.DataFrame, *, width: float = LAYOUT_WIDTH, height: float = SCATTER_HEIGHT) -> pd.DataFrame:
+    """Where each point label of :func:`leaderboard_chart`'s scatter goes, in data coordinates,
+    laid out at ``width`` x ``height`` pixels (:func:`_place`). One row per point (``view``,
+    ``source``, ``model``): ``align`` and ``label_x``, ``label_y`` (the label's anchor at
+    mid-height: its left edge, right edge or centre), ``lead_x``, ``lead_y`` (the point of the
+    label's edge facing its point: the end of the leader line) and ``leader`` (1 when the label is
+    more than 8 pixels from its point: a line joins them)."""
+    domains = scatter_domains(long)
+    rows = []
+    for (p, m), g in long.groupby(["protocol", "metric"], sort=False):
+        g = g[g["cpu_s_per_epoch"] > 0]
+        if g.empty:
+            continue
+        view = view_name(p, m)
+        x0, x1, y0, y1 = domains[view]
+        lx0, lx1 = np.log10(x0), np.log10(x1)
+        fx = (np.log10(g["cpu_s_per_epoch"].astype(float).to_numpy()) - lx0) / (lx1 - lx0)
+        fy = (g["mean"].astype(float).to_numpy() - y0) / (y1 - y0)
+        pts = np.column_stack([fx * width, (1 - fy) * height])
+        boxes, aligns = _place(pts, [_text_size(t) for t in g["model"]], width, height)
+        for (src, model), (px, py), box, align in zip(g[["source", "model"]].itertuples(index=False), pts,
+                                                      boxes, aligns):
+            anchor = {"left": box[0], "right": box[2], "center": (box[0] + box[2]) / 2}[align]
+            # the leader ends on the box's edge facing the point (above or below: under the point)
+            lead_px = px if align == "center" else anchor
+            lead_py = (box[3] if box[3] <= py else box[1]) if align == "center" else np.clip(py, box[1], box[3])
+            rows.append({"view": view, "source": src, "model": model, "align": align,
+                         "label_x": 10 ** (lx0 + anchor / width * (lx1 - lx0)),
+                         "label_y": y0 + (1 - (box[1] + box[3]) / 2 / height) * (y1 - y0),
+                         "lead_x": 10 ** (lx0 + lead_px / width * (lx1 - lx0)),
+                         "lead_y": y0 + (1 - lead_py / height) * (y1 - y0),
+                         "leader": int(np.hypot(lead_px - px, lead_py - py) > 8)})
+    return pd.DataFrame(rows)
+
+
+def label_figure(long: pd.DataFrame, view: str, *, width: float = LAYOUT_WIDTH, height: float = SCATTER_HEIGHT,
+                 layout: pd.DataFrame | None = None):
+    """The scatter of ``view`` with its labels where ``layout`` (default :func:`scatter_layout`)
+    puts them, drawn with matplotlib at ``width`` x ``height`` pixels (72 dpi, the axes filling the
+    figure, the chart's fixed domains): a second drawing of the layout, whose text extents show
+    whether labels overlap. Returns the figure, its axes, the text artists and the points' pixel
+    positions (``[n, 2]``, y up)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    domains = scatter_domains(long)
+    if view not in domains:
+        raise ValueError(f"view: expected one of {list(domains)}, got {view!r}")
+    layout = scatter_layout(long, height=height) if layout is None else layout
+    lay = layout[layout["view"] == view]
+    x0, x1, y0, y1 = domains[view]
+    fig = Figure(figsize=(width / 72, height / 72), dpi=72)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xscale("log")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    pts = long[(view_name(long["protocol"], long["metric"]) == view) & (long["cpu_s_per_epoch"] > 0)]
+    ax.scatter(pts["cpu_s_per_epoch"], pts["mean"], s=70.0)
+    texts = [ax.text(r.label_x, r.label_y, r.model, ha=r.align, va="center", fontsize=LABEL_FONT_PX)
+             for r in lay.itertuples(index=False)]
+    for r in lay[lay["leader"] == 1].itertuples(index=False):
+        pt = pts[(pts["source"] == r.source) & (pts["model"] == r.model)].iloc[0]
+        ax.plot([pt["cpu_s_per_epoch"], r.lead_x], [pt["mean"], r.lead_y], lw=0.6, color="0.5")
+    xy = ax.transData.transform(pts[["cpu_s_per_epoch", "mean"]].to_numpy(dtype=float))
+    return fig, ax, texts, xy
+
+
 def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str = "auc",
                       checks: Sequence[dict] | None = None) -> widgets.BrowserChart:
     """Pick a protocol and a metric (one dropdown, :func:`view_name`): a ranking table (best first) and an accuracy–cost scatter
@@ -333,7 +505,14 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
     data["cpu_s_per_epoch"] = data["cpu_s_per_epoch"].fillna(-1.0)
     data.insert(0, "view", view_name(data["protocol"], data["metric"]))
     data = data.drop(columns=["protocol", "metric"])
-    table = widgets.CsvData(data, name="leaderboard", decimals={"mean": 4, "sd": 4, "cpu_s_per_epoch": 2})
+    layout = scatter_layout(long)
+    data = data.merge(layout, on=["view", "source", "model"], how="left")
+    data["align"] = data["align"].fillna("")   # no cost measured: no point, no label
+    data["leader"] = data["leader"].fillna(0).astype(int)
+    data[["label_x", "label_y", "lead_x", "lead_y"]] = data[["label_x", "label_y", "lead_x", "lead_y"]].fillna(0.0)
+    table = widgets.CsvData(data, name="leaderboard",
+                            decimals={"mean": 4, "sd": 4, "cpu_s_per_epoch": 2, "label_x": 5, "label_y": 6,
+                                      "lead_x": 5, "lead_y": 6})
     views = list(dict.fromkeys(data["view"]))
     first = view_name(protocol, metric)
     if first not in views:
@@ -360,17 +539,33 @@ def leaderboard_chart(long: pd.DataFrame, *, protocol: str = "ctr", metric: str 
         cols.append(base.transform_calculate(cell=expr).mark_text(align="left")
                     .encode(text="cell:N", y=row, x=alt.value(0)).properties(title=header, width=width))
     ranking = alt.hconcat(*cols, spacing=4)
-    scatter = (base.transform_filter("datum.cpu_s_per_epoch > 0")
-               .mark_point(filled=True, size=70)
-               .encode(x=alt.X("cpu_s_per_epoch:Q", scale=alt.Scale(type="log"),
+    # Fixed domains per view and labels placed in Python (scatter_layout): no two labels overlap.
+    domains = scatter_domains(long)
+
+    def domain(i, j):
+        cases = " : ".join(f"view == '{v}' ? [{d[i]!r}, {d[j]!r}]" for v, d in domains.items())
+        return alt.ExprRef(expr=f"{cases} : [1, 10]")
+
+    xscale = alt.Scale(type="log", domain=domain(0, 1), nice=False)
+    yscale = alt.Scale(zero=False, domain=domain(2, 3), nice=False)
+    points = base.transform_filter("datum.cpu_s_per_epoch > 0")
+    scatter = (points.mark_point(filled=True, size=70)
+               .encode(x=alt.X("cpu_s_per_epoch:Q", scale=xscale,
                                title="CPU seconds per epoch (one thread, log scale)"),
-                       y=alt.Y("mean:Q", scale=alt.Scale(zero=False), title="test metric (mean over seeds)"),
-                       color=alt.Color("source:N", title="source"),
+                       y=alt.Y("mean:Q", scale=yscale, title="test metric (mean over seeds)"),
+                       color=alt.Color("source:N", title="source",   # below: the plot keeps a phone's width
+                                       legend=alt.Legend(orient="bottom", direction="horizontal", columns=2)),
                        tooltip=["model:N", "source:N", alt.Tooltip("mean:Q", format=".4f"),
                                 alt.Tooltip("sd:Q", format=".4f"), "cpu_s_per_epoch:Q"])
-               .properties(width=560, height=300))
-    labels = scatter.mark_text(align="left", dx=6, fontSize=9).encode(text="model:N")
-    chart = alt.vconcat(title, ranking, scatter + labels, spacing=12)
+               .properties(width=SCATTER_WIDTH, height=SCATTER_HEIGHT))
+    leaders = (points.transform_filter("datum.leader == 1").mark_rule(strokeWidth=0.6, color="#888")
+               .encode(x=alt.X("cpu_s_per_epoch:Q", scale=xscale), y=alt.Y("mean:Q", scale=yscale),
+                       x2="lead_x:Q", y2="lead_y:Q"))
+    labels = [points.transform_filter(f"datum.align == '{a}'")
+              .mark_text(align=a, baseline="middle", fontSize=LABEL_FONT_PX)
+              .encode(x=alt.X("label_x:Q", scale=xscale), y=alt.Y("label_y:Q", scale=yscale), text="model:N")
+              for a in ("left", "right", "center")]
+    chart = alt.vconcat(title, ranking, alt.layer(scatter, leaders, *labels), spacing=12)
     if checks is None:
         checks = chart_checks(long)
     return widgets.browser_chart(chart, params=[view], data=[table], checks=checks)

@@ -61,8 +61,6 @@ SLOW_CHARTS = {
     # value: the slowest change measured when the entry was added (ms, headless Chromium on a
     # loaded 2-core machine), which the chart may not exceed by more than twice (the load makes
     # the times vary by 2-4x between runs). Five runs gave, slowest change per chart:
-    #   DeepFM, the parts (the whole MLP runs in Vega): 2239, 1154, 1687, 631, 804 ms
-    ("book/deepfm.html", "user,movie"): 2239,
     #   DIN, the attention weights of a user's history for a candidate: 1000, 537, 430, 262, 267 ms
     ("book/din.html", "user,candidate"): 1000,
     #   Two-tower, what the user retrieves with and without logQ: 517, 291, 198, 123, 92 ms
@@ -76,7 +74,6 @@ WIDE_CHARTS = {
     # sticks out is text (a readout on one long line, long labels), which narrowing the views
     # cannot shorten. Their owners are rewriting them; key (page, chart number): CSS px measured
     # when the entry was added (PHONE = 390 px, a 358 px cell). Remove an entry once it fits.
-    ("book/deepfm.html", 1): 557,    # the parts: a readout line of 560 px above the bars
     ("book/din.html", 2): 537,       # attention weights: readout line and long film titles
     ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
 }
