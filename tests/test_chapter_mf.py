@@ -93,3 +93,25 @@ def test_catalogue_scores_refuses_bad_codes(user, items, match):
     fm = random_mf(chapter.two_field_data(DATA).schema)
     with pytest.raises(ValueError, match=match):
         chapter.catalogue_scores(fm, user, items)
+
+
+def test_mf_diagram_names_both_tables_and_reads_at_page_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+    from test_diagrams_twotower_gru4rec import check_readable
+
+    ax = chapter.plot_mf_architecture()
+    try:
+        texts = " ".join(t.get_text() for t in ax.texts)
+        for name in ("user id", "item id", r"\mathbf{p}_u", r"\mathbf{q}_i", "b_u", "b_i", "dot product", "logit",
+                     "w_0"):
+            assert name in texts, name
+        # id -> vector, id -> bias on each side (4); vectors -> dot product (2); biases and dot -> logit (3)
+        assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 4 + 2 + 3
+        inside = check_readable(ax)
+        assert len(inside) == 8                              # every box's text stays inside its box
+    finally:
+        plt.close("all")
