@@ -115,3 +115,31 @@ def test_mf_diagram_names_both_tables_and_reads_at_page_width():
         assert len(inside) == 8                              # every box's text stays inside its box
     finally:
         plt.close("all")
+
+
+def test_the_chapter_is_a_lesson_with_mf_from_scratch():
+    """The reader's edition: a lesson budget, the architecture figure, MF in plain PyTorch (no
+    recbook inside, as long as the summary says) checked against the package's two-field FM with
+    ``torch.testing.assert_close`` in a hidden cell, the MovieLens result as a paired interval,
+    and the seed-by-seed detail under "Going deeper"."""
+    import json
+
+    from book_pages import ROOT, notebook_cells
+
+    path = ROOT / "book" / "mf.ipynb"
+    assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["recbook"] == {"lesson_words_max": 3000}
+    cells = {c.id: c for c in notebook_cells(path)}
+    ids = list(cells)
+    assert "remove-input" in cells["architecture"].tags and "plot_mf_architecture" in cells["architecture"].source
+    scratch = cells["mf-scratch"]
+    assert scratch.visible_code and "recbook" not in scratch.source
+    n_lines = len(scratch.source.strip().splitlines())
+    assert f"an MF of {n_lines} lines" in cells["summary"].source and f"{n_lines} 行 MF" in cells["summary-zh"].source
+    check = cells["fm-equal-check"]
+    assert "remove-cell" in check.tags and "torch.testing.assert_close(from_scratch, package)" in check.source
+    assert "comparison_table" in cells["ml-fit"].source and "remove-cell" in cells["ml-claims-check"].tags
+    assert cells["ml-deeper-md"].source.startswith("### Going deeper")
+    assert "data-metrics" in cells["equations-md"].source
+    order = ["intro", "equations-md", "architecture", "mf-scratch", "fm-equal", "ml-fit", "seen-new", "summary",
+             "summary-zh", "ex-head"]
+    assert [ids.index(i) for i in order] == sorted(ids.index(i) for i in order)

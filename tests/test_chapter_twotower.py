@@ -399,3 +399,36 @@ def test_movielens_repeated_titles_are_told_apart_in_the_chart_titles(ml100k):
     assert frame.loc[246, "title"] == frame.loc[268, "title"] == "Chasing Amy"
     assert {"Chasing Amy (#246)", "Chasing Amy (#268)", "Toy Story"} <= set(titles)
     assert "Chasing Amy" not in set(titles)
+
+
+def test_the_chapter_is_a_lesson_with_the_towers_from_scratch():
+    """The reader's edition of the chapter: a lesson budget; the towers and the loss written in plain
+    PyTorch (no recbook inside) before the planted experiment, with a hidden cell that loads the
+    package's weights into them and compares logits and loss; the lesson's parts in order; and
+    the code exercise's solution runs, with its claims checked."""
+    import json
+
+    from book_pages import ROOT, notebook_cells
+
+    path = ROOT / "book" / "twotower.ipynb"
+    assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["recbook"] == {"lesson_words_max": 3000}
+    cells = {c.id: c for c in notebook_cells(path)}
+    ids = list(cells)
+    scratch = cells["scratch"]
+    assert scratch.visible_code and "recbook" not in scratch.source
+    assert "class TwoTowers(nn.Module)" in scratch.source and "def in_batch_softmax_loss" in scratch.source
+    assert 20 <= len([line for line in scratch.source.splitlines() if line.strip()]) <= 40
+    check = cells["scratch-check"]
+    assert "remove-cell" in check.tags
+    for needle in ("torch.testing.assert_close", "load_state_dict", "REGISTRY[\"TwoTower-logQ\"].build", "loss_fn("):
+        assert needle in check.source, needle
+    lesson = ["intro", "towers-md", "architecture", "logq-md", "scratch", "planted", "results-table", "widget",
+              "wrong", "summary", "summary-zh", "ex-head"]
+    assert [ids.index(i) for i in lesson] == sorted(ids.index(i) for i in lesson)
+    assert "data-metrics" in cells["protocol-md"].source
+    for heading in ("temperature-md", "index-md", "planted-seeds-deeper", "widget-mass-md", "towers-source-md"):
+        assert "Going deeper" in cells[heading].source.splitlines()[0], heading
+    sol = ["sol-stream", "sol-stream-code", "sol-stream-check", "sol-stream-end"]
+    assert [ids.index(i) for i in sol] == list(range(ids.index("sol-stream"), ids.index("sol-stream") + 4))
+    assert "{solution-start} twotower-ex-stream" in cells["sol-stream"].source
+    assert cells["sol-stream-code"].visible_code and "remove-cell" in cells["sol-stream-check"].tags
