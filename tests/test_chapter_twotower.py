@@ -343,11 +343,26 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
     # the same user and setting rank the same titles at both temperatures
     for a, b in zip(checks[::2], checks[1::2]):
         assert a["set"]["user"] == b["set"]["user"] and a["texts"][:3] == b["texts"][:3]
-    items = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_items"]))
-    assert len(items) == 1682 and items["code"].tolist() == list(range(2, 1684))
-    with torch.no_grad():
-        np.testing.assert_allclose(chapter.decode_vectors(items["von"]), models[True].item_vectors()[2:].numpy(),
-                                   atol=5e-4 + 1e-6)
+    # what the page carries: each user's top 10 with its cosines, and log Σ exp(cos / τ) over the
+    # user's unseen movies for every step of the slider, both against brute force
+    top = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_top"]))
+    lse = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_lse"])).set_index("key")["lse"]
+    assert len(top) == len(users) * 2 * 10 and len(lse) == len(users) * 2 * 20
+    for (u, on), rows in top.groupby(["user", "logq"]):
+        r = int(np.flatnonzero(data.users == u)[0])
+        m = models[bool(on)]
+        with torch.no_grad():
+            cos = m.score_items(data, "test")[r].double().numpy() * m.temperature
+        cos[:2] = -np.inf
+        cos[seen[r]] = -np.inf
+        assert rows["rank"].tolist() == list(range(1, 11))
+        np.testing.assert_allclose(rows["cos"] / chapter.COS_SCALE, cos[rows["code"]], atol=5e-5 + 1e-6)
+        assert (np.diff(rows["cos"]) <= 0).all()
+        assert set(rows["code"]) <= set(np.argsort(-cos, kind="stable")[:11].tolist())   # the top, up to ties
+        q = np.rint(cos[np.isfinite(cos)] * chapter.COS_SCALE) / chapter.COS_SCALE
+        for tau in (0.05, 0.35, 1.0):
+            want = np.log(np.exp(q / tau - (q / tau).max()).sum()) + (q / tau).max()
+            assert lse[f"{u}|{on}|{tau:.2f}"] == pytest.approx(want, abs=2e-6)
     with pytest.raises(ValueError, match="users"):
         chapter.user_retrieval_chart(models, data, [99999])
     with pytest.raises(ValueError, match="models"):
