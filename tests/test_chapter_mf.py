@@ -93,3 +93,53 @@ def test_catalogue_scores_refuses_bad_codes(user, items, match):
     fm = random_mf(chapter.two_field_data(DATA).schema)
     with pytest.raises(ValueError, match=match):
         chapter.catalogue_scores(fm, user, items)
+
+
+def test_mf_diagram_names_both_tables_and_reads_at_page_width():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+    from test_diagrams_twotower_gru4rec import check_readable
+
+    ax = chapter.plot_mf_architecture()
+    try:
+        texts = " ".join(t.get_text() for t in ax.texts)
+        for name in ("user id", "item id", r"\mathbf{p}_u", r"\mathbf{q}_i", "b_u", "b_i", "dot product", "logit",
+                     "w_0"):
+            assert name in texts, name
+        # id -> vector, id -> bias on each side (4); vectors -> dot product (2); biases and dot -> logit (3)
+        assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 4 + 2 + 3
+        inside = check_readable(ax)
+        assert len(inside) == 8                              # every box's text stays inside its box
+    finally:
+        plt.close("all")
+
+
+def test_the_chapter_is_a_lesson_with_mf_from_scratch():
+    """The reader's edition: a lesson budget, the architecture figure, MF in plain PyTorch (no
+    recbook inside, as long as the summary says) checked against the package's two-field FM with
+    ``torch.testing.assert_close`` in a hidden cell, the MovieLens result as a paired interval,
+    and the seed-by-seed detail under "Going deeper"."""
+    import json
+
+    from book_pages import ROOT, notebook_cells
+
+    path = ROOT / "book" / "mf.ipynb"
+    assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["recbook"] == {"lesson_words_max": 3000}
+    cells = {c.id: c for c in notebook_cells(path)}
+    ids = list(cells)
+    assert "remove-input" in cells["architecture"].tags and "plot_mf_architecture" in cells["architecture"].source
+    scratch = cells["mf-scratch"]
+    assert scratch.visible_code and "recbook" not in scratch.source
+    n_lines = len(scratch.source.strip().splitlines())
+    assert f"an MF of {n_lines} lines" in cells["summary"].source and f"{n_lines} 行 MF" in cells["summary-zh"].source
+    check = cells["fm-equal-check"]
+    assert "remove-cell" in check.tags and "torch.testing.assert_close(from_scratch, package)" in check.source
+    assert "comparison_table" in cells["ml-fit"].source and "remove-cell" in cells["ml-claims-check"].tags
+    assert cells["ml-deeper-md"].source.startswith("### Going deeper")
+    assert "data-metrics" in cells["equations-md"].source
+    order = ["intro", "equations-md", "architecture", "mf-scratch", "fm-equal", "ml-fit", "seen-new", "summary",
+             "summary-zh", "ex-head"]
+    assert [ids.index(i) for i in order] == sorted(ids.index(i) for i in order)

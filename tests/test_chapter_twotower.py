@@ -343,11 +343,26 @@ def test_user_retrieval_chart_checks_equal_a_brute_force_ranking(ml100k):
     # the same user and setting rank the same titles at both temperatures
     for a, b in zip(checks[::2], checks[1::2]):
         assert a["set"]["user"] == b["set"]["user"] and a["texts"][:3] == b["texts"][:3]
-    items = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_items"]))
-    assert len(items) == 1682 and items["code"].tolist() == list(range(2, 1684))
-    with torch.no_grad():
-        np.testing.assert_allclose(chapter.decode_vectors(items["von"]), models[True].item_vectors()[2:].numpy(),
-                                   atol=5e-4 + 1e-6)
+    # what the page carries: each user's top 10 with its cosines, and log Σ exp(cos / τ) over the
+    # user's unseen movies for every step of the slider, both against brute force
+    top = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_top"]))
+    lse = pd.read_csv(io.StringIO(chart.spec["datasets"]["tt_lse"])).set_index("key")["lse"]
+    assert len(top) == len(users) * 2 * 10 and len(lse) == len(users) * 2 * 20
+    for (u, on), rows in top.groupby(["user", "logq"]):
+        r = int(np.flatnonzero(data.users == u)[0])
+        m = models[bool(on)]
+        with torch.no_grad():
+            cos = m.score_items(data, "test")[r].double().numpy() * m.temperature
+        cos[:2] = -np.inf
+        cos[seen[r]] = -np.inf
+        assert rows["rank"].tolist() == list(range(1, 11))
+        np.testing.assert_allclose(rows["cos"] / chapter.COS_SCALE, cos[rows["code"]], atol=5e-5 + 1e-6)
+        assert (np.diff(rows["cos"]) <= 0).all()
+        assert set(rows["code"]) <= set(np.argsort(-cos, kind="stable")[:11].tolist())   # the top, up to ties
+        q = np.rint(cos[np.isfinite(cos)] * chapter.COS_SCALE) / chapter.COS_SCALE
+        for tau in (0.05, 0.35, 1.0):
+            want = np.log(np.exp(q / tau - (q / tau).max()).sum()) + (q / tau).max()
+            assert lse[f"{u}|{on}|{tau:.2f}"] == pytest.approx(want, abs=2e-6)
     with pytest.raises(ValueError, match="users"):
         chapter.user_retrieval_chart(models, data, [99999])
     with pytest.raises(ValueError, match="models"):
@@ -399,3 +414,36 @@ def test_movielens_repeated_titles_are_told_apart_in_the_chart_titles(ml100k):
     assert frame.loc[246, "title"] == frame.loc[268, "title"] == "Chasing Amy"
     assert {"Chasing Amy (#246)", "Chasing Amy (#268)", "Toy Story"} <= set(titles)
     assert "Chasing Amy" not in set(titles)
+
+
+def test_the_chapter_is_a_lesson_with_the_towers_from_scratch():
+    """The reader's edition of the chapter: a lesson budget; the towers and the loss written in plain
+    PyTorch (no recbook inside) before the planted experiment, with a hidden cell that loads the
+    package's weights into them and compares logits and loss; the lesson's parts in order; and
+    the code exercise's solution runs, with its claims checked."""
+    import json
+
+    from book_pages import ROOT, notebook_cells
+
+    path = ROOT / "book" / "twotower.ipynb"
+    assert json.loads(path.read_text(encoding="utf-8"))["metadata"]["recbook"] == {"lesson_words_max": 3000}
+    cells = {c.id: c for c in notebook_cells(path)}
+    ids = list(cells)
+    scratch = cells["scratch"]
+    assert scratch.visible_code and "recbook" not in scratch.source
+    assert "class TwoTowers(nn.Module)" in scratch.source and "def in_batch_softmax_loss" in scratch.source
+    assert 20 <= len([line for line in scratch.source.splitlines() if line.strip()]) <= 40
+    check = cells["scratch-check"]
+    assert "remove-cell" in check.tags
+    for needle in ("torch.testing.assert_close", "load_state_dict", "REGISTRY[\"TwoTower-logQ\"].build", "loss_fn("):
+        assert needle in check.source, needle
+    lesson = ["intro", "towers-md", "architecture", "logq-md", "scratch", "planted", "results-table", "widget",
+              "wrong", "summary", "summary-zh", "ex-head"]
+    assert [ids.index(i) for i in lesson] == sorted(ids.index(i) for i in lesson)
+    assert "data-metrics" in cells["protocol-md"].source
+    for heading in ("temperature-md", "index-md", "planted-seeds-deeper", "widget-mass-md", "towers-source-md"):
+        assert "Going deeper" in cells[heading].source.splitlines()[0], heading
+    sol = ["sol-stream", "sol-stream-code", "sol-stream-check", "sol-stream-end"]
+    assert [ids.index(i) for i in sol] == list(range(ids.index("sol-stream"), ids.index("sol-stream") + 4))
+    assert "{solution-start} twotower-ex-stream" in cells["sol-stream"].source
+    assert cells["sol-stream-code"].visible_code and "remove-cell" in cells["sol-stream-check"].tags

@@ -4,7 +4,7 @@ Matrix factorization is the factorization machine restricted to two one-hot fiel
 item id. The chapter builds that restriction from the CTR protocol's data
 (:func:`two_field_data`), reads the FM's weights as the MF's biases and vectors
 (:func:`mf_parameters`), and ranks the whole catalogue for one user with one matrix product
-(:func:`catalogue_scores`).
+(:func:`catalogue_scores`). :func:`plot_mf_architecture` draws the model.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..data.features import Schema
 from ..data.tensors import TensorData
 
 __all__ = ["MF_FIELDS", "MFParameters", "TwoFieldData", "catalogue_scores", "mf_parameters",
-           "two_field_data"]
+           "plot_mf_architecture", "two_field_data"]
 
 MF_FIELDS = ("user_id", "item_id")
 
@@ -117,3 +117,39 @@ def catalogue_scores(fm, user_code: int, item_codes=None):
     scores = params.Q[codes] @ params.P[int(user_code)] + params.b_item[codes]
     return codes, full, scores
 
+
+
+def plot_mf_architecture(*, ax=None):
+    """Matrix factorization as a diagram: the user id looks up a vector ``p_u`` and a bias
+    ``b_u``, the item id a vector ``q_i`` and a bias ``b_i``; the dot product of the two vectors
+    and the three biases add up to the logit. Returns the matplotlib ``Axes``."""
+    from functools import partial
+
+    from ..plots import diagram_arrow, diagram_axes, diagram_box
+
+    ax = diagram_axes(ax, (7.2, 3.2), (0, 100), (0, 42))
+    box, arrow = partial(diagram_box, ax), partial(diagram_arrow, ax, head=10)
+    grey, user, item, out = "#EAEAF2", "#DCE6F2", "#FBE3CF", "#D5EDE4"
+    box(2, 27, 14, 5, "user id $u$", user, 9.5, "bold")
+    box(2, 7, 14, 5, "item id $i$", item, 9.5, "bold")
+    # one row of each table per id: a vector of k tastes and a bias
+    box(27, 32, 20, 5, r"vector $\mathbf{p}_u$ ($k$)", user, 9.5)
+    box(27, 24, 20, 5, r"bias $b_u$", user, 9.5)
+    box(27, 12, 20, 5, r"bias $b_i$", item, 9.5)
+    box(27, 4, 20, 5, r"vector $\mathbf{q}_i$ ($k$)", item, 9.5)
+    for y0, y1 in ((29.5, 34.5), (29.5, 26.5)):
+        arrow(16.6, y0, 26.4, y1)
+    for y0, y1 in ((9.5, 14.5), (9.5, 6.5)):
+        arrow(16.6, y0, 26.4, y1)
+    box(55, 17.5, 16, 6, "dot product\n" + r"$\langle \mathbf{p}_u, \mathbf{q}_i \rangle$", grey, 9.5)
+    arrow(47.6, 34.5, 57, 24.1)
+    arrow(47.6, 6.5, 57, 16.9)
+    box(80, 11, 18, 20, "logit\n" + r"$w_0 + b_u + b_i$" + "\n" + r"$+ \langle \mathbf{p}_u, \mathbf{q}_i \rangle$",
+        out, 9.5, "bold")
+    arrow(47.6, 26.5, 79.4, 26.5)
+    arrow(47.6, 14.5, 79.4, 14.5)
+    arrow(71.6, 20.5, 79.4, 20.5)
+    ax.text(50, 40, "user table: $n$ rows; item table: $m$ rows", ha="center", fontsize=9, color="0.3")
+    ax.text(89, 7.5, r"$P(\mathrm{liked}) = \sigma(\mathrm{logit})$", ha="center", va="center", fontsize=9,
+            color="0.3")
+    return ax

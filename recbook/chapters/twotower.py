@@ -15,7 +15,7 @@ temperature, and retrieved lists to look at.
   committed to ``book/results/twotower_temperature.csv``.
 * :func:`user_retrieval_chart`: pick a user; their history and the top ten of the model with logQ
   on or off, with softmax probabilities at a chosen temperature, computed in the browser from the
-  models' vectors (written compactly by :func:`encode_vectors`).
+  models' cosines (each offered user's top ten and the softmax's normaliser per temperature).
 * :func:`top_k_items`: each user's top-K items with the user's earlier items removed.
 * :func:`retrieval_results` / :func:`results_chart`: the leaderboard's three retrieval entries,
   metric and K chosen in the browser; :func:`ann_summary` / :func:`ann_chart`: the committed
@@ -636,6 +636,8 @@ CSV reader must never mistake a vector for a number)."""
 _BASE = len(VECTOR_ALPHABET)
 _OFFSET = _BASE * _BASE // 2          # 1352: component 0 is written "aA"
 VECTOR_SCALE = 1000
+COS_SCALE = 10_000
+""":func:`user_retrieval_chart` ships cosines as integers in units of ``1 / COS_SCALE``."""
 """Components are rounded to multiples of 1/1000 (three decimals) before they are written."""
 
 
@@ -752,11 +754,16 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
                          temperatures: Sequence[float] = (0.05, 1.0), n_checks: int = 4):
     """Pick a user; see their most recent movies and the top-``k`` unseen movies of the model with
     logQ on or off, with each movie's softmax probability at a temperature chosen with a slider.
-    Everything is computed in the browser from the models' vectors.
+    The page carries, for each offered user and both models, the ``k`` unseen movies with the
+    highest cosine (four decimals, from the float vectors; the order does not depend on the
+    temperature) and, for every temperature of the slider, ``log Σ exp(cos / τ)`` over all the
+    user's unseen movies; the browser computes each movie's probability ``exp(cos / τ − log Σ)``
+    and the share of the ``k``. Data ``tt_top`` (user, logq, rank, code, title, genres, cos in
+    units of ``1 / COS_SCALE``) and ``tt_lse`` (key ``"user|logq|τ"``, lse).
 
     Args:
         models: ``{True: model trained with logQ, False: without}``, two-tower models with the
-            same output dimension (32 keeps the page small: 1,682 × 2 × 64 letters).
+            same output dimension.
         data: :func:`recbook.data.sequence_protocol`'s data; the user's items before the test
             target are their history and are excluded from the candidates, as in the protocol.
         users: raw user ids offered in the dropdown.
@@ -801,23 +808,39 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
     dims = {v[0].shape[1] for v in vec.values()}
     if len(dims) != 1:
         raise ValueError(f"models: expected the same output dimension, got {sorted(dims)}")
-    dim = dims.pop()
+    # Precomputed for what the controls reach (dot products over every movie in Vega took several
+    # hundred ms a change): each offered user's cosines with every movie, for both models, rounded
+    # to 1 / COS_SCALE; from them the top k unseen movies (the order does not depend on tau) and,
+    # for every temperature of the slider, log Σ exp(cos / tau) over the unseen movies. The browser
+    # computes each shown movie's probability exp(cos / tau − log Σ) and the share of the k.
+    cos_units = {(i, on): np.rint(vec[on][1] @ vec[on][0][i] * COS_SCALE).astype(np.int64)
+                 for i in range(len(users)) for on in (True, False)}
+    taus = np.round(np.arange(lo, hi + 1e-9, 0.05), 2)
     # the probability axis: fixed, up to the largest top-movie probability at the lowest temperature
     p_max = max(_softmax_top(np.r_[np.zeros(N_RESERVED), vec[on][1] @ vec[on][0][i]], seen[i], 1, lo)[1][0]
                 for on in (True, False) for i in range(len(users)))
     p_axis = float(np.ceil(p_max * 20) / 20)
-    codes = np.arange(N_RESERVED, data.n_items)
-    items = pd.DataFrame({"code": codes, "title": titles[codes], "genres": genres[codes],
-                          "von": encode_vectors(vec[True][1]), "voff": encode_vectors(vec[False][1])})
-    user_table = pd.DataFrame({"user": users, "uon": encode_vectors(vec[True][0]),
-                               "uoff": encode_vectors(vec[False][0]),
-                               "seen": ["|" + "|".join(map(str, s)) + "|" for s in seen]})
+    top_rows, lse_rows = [], []
+    for i, u in enumerate(users):
+        for on in (True, False):
+            q = np.r_[np.zeros(N_RESERVED), cos_units[i, on] / COS_SCALE]
+            q[:N_RESERVED] = -np.inf
+            q[seen[i]] = -np.inf
+            order = np.lexsort((np.arange(len(q)), -q))[:k]      # ties: lower code first
+            for r, c in enumerate(order, 1):
+                top_rows.append({"user": u, "logq": int(on), "rank": r, "code": int(c), "title": titles[c],
+                                 "genres": genres[c], "cos": int(cos_units[i, on][c - N_RESERVED])})
+            unseen = q[np.isfinite(q)]
+            for t in taus:
+                z = unseen / t
+                lse_rows.append({"key": f"{u}|{int(on)}|{t:.2f}",
+                                 "lse": round(float(z.max() + np.log(np.exp(z - z.max()).sum())), 6)})
     hist_rows = []
     for u, s in zip(users, seen):
         for i, c in enumerate(s[::-1][:history], 1):
             hist_rows.append({"user": u, "position": i, "label": f"{titles[c]} ({genres[c]})"})
-    items_d = W.CsvData(items, name="tt_items")
-    users_d = W.CsvData(user_table, name="tt_users")
+    top_d = W.CsvData(pd.DataFrame(top_rows), name="tt_top")
+    lse_d = W.CsvData(pd.DataFrame(lse_rows), name="tt_lse")
     hist_d = W.CsvData(pd.DataFrame(hist_rows), name="tt_history")
 
     user = W.dropdown("user", users, users[0], labels=[f"user {u}" for u in users], label="user")
@@ -829,19 +852,12 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
               .mark_text(align="left", fontSize=12)
               .encode(x=alt.value(0), y=alt.Y("position:O", axis=None), text="label:N")
               .properties(width=560, height=18 * history))
-    base = (alt.Chart(items_d.ref)
-            .transform_calculate(uid="user")
-            .transform_lookup(lookup="uid", from_=alt.LookupData(users_d.ref, key="user",
-                                                                  fields=["uon", "uoff", "seen"]))
-            .transform_filter("indexof(datum.seen, '|' + datum.code + '|') < 0")
-            .transform_calculate(iv="logq ? datum.von : datum.voff", uv="logq ? datum.uon : datum.uoff")
-            .transform_calculate(cos=_dot_expr("iv", "uv", dim))
-            .transform_calculate(e="exp(datum.cos / tau)")
-            .transform_joinaggregate(total="sum(e)")
-            .transform_calculate(p="datum.e / datum.total")
-            .transform_window(rank="row_number()", sort=[alt.SortField("cos", order="descending"),
-                                                        alt.SortField("code", order="ascending")])
-            .transform_filter(f"datum.rank <= {k}")
+    base = (alt.Chart(top_d.ref)
+            .transform_filter("toNumber(datum.user) == user && toNumber(datum.logq) == (logq ? 1 : 0)")
+            .transform_calculate(key="user + '|' + (logq ? 1 : 0) + '|' + format(tau, '.2f')")
+            .transform_lookup(lookup="key", from_=alt.LookupData(lse_d.ref, key="key", fields=["lse"]))
+            .transform_calculate(p=f"exp(toNumber(datum.cos) / {COS_SCALE} / tau - toNumber(datum.lse))",
+                                 rank="toNumber(datum.rank)")
             .transform_joinaggregate(mass="sum(p)")
             .transform_calculate(label="datum.rank + '. ' + datum.title", pct="format(datum.p, '.1%')"))
     y = alt.Y("rank:O", axis=None)
@@ -861,15 +877,14 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
                       spacing=5)
     chart = alt.vconcat(recent, mass, top)
 
-    # checks: computed from the float vectors; kept only where the browser's three-decimal vectors
-    # give the same texts, away from a rounding boundary.
+    # checks: computed from the float vectors; kept only where the browser's rounded cosines give
+    # the same texts, away from a rounding boundary.
     checks = []
     for u_i, u in enumerate(users):
         for on in (True, False):
             uvec, ivec = vec[on]
             cos = np.r_[np.zeros(N_RESERVED), ivec @ uvec[u_i]]
-            q_cos = np.r_[np.zeros(N_RESERVED),
-                          decode_vectors(encode_vectors(ivec)) @ decode_vectors(encode_vectors(uvec[u_i:u_i + 1]))[0]]
+            q_cos = np.r_[np.zeros(N_RESERVED), cos_units[u_i, on] / COS_SCALE]
             texts_of = {}
             ok = True
             for t in (lo, hi):
@@ -889,7 +904,7 @@ def user_retrieval_chart(models: Mapping, data, users: Sequence[int], *, k: int 
             break
     if not checks:
         raise ValueError("users: no user whose top list is stable under the browser's rounding; offer other users")
-    return W.browser_chart(chart, params=[user, logq, tau], data=[items_d, users_d, hist_d], checks=checks)
+    return W.browser_chart(chart, params=[user, logq, tau], data=[top_d, lse_d, hist_d], checks=checks)
 
 
 # --------------------------------------------------------------------------------------------
