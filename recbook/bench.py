@@ -377,11 +377,11 @@ def _register_builtin() -> None:
         Entry("ItemKNN-retrieval", "retrieval", ItemKNN.from_data, {"neighbours": 10, "shrink": 0.0}, None,
               description="item-based kNN: cosine over users, 10 neighbours per item, whole history"),
         # Sequence protocol (the GRU4Rec chapter). ItemKNN-last's window and GRU4Rec's network, dropout,
-        # learning rates and BPR-max settings have no committed comparison. The extra negatives (512) and alpha (0.5)
+        # learning rates and BPR-max settings have no committed comparison. The extra negatives and alpha
         # are, for each loss, the configuration with the best validation MRR@20 in the committed
-        # comparison book/results/gru4rec_losses.csv (seed 0); on validation Recall@20 those
-        # configurations are within one standard error of each other. Early stopping watches
-        # validation Recall@20.
+        # comparison book/results/gru4rec_losses.csv (seed 0): 512 and alpha 0.5 for cross-entropy,
+        # 512 and alpha 0 (uniform) for BPR-max (recbook.chapters.gru4rec.selected_configurations).
+        # Early stopping watches validation Recall@20.
         Entry("Pop-seq", "sequence", MostPopular.from_data, {}, None,
               description="most popular items in the training sequences"),
         Entry("ItemKNN-last", "sequence", ItemKNNLast.from_data,
@@ -395,8 +395,8 @@ def _register_builtin() -> None:
         Entry("GRU4Rec-BPRmax", "sequence", GRU4Rec.from_data,
               {"layers": (100,), "tied": True, "dropout_embed": 0.5, "dropout_hidden": 0.3},
               dict(GRU4REC_FIT, optimizer=adagradm(lr=0.1), loss_fn=SessionLoss("bpr-max", bpreg=2.0, elu=0.5)),
-              train_data=session_parallel(n_negatives=512, alpha=0.5, order="longest-first"),
-              description="GRU4Rec 100, BPR-max (bpreg 2, ELU 0.5), 512 shared negatives, AdagradM"),
+              train_data=session_parallel(n_negatives=512, alpha=0.0, order="longest-first"),
+              description="GRU4Rec 100, BPR-max (bpreg 2, ELU 0.5), 512 shared negatives drawn uniformly, AdagradM"),
     ):
         if e.name not in REGISTRY:
             REGISTRY[e.name] = e

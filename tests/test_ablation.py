@@ -20,8 +20,9 @@ def data(small_schema, random_batch):
     return SimpleNamespace(schema=small_schema, train={"label": batch["label"]}), batch
 
 
-def test_recbook_recipe_is_the_leaderboard_model(data):
-    """Recipe = recbook's settings -> bit for bit the model the leaderboard's entries build."""
+def test_recbook_recipe_is_the_models_default(data):
+    """Recipe = recbook's settings -> bit for bit the model the constructors build by default (the
+    leaderboard's entries before they adopted Xavier's initialisation)."""
     d, batch = data
     for name, cls, params in (("FM", FactorizationMachine, {"dim": 16}),
                               ("DeepFM", DeepFM, {"base_rate": float(d.train["label"].mean())})):
@@ -191,3 +192,23 @@ def test_collect_library_runs_scores_with_recbooks_metric(tmp_path, monkeypatch)
     assert rows.loc["library+recbook:embed_init", "setting"] == "embed_init"
     assert rows.loc["library+recbook:embed_init", "value"] == "normal-0.01"
     assert math.isclose(rows.loc["library+recbook:embed_init", "test_auc"], auc(labels["test"].numpy(), noisy))
+
+
+def test_leaderboard_entries_are_the_adopted_recipes(data):
+    """recbook.bench's FM, FM-unk and DeepFM build bit for bit the ablation's recipe with what was
+    adopted (ADOPTED: the Xavier initialisation), so the ablation's rows are the evidence for them."""
+    from recbook import bench
+
+    d, _ = data
+    for name, model in (("FM", "FM"), ("FM-unk", "FM"), ("DeepFM", "DeepFM")):
+        entry = bench.REGISTRY[name]
+        assert entry.params["init_std"] == "xavier", name
+        torch.manual_seed(7)
+        built = entry.build(d)
+        torch.manual_seed(7)
+        mine = ablation.build(d, model, **ablation.ADOPTED[model])
+        for (k, a), (_, b) in zip(built.state_dict().items(), mine.state_dict().items()):
+            assert torch.equal(a, b), (name, k)
+    assert set(ablation.ADOPTED) == set(ablation.RECBOOK)
+    for model, recipe in ablation.ADOPTED.items():
+        assert ablation.check_recipe(model, recipe) != ablation.RECBOOK[model]

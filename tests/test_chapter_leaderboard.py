@@ -208,3 +208,34 @@ def test_chart_scales_use_the_layouts_domains(bench):
     lo, hi = lb.scatter_domains(long)["ctr · auc"][:2]
     assert f"view == 'ctr · auc' ? [{lo!r}, {hi!r}]" in text and "'nice': False" in text
     assert "label_x" in text and "lead_y" in text
+
+
+def test_headline_table_ranks_by_validation_within_each_protocol(bench):
+    valid = {"A": 0.60, "B": 0.70, "C": 0.65}
+    t = lb.headline_table(bench.assign(valid_auc=bench["model"].map(valid)), exclude=["C"])
+    assert list(t["model"]) == ["B", "A"] and (t["metric"] == "auc").all()       # C left out, B first
+    b = t.set_index("model").loc["B"]
+    assert b["validation"] == pytest.approx(0.70) and b["test"] == pytest.approx(0.75)
+    assert b["test sd"] == pytest.approx(np.std([0.74, 0.75, 0.76])) and b["seeds"] == 3
+
+
+def test_versus_library_pairs_by_seed_on_both_splits(bench):
+    ours = bench.assign(valid_auc=bench["test_auc"] - 0.01)
+    libs = pd.DataFrame([{"library": "L1", "model": "B", "protocol": "ctr", "seed": s, "status": "ok",
+                          "test_auc": a, "valid_auc": v} for s, (a, v) in enumerate([(0.73, 0.74), (0.74, 0.73), (0.75, 0.75)])]
+                        + [{"library": "L1", "model": "B", "protocol": "ctr", "seed": 3, "status": "failed",
+                            "test_auc": np.nan, "valid_auc": np.nan}])
+    v = lb.versus_library(ours, libs, "B", "L1")
+    assert list(v.index) == ["validation", "test"] and v.loc["test", "better"] == "B (recbook)"
+    assert v.loc["test", "gap"] == pytest.approx(0.01) and v.loc["test", "verdict"] == "real"   # +0.01 on every seed
+    assert v.loc["validation", "gap"] == pytest.approx(0.0) and v.loc["validation", "verdict"] == "tied"
+    with pytest.raises(ValueError, match="no successful rows"):
+        lb.versus_library(ours, libs, "B", "L2")
+
+
+def test_verdict_words():
+    c = {"gap": 0.0059, "low": 0.0032, "high": 0.0086, "verdict": "real", "ahead on": 3, "seeds": 3}
+    assert lb.verdict_words(c, "AUC") == "ahead by 0.0059 AUC (90% interval +0.0032 to +0.0086)"
+    assert lb.verdict_words(dict(c, gap=-0.004, low=-0.006, high=-0.002, verdict="reversed")).startswith("behind by 0.0040")
+    tied = lb.verdict_words(dict(c, gap=0.001, low=-0.002, high=0.004, verdict="tied", **{"ahead on": 2}), seeds=True)
+    assert tied == "tied: +0.0010 (90% interval -0.0020 to +0.0040, ahead on 2 of 3 seeds)"

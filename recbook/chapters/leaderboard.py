@@ -17,6 +17,9 @@ Helpers:
 * :func:`best_on_validation`: which variant of a family validation selects.
 * :func:`comparison_table`, :func:`describe`: several comparisons as one table, one as a sentence.
 * :func:`ranking_table`: the styled table of one protocol (means and seed spreads).
+* :func:`headline_table`: every model of every protocol on its headline metric, validation and test.
+* :func:`versus_library`: recbook's model against a library's run of it, paired by seed, on both
+  splits; :func:`verdict_words`: a comparison in words for the page.
 * :func:`long_results`: recbook's and the libraries' rows as one long table (one row per source,
   model, protocol and metric), what the interactive chart ships.
 * :func:`leaderboard_chart`: pick a protocol and a metric; the ranking table and the
@@ -40,7 +43,7 @@ from .._checks import require_columns
 __all__ = [
     "INTERVAL_LEVEL", "LIBRARY_MODELS", "LOWER_IS_BETTER", "best_on_validation", "chart_checks", "compare",
     "comparison_table", "describe", "leaderboard_chart", "long_results", "paired_gaps", "paired_interval",
-    "label_figure", "protocol_metrics", "ranking_table", "scatter_domains", "scatter_layout", "speed_table",
+    "headline_table", "label_figure", "protocol_metrics", "verdict_words", "versus_library", "ranking_table", "scatter_domains", "scatter_layout", "speed_table",
     "summary", "view_name",
 ]
 
@@ -237,6 +240,62 @@ def paired_gaps(results: pd.DataFrame, protocol: str, metric: str | None = None)
     out = [compare(results, protocol, hi, lo, metric) for hi, lo in zip(order[:-1], order[1:])]
     return pd.DataFrame(out, columns=["better", "worse", "seeds", "gap", "low", "high", "min gap", "max gap",
                                       "seed sd", "verdict"])
+
+
+def headline_table(results: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """The chapter's first table: every model of every protocol on its headline metric (AUC,
+    Recall@50, Recall@20), mean validation and test value over the seeds and the test value's seed
+    standard deviation, ranked by validation within each protocol (the column a model is chosen
+    on). ``exclude``: models left out (named in the text)."""
+    require_columns(results, ["model", "protocol", "seed"], name="results")
+    out = []
+    for protocol in dict.fromkeys(results["protocol"]):
+        rows = results[(results["protocol"] == protocol) & ~results["model"].isin(list(exclude))]
+        if rows.empty:
+            continue
+        metric = protocol_metrics(rows, protocol)[0]
+        valid = rows.groupby("model", sort=False)[f"valid_{metric}"].mean() \
+            if f"valid_{metric}" in rows.columns else pd.Series(np.nan, index=rows["model"].unique())
+        table = summary(rows, protocol, [metric])
+        for _, r in table.iterrows():
+            out.append({"protocol": protocol, "metric": metric, "model": r["model"], "seeds": int(r["seeds"]),
+                        "validation": float(valid.get(r["model"], np.nan)), "test": float(r[metric]),
+                        "test sd": float(r[f"{metric} sd"])})
+    return pd.DataFrame(out)
+
+
+def versus_library(results: pd.DataFrame, libraries: pd.DataFrame, model: str, library: str,
+                   library_model: str | None = None, *, protocol: str = "ctr", metric: str | None = None,
+                   level: float = INTERVAL_LEVEL) -> pd.DataFrame:
+    """recbook's ``model`` against ``library``'s run of ``library_model`` (default: the same name),
+    paired by seed, on validation and on test: one row per split with the columns of
+    :func:`compare` (``better`` is recbook's model, named ``"<model> (recbook)"``)."""
+    require_columns(libraries, ["library", "model", "protocol", "seed", "status"], name="libraries")
+    library_model = library_model or model
+    theirs = libraries[(libraries["library"] == library) & (libraries["model"] == library_model)
+                       & (libraries["protocol"] == protocol) & (libraries["status"] == "ok")]
+    if theirs.empty:
+        raise ValueError(f"libraries: no successful rows of {library} {library_model!r} under {protocol!r}")
+    ours = results[(results["model"] == model) & (results["protocol"] == protocol)]
+    a, b = f"{model} (recbook)", f"{library_model} ({library})"
+    both = pd.concat([ours.assign(model=a), theirs.assign(model=b)], ignore_index=True)
+    return pd.DataFrame([compare(both, protocol, a, b, metric, split=s, level=level) for s in ("valid", "test")],
+                        index=["validation", "test"])
+
+
+def verdict_words(c: Mapping, unit: str = "", *, seeds: bool = False) -> str:
+    """One comparison of :func:`compare` in words for the page: ``"ahead by 0.0059 (90% interval
+    +0.0032 to +0.0086)"``, ``"behind by ..."`` or ``"tied: +0.0010 (...)"``; with ``seeds``, the
+    parenthesis also says on how many seeds the first model is ahead."""
+    interval = f"{INTERVAL_LEVEL:.0%} interval {c['low']:+.4f} to {c['high']:+.4f}"
+    if seeds:
+        interval += f", ahead on {c['ahead on']} of {c['seeds']} seeds"
+    unit = f" {unit}" if unit else ""
+    if c["verdict"] == "real":
+        return f"ahead by {c['gap']:.4f}{unit} ({interval})"
+    if c["verdict"] == "reversed":
+        return f"behind by {-c['gap']:.4f}{unit} ({interval})"
+    return f"tied: {c['gap']:+.4f}{unit} ({interval})"
 
 
 def long_results(bench: pd.DataFrame, libraries: pd.DataFrame | None = None) -> pd.DataFrame:
