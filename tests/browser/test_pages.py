@@ -63,8 +63,6 @@ SLOW_CHARTS = {
     # the times vary by 2-4x between runs). Five runs gave, slowest change per chart:
     #   DeepFM, the parts (the whole MLP runs in Vega): 2239, 1154, 1687, 631, 804 ms
     ("book/deepfm.html", "user,movie"): 2239,
-    #   DIN, the attention weights of a user's history for a candidate: 1000, 537, 430, 262, 267 ms
-    ("book/din.html", "user,candidate"): 1000,
     #   Two-tower, what the user retrieves with and without logQ: 517, 291, 198, 123, 92 ms
     #   (over the budget in two runs of five, when the machine was busiest)
     ("book/twotower.html", "user,logq,tau"): 517,
@@ -77,7 +75,6 @@ WIDE_CHARTS = {
     # cannot shorten. Their owners are rewriting them; key (page, chart number): CSS px measured
     # when the entry was added (PHONE = 390 px, a 358 px cell). Remove an entry once it fits.
     ("book/deepfm.html", 1): 557,    # the parts: a readout line of 560 px above the bars
-    ("book/din.html", 2): 537,       # attention weights: readout line and long film titles
     ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
     ("book/widedeep.html", 2): 572,  # wide and deep parts: a readout line of 520 px
 }
