@@ -389,3 +389,10 @@ def test_leaderboard_table_and_paired_summary_by_hand():
 def test_dice_chart_brings_its_own_browser_checks():
     chart = chapter.dice_chart()
     assert len(chart.spec["usermeta"]["recbook"]["checks"]) == 1 + len(chapter.DICE_CHECKS)
+
+
+def test_regularisation_run_takes_one_regulariser_at_a_time():
+    with pytest.raises(ValueError, match="one of the two regularisers"):
+        chapter.regularisation_run(None, seed=0, l2=0.1, weight_decay=1e-4)
+    with pytest.raises(ValueError, match="at least one seed"):
+        chapter.run_regularisation_sweep("unused.csv", seeds=())

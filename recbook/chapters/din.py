@@ -45,7 +45,8 @@ from ..widgets import precomputed_slider
 __all__ = [
     "USER_TYPES", "catalogue_display_titles", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
-    "shipped_scores", "shipped_unit", "unit_expressions",
+    "shipped_scores", "shipped_unit", "unit_expressions", "MBA_FILE", "MBA_L2", "WEIGHT_DECAYS",
+    "regularisation_run", "run_regularisation_sweep",
     "DICE_CHECKS", "LEADERBOARD_METRICS", "PROBE_COLUMNS", "SOFTMAX_PROBE_FILE", "attention_probe_table",
     "attention_spread", "gradient_norms", "leaderboard_table", "paired_summary", "run_softmax_probe",
     "softmax_probe",
@@ -909,6 +910,65 @@ def run_softmax_probe(path=None, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
             else Path(__file__).resolve().parents[2] / "book" / "results" / SOFTMAX_PROBE_FILE)
     data = load_protocol("ctr")
     out = pd.concat([softmax_probe(data, s) for s in seeds], ignore_index=True)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+MBA_FILE = "din_regularisation.csv"
+"""The record of :func:`run_regularisation_sweep` (``book/results/din_regularisation.csv``)."""
+
+MBA_L2 = (0.1, 1.0)
+"""Strengths of DIN's mini-batch aware L2 in the record (``DIN.from_data(data, l2=...)``)."""
+
+WEIGHT_DECAYS = (1e-4,)
+"""Strengths of plain weight decay on the whole model in the record (``fit(..., weight_decay=...)``)."""
+
+
+def regularisation_run(data, *, seed: int, l2: float = 0.0, weight_decay: float = 0.0) -> dict:
+    """Train the paper's DIN (``DIN.from_data(data, dim=16, l2=l2)``) with the leaderboard's CTR
+    settings (:data:`recbook.bench.CTR_FIT`) and ``seed``, the loss :func:`recbook.models.din.din_loss`
+    (cross-entropy + mini-batch aware L2) and Adam's ``weight_decay``. One dict: the settings,
+    validation AUC (the early-stopping metric), test AUC, epochs and CPU seconds per epoch."""
+    from ..bench import CTR_FIT
+    from ..models.din import din_loss
+    from ..train import evaluate_ctr, fit, num_threads, seed_everything
+
+    if l2 and weight_decay:
+        raise ValueError("l2, weight_decay: expected one of the two regularisers at a time")
+    with num_threads(1):
+        seed_everything(seed)
+        model = DIN.from_data(data, dim=16, l2=float(l2))
+        res = fit(model, data.train, data.valid, seed=seed, progress=False, loss_fn=din_loss,
+                  weight_decay=float(weight_decay), **CTR_FIT)
+        test = evaluate_ctr(model, data.test)
+    kind = "mini-batch aware L2" if l2 else "weight decay" if weight_decay else "none"
+    return {"regulariser": kind, "strength": float(l2 or weight_decay), "seed": int(seed),
+            "valid_auc": float(res.best_score), "test_auc": float(test["auc"]),
+            "epochs": len(res.history), "best_epoch": int(res.best_epoch),
+            "cpu_s_per_epoch": float(res.history["cpu_seconds"].mean())}
+
+
+def run_regularisation_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), l2s: Sequence[float] = MBA_L2,
+                             weight_decays: Sequence[float] = WEIGHT_DECAYS) -> pd.DataFrame:
+    """:func:`regularisation_run` without a penalty, then for every strength, for each seed, written
+    to ``path`` (default: the repository's ``book/results/din_regularisation.csv``). About half a
+    minute per run on a quiet machine::
+
+        python -c "from recbook.chapters import din; din.run_regularisation_sweep()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / MBA_FILE
+    data = load_protocol("ctr")
+    rows = [regularisation_run(data, seed=s) for s in seeds]                      # no penalty
+    rows += [regularisation_run(data, seed=s, l2=v) for v in l2s for s in seeds]
+    rows += [regularisation_run(data, seed=s, weight_decay=v) for v in weight_decays for s in seeds]
+    out = pd.DataFrame(rows)
     out.to_csv(path, index=False, float_format="%.6g")
     return out
 
