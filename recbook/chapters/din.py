@@ -565,16 +565,20 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     hist = pd.DataFrame([{"user": u, "pos": p, "code": int(code)}
                          for u, r in zip(users, rows)
                          for p, code in enumerate(split["hist_item"][r][split["hist_mask"][r]].tolist(), start=1)])
-    codes = sorted(set(hist["code"]) | set(int(c) for c in cand_codes))
     with torch.no_grad():
         table = model.item_vectors().numpy().astype(np.float64)
     di = table.shape[1]
+    ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
     ints = np.rint(table * 10 ** decimals).astype(np.int64)       # the item vectors as shipped
-    items = pd.DataFrame(ints[codes], columns=[f"e{d}" for d in range(di)])
-    items.insert(0, "code", codes)
     labels = catalogue_display_titles(catalogue)
-    items["title"] = [_short(labels[c], 22) for c in codes]
-    items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in codes]
+    # Each history row carries its item's vector: the chart's own data, parsed as numbers once.
+    hist = pd.concat([hist, pd.DataFrame(ints[hist["code"].to_numpy()], columns=ecols)], axis=1)
+    hist["title"] = [_short(labels[c], 22) for c in hist["code"]]
+    hist["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in hist["code"]]
+    cand_list = [int(c) for c in cand_codes]
+    items = pd.DataFrame(ints[cand_list], columns=ecols)          # the candidates' vectors
+    items.insert(0, "code", cand_list)
+    items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in cand_list]
     unit = shipped_unit(model, decimals=decimals)
     z_exprs, score_expr = unit_expressions(unit)
     probs = t.drop_duplicates(["user_id", "candidate_id"])[["user_id", "candidate_id", "probability"]]
@@ -590,17 +594,16 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     by_title = sorted(candidates, key=lambda c: labels[code_of[c]])
     c_param = widgets.dropdown("candidate", [code_of[c] for c in by_title], code_of[candidate], label="candidate",
                                labels=[_short(labels[code_of[c]], 44) for c in by_title])
-    ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
-    # Fields looked up from a CsvData arrive as text: every term of the expressions multiplies
-    # them by a number, which converts them (a sum of text would join strings instead).
     # The unit runs once per control change, in the transforms of the whole chart (shared by
-    # the readout and the bars), on the history of the chosen user only.
+    # the readout and the bars), on the history of the chosen user only. The candidate's vector
+    # is looked up, and fields looked up from a CsvData arrive as text: they are turned into
+    # numbers once per row, not in every term of the expressions.
     def weights(chart):
         chart = (chart.transform_filter("datum.user == user")
-                 .transform_lookup(lookup="code", from_=alt.LookupData(d_items.ref, "code", [*ecols, "title", "gmask"]))
                  .transform_calculate(cand="candidate")
                  .transform_lookup(lookup="cand", from_=alt.LookupData(d_items.ref, "code", [*ecols, "gmask"]),
                                    as_=[*ccols, "cmask"])
+                 .transform_calculate(**{c: f"toNumber(datum.{c})" for c in ccols})
                  .transform_calculate(**z_exprs)
                  .transform_calculate(score=score_expr))
         if model.attention.softmax:
