@@ -14,6 +14,11 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
 * :func:`widget_table` and :func:`attention_dropdown`: precomputed attention for a handful of
   users and candidates (a small table), and a dropdown over it that works without a kernel.
 * :func:`catalogue_display_titles`: item labels that tell repeated titles apart.
+* :func:`attention_chart`: the attention over a history for any candidate, computed in the
+  browser from the unit as :func:`shipped_unit` rounds it and :func:`unit_expressions` writes it;
+  :func:`shipped_scores` is the same arithmetic in numpy.
+* :func:`regularisation_run` and :func:`run_regularisation_sweep`: DIN with mini-batch aware L2 or
+  weight decay against no penalty, over seeds (the record :data:`MBA_FILE`).
 * :func:`attention_spread`, :func:`gradient_norms`, :func:`softmax_probe` and
   :func:`run_softmax_probe`: how far attention weights are from the mean of the history, and how
   much gradient reaches the activation unit (the softmax variant's record,
