@@ -1,6 +1,9 @@
 """Helpers of the DIN chapter: RelaImpr, results by user type, attention tables, figures, widget."""
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -222,10 +225,45 @@ def test_attention_chart_ships_the_histories_and_checks_the_models_weights():
     code2 = int(catalogue.codes([2])[0])
     assert checks[1]["set"]["candidate"] == code2
     w = chapter.attention_table(model, split, frame, catalogue, 3, candidates=[2])["weight"]
-    want = f"sum of weights = {w.sum():.2f} · largest = {w.max():.2f}".replace("-", "\N{MINUS SIGN}")
-    assert checks[1]["texts"] == [want]
+    want = [f"sum of weights = {w.sum():.2f}", f"largest weight = {w.max():.2f}"]
+    assert checks[1]["texts"] == [t.replace("-", "\N{MINUS SIGN}") for t in want]
+    # The unit travels once, as expressions of the whole chart (shared by the readout and the
+    # bars), not folded into one line per dimension: no fold transform anywhere, no copy per view.
+    text = __import__("json").dumps(spec)
+    assert '"fold"' not in text and text.count('"as": "z0"') == 1
     with pytest.raises(ValueError, match="candidate 5 is not one of candidates"):
         chapter.attention_chart(model, split, frame, catalogue, users=[100], candidates=[2], checks=[(100, 5)])
+
+
+def test_the_charts_expressions_compute_the_models_attention_weights():
+    # Evaluate the shipped expressions (plain arithmetic, valid Python up to the activation's
+    # ternary) on the integers the chart ships: they give the model's weights.
+    model, split, frame, catalogue = small_world()
+    decimals = 5
+    unit = chapter.shipped_unit(model, decimals=decimals)
+    z_exprs, score_expr = chapter.unit_expressions(unit)
+    with torch.no_grad():
+        table = model.item_vectors().numpy().astype(np.float64)
+    ints = np.rint(table * 10 ** decimals).astype(np.int64)
+    keys = ints[split["hist_item"][1][split["hist_mask"][1]].numpy()]
+    query = ints[catalogue.codes([9])[0]]
+    want = chapter.attention_table(model, split, frame, catalogue, 1, candidates=[9])["weight"].to_numpy()
+    # JS "(z > 0 ? z : a*z)" -> Python "(z if z > 0 else a*z)"
+    py_score = re.sub(r"\((datum\.z\d+) > 0 \? \1 : ([^)]*)\)", r"(\1 if \1 > 0 else \2)", score_expr)
+    assert "?" not in py_score and all(f"datum.z{k}" in py_score for k in range(len(z_exprs)))
+    got = []
+    for e in keys:
+        # Looked-up fields arrive as text in the browser; each term multiplies them by a number.
+        fields = {**{f"e{d}": float(v) for d, v in enumerate(e)}, **{f"c{d}": float(v) for d, v in enumerate(query)}}
+        z = {k: eval(expr, {"datum": SimpleNamespace(**fields)}) for k, expr in z_exprs.items()}
+        got.append(eval(py_score, {"datum": SimpleNamespace(**z)}))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(chapter.shipped_scores(unit, keys, query), want, atol=1e-4)
+    # Rounding the vectors more coarsely shows in the scores: the comparison can fail.
+    coarse = chapter.shipped_unit(model, decimals=1)
+    rough = chapter.shipped_scores(coarse, np.rint(table * 10)[split["hist_item"][1][split["hist_mask"][1]].numpy()],
+                                   np.rint(table * 10)[catalogue.codes([9])[0]])
+    assert np.abs(rough - want).max() > 1e-3
 
 
 def test_dice_values_and_chart_by_hand():
@@ -351,3 +389,10 @@ def test_leaderboard_table_and_paired_summary_by_hand():
 def test_dice_chart_brings_its_own_browser_checks():
     chart = chapter.dice_chart()
     assert len(chart.spec["usermeta"]["recbook"]["checks"]) == 1 + len(chapter.DICE_CHECKS)
+
+
+def test_regularisation_run_takes_one_regulariser_at_a_time():
+    with pytest.raises(ValueError, match="one of the two regularisers"):
+        chapter.regularisation_run(None, seed=0, l2=0.1, weight_decay=1e-4)
+    with pytest.raises(ValueError, match="at least one seed"):
+        chapter.run_regularisation_sweep("unused.csv", seeds=())

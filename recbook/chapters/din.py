@@ -14,6 +14,11 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
 * :func:`widget_table` and :func:`attention_dropdown`: precomputed attention for a handful of
   users and candidates (a small table), and a dropdown over it that works without a kernel.
 * :func:`catalogue_display_titles`: item labels that tell repeated titles apart.
+* :func:`attention_chart`: the attention over a history for any candidate, computed in the
+  browser from the unit as :func:`shipped_unit` rounds it and :func:`unit_expressions` writes it;
+  :func:`shipped_scores` is the same arithmetic in numpy.
+* :func:`regularisation_run` and :func:`run_regularisation_sweep`: DIN with mini-batch aware L2 or
+  weight decay against no penalty, over seeds (the record :data:`MBA_FILE`).
 * :func:`attention_spread`, :func:`gradient_norms`, :func:`softmax_probe` and
   :func:`run_softmax_probe`: how far attention weights are from the mean of the history, and how
   much gradient reaches the activation unit (the softmax variant's record,
@@ -45,6 +50,8 @@ from ..widgets import precomputed_slider
 __all__ = [
     "USER_TYPES", "catalogue_display_titles", "plot_din_architecture", "attention_chart", "attention_dropdown", "dice_chart", "dice_values", "unit_scores", "attention_table", "genre_overlap_summary", "last_row_of_user",
     "plot_attention_heatmap", "rela_impr", "results_by_user_type", "user_types", "widget_table",
+    "shipped_scores", "shipped_unit", "unit_expressions", "MBA_FILE", "MBA_L2", "WEIGHT_DECAYS",
+    "regularisation_run", "run_regularisation_sweep",
     "DICE_CHECKS", "LEADERBOARD_METRICS", "PROBE_COLUMNS", "SOFTMAX_PROBE_FILE", "attention_probe_table",
     "attention_spread", "gradient_norms", "leaderboard_table", "paired_summary", "run_softmax_probe",
     "softmax_probe",
@@ -444,6 +451,79 @@ def _short(title, n: int = 38) -> str:
     return title[: n - 1] + "…"
 
 
+def _sig(values, digits: int = 6) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits, as the chart's expressions write them."""
+    return np.vectorize(lambda x: float(f"{x:.{digits}g}"), otypes=[float])(np.asarray(values, dtype=np.float64))
+
+
+def _num(x: float) -> str:
+    """A number as written into a Vega expression (it reads back as exactly ``x``)."""
+    return f"{x:.6g}"
+
+
+def shipped_unit(model: DIN, *, decimals: int = 5) -> dict:
+    """The activation unit as :func:`attention_chart` ships it, for item vectors given as integers
+    in units of ``10**-decimals``: the first layer regrouped (see
+    :meth:`recbook.layers.ActivationUnit.first_layer`) as
+
+        ``z = A e + B v + P (e * v) + b1``,  ``A = W_e + W_d``, ``B = W_v - W_d``, ``P = W_p``
+
+    with the scale folded into ``A``, ``B`` (``/ 10**decimals``) and ``P`` (``/ 10**(2 decimals)``),
+    every number rounded to 6 significant digits. Keys: ``A``, ``B``, ``P`` ``[H, Di]``, ``b1``,
+    ``alpha``, ``w2`` ``[H]``, ``b2``, ``dice`` (``None`` or ``{"mean", "var", "eps"}``).
+    """
+    model = _require_din(model)
+    decimals = require_positive_int(decimals, name="decimals")
+    blocks, hidden, b2, dice = _unit_parts(model)
+    scale = 10.0 ** decimals
+    out = {"A": _sig((blocks["e"] + blocks["d"]) / scale), "B": _sig((blocks["v"] - blocks["d"]) / scale),
+           "P": _sig(blocks["p"] / scale ** 2), "b1": _sig(hidden["b1"]), "alpha": _sig(hidden["alpha"]),
+           "w2": _sig(hidden["w2"]), "b2": float(_sig([b2])[0]), "dice": None}
+    if dice is not None:
+        out["dice"] = {"mean": _sig(hidden["mean"]), "var": _sig(hidden["var"]), "eps": dice["eps"]}
+    return out
+
+
+def shipped_scores(unit: Mapping, keys, query) -> np.ndarray:
+    """What the chart's expressions compute from :func:`shipped_unit` for history items ``keys``
+    ``[N, Di]`` and one candidate ``query`` ``[Di]``, both integers as shipped -> scores ``[N]``."""
+    e, v = np.asarray(keys, dtype=np.float64), np.asarray(query, dtype=np.float64)
+    z = e @ unit["A"].T + v @ unit["B"].T + (e * v) @ unit["P"].T + unit["b1"]
+    alpha = unit["alpha"]
+    if unit["dice"] is None:
+        a = np.where(z > 0, z, alpha * z)
+    else:
+        d = unit["dice"]
+        a = z * (alpha + (1 - alpha) / (1 + np.exp(-(z - d["mean"]) / np.sqrt(d["var"] + d["eps"]))))
+    return a @ unit["w2"] + unit["b2"]
+
+
+def unit_expressions(unit: Mapping) -> tuple[dict[str, str], str]:
+    """Vega expressions of :func:`shipped_unit`: ``{"z0": ..., "z1": ...}``, each hidden unit's input
+    from the fields ``e0..`` (the history item) and ``c0..`` (the candidate), and the score from
+    the fields ``z0..``. Each is compiled once by Vega and then runs on the ~50 items of a history:
+    no fold into one line per dimension, which made every control change slow."""
+    h, di = unit["A"].shape
+    z = {}
+    for k in range(h):
+        terms = [_num(unit["b1"][k])]
+        terms += [f"{_num(unit['A'][k, d])}*datum.e{d}" for d in range(di)]
+        terms += [f"{_num(unit['B'][k, d])}*datum.c{d}" for d in range(di)]
+        terms += [f"{_num(unit['P'][k, d])}*datum.e{d}*datum.c{d}" for d in range(di)]
+        z[f"z{k}"] = " + ".join(terms)
+    acts = []
+    for k in range(h):
+        zk, alpha = f"datum.z{k}", _num(unit["alpha"][k])
+        if unit["dice"] is None:
+            act = f"({zk} > 0 ? {zk} : {alpha}*{zk})"
+        else:
+            d = unit["dice"]
+            act = (f"{zk}*({alpha} + (1 - {alpha})/(1 + exp(-({zk} - {_num(d['mean'][k])})"
+                   f"/sqrt({_num(d['var'][k])} + {d['eps']!r}))))")
+        acts.append(f"{_num(unit['w2'][k])}*{act}")
+    return z, " + ".join([_num(unit["b2"]), *acts])
+
+
 def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users: Sequence[int],
                     candidates: Sequence[int], user: int | None = None, candidate: int | None = None,
                     checks: Sequence[tuple[int, int]] = (), decimals: int = 5):
@@ -451,17 +531,19 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
 
     For each of ``users`` the chart ships the history of the user's last row in ``frame`` (item
     codes, oldest first), and for those items and the ``candidates`` their item vectors
-    ``e = [item_id, genres]`` (``Di`` numbers each, rounded to ``decimals``); it also ships the
-    trained activation unit (the four blocks of its first layer, its bias and slopes, its output
-    layer). Two dropdowns pick the user and the candidate; Vega then computes, for every history
-    item, the unit's input ``[e_j, v_A, e_j * v_A, e_j - v_A]``, the hidden layer, the activation
-    and the score: the attention weight (with a softmax over the history when the model has one).
+    ``e = [item_id, genres]`` (``Di`` integers each, in units of ``10**-decimals``); the trained
+    activation unit travels as expressions (:func:`unit_expressions` of :func:`shipped_unit`). Two
+    dropdowns pick the user and the candidate; Vega then computes, for each of the ~50 history
+    items, the unit's hidden layer from ``[e_j, v_A, e_j * v_A, e_j - v_A]``, the activation and
+    the score: the attention weight (with a softmax over the history when the model has one).
+    A control change runs the unit on one history only, well within the 200 ms budget.
 
     The predicted probability needs the model's whole MLP on top (tens of thousands of weights);
     it is **precomputed** in PyTorch for every (user, candidate) pair and shipped as a small table.
 
-    ``(user, candidate)`` and each pair of ``checks`` become browser checks of the header, whose
+    ``(user, candidate)`` and each pair of ``checks`` become browser checks of the readout, whose
     sum of weights and largest weight come from the PyTorch model (:meth:`DIN.attention_weights`).
+    The readout is three short lines, so that it fits a phone.
     """
     import altair as alt
 
@@ -488,27 +570,28 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     hist = pd.DataFrame([{"user": u, "pos": p, "code": int(code)}
                          for u, r in zip(users, rows)
                          for p, code in enumerate(split["hist_item"][r][split["hist_mask"][r]].tolist(), start=1)])
-    codes = sorted(set(hist["code"]) | set(int(c) for c in cand_codes))
     with torch.no_grad():
         table = model.item_vectors().numpy().astype(np.float64)
     di = table.shape[1]
-    scale = 10 ** decimals
-    items = pd.DataFrame(np.rint(table[codes] * scale).astype(np.int64), columns=[f"e{d}" for d in range(di)])
-    items.insert(0, "code", codes)
+    ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
+    ints = np.rint(table * 10 ** decimals).astype(np.int64)       # the item vectors as shipped
     labels = catalogue_display_titles(catalogue)
-    items["title"] = [_short(labels[c]) for c in codes]
-    items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in codes]
-    blocks, hidden, b2, dice = _unit_parts(model)
-    h = len(hidden)
-    unit = pd.DataFrame({"d": np.arange(di), **{f"{name}{k}": blocks[name][k] for name in _BLOCKS for k in range(h)}})
+    # Each history row carries its item's vector: the chart's own data, parsed as numbers once.
+    hist = pd.concat([hist, pd.DataFrame(ints[hist["code"].to_numpy()], columns=ecols)], axis=1)
+    hist["title"] = [_short(labels[c], 22) for c in hist["code"]]
+    hist["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in hist["code"]]
+    cand_list = [int(c) for c in cand_codes]
+    items = pd.DataFrame(ints[cand_list], columns=ecols)          # the candidates' vectors
+    items.insert(0, "code", cand_list)
+    items["gmask"] = [_genre_mask(info.at[c, "genres"]) for c in cand_list]
+    unit = shipped_unit(model, decimals=decimals)
+    z_exprs, score_expr = unit_expressions(unit)
     probs = t.drop_duplicates(["user_id", "candidate_id"])[["user_id", "candidate_id", "probability"]]
     code_of = dict(zip(candidates, (int(c) for c in cand_codes)))
     probs = pd.DataFrame({"key": [f"{u}|{code_of[c]}" for u, c in zip(probs["user_id"], probs["candidate_id"])],
                           "p": probs["probability"].round(2)})
     d_hist = widgets.CsvData(hist, name="din_hist")
     d_items = widgets.CsvData(items, name="din_items")
-    d_unit = widgets.CsvData(unit, name="din_unit", decimals=5)
-    d_hidden = widgets.CsvData(hidden, name="din_hidden", decimals=6)
     d_prob = widgets.CsvData(probs, name="din_prob")
     u_param = widgets.dropdown("user", users, user, label="user",
                                labels=[f"{u} · {'known' if k == 'known' else 'cold'} · {int(split['hist_mask'][r].sum())} items"
@@ -516,91 +599,66 @@ def attention_chart(model: DIN, split, frame: pd.DataFrame, catalogue, *, users:
     by_title = sorted(candidates, key=lambda c: labels[code_of[c]])
     c_param = widgets.dropdown("candidate", [code_of[c] for c in by_title], code_of[candidate], label="candidate",
                                labels=[_short(labels[code_of[c]], 44) for c in by_title])
-    ecols, ccols = [f"e{d}" for d in range(di)], [f"c{d}" for d in range(di)]
-    unit_cols = [f"{n}{k}" for n in _BLOCKS for k in range(h)]
-    # Per (history item, dimension d): its share of each hidden unit's input. Vectors are integers
-    # in units of 10^-decimals; fields looked up from a CsvData are text, hence toNumber.
-    s_exprs = {f"s{k}": (f"toNumber(datum.e{k}w) * datum.x + toNumber(datum.v{k}w) * datum.y"
-                         f" + toNumber(datum.p{k}w) * datum.x * datum.y + toNumber(datum.d{k}w) * (datum.x - datum.y)")
-               for k in range(h)}
-    act = ("datum.z > 0 ? datum.z : toNumber(datum.alpha) * datum.z" if dice is None else
-           f"datum.z * (toNumber(datum.alpha) + (1 - toNumber(datum.alpha)) / (1 + exp(-(datum.z - toNumber(datum.mean))"
-           f" / sqrt(toNumber(datum.var) + {dice['eps']!r}))))")
-    base = (
-        alt.Chart(d_hist.ref)
-        .transform_filter("datum.user == user")
-        .transform_lookup(lookup="code", from_=alt.LookupData(d_items.ref, "code", [*ecols, "title", "gmask"]))
-        .transform_calculate(cand="candidate")
-        .transform_lookup(lookup="cand", from_=alt.LookupData(d_items.ref, "code", [*ecols, "gmask"]),
-                          as_=[*ccols, "cmask"])
-        .transform_fold(ecols, as_=["dim", "ev"])
-        .transform_calculate(d="toNumber(substring(datum.dim, 1))",
-                             x=f"toNumber(datum.ev) / {scale}",
-                             y=f"toNumber(datum['c' + substring(datum.dim, 1)]) / {scale}")
-        .transform_lookup(lookup="d", from_=alt.LookupData(d_unit.ref, "d", unit_cols),
-                          as_=[f"{c}w" for c in unit_cols])
-        .transform_calculate(**s_exprs)
-        .transform_aggregate(**{f"s{k}": f"sum(s{k})" for k in range(h)},
-                             groupby=["pos", "title", "gmask", "cmask"])
-        .transform_fold([f"s{k}" for k in range(h)], as_=["unit", "s"])
-        .transform_calculate(h="toNumber(substring(datum.unit, 1))")
-        .transform_lookup(lookup="h", from_=alt.LookupData(d_hidden.ref, "h", ["b1", "alpha", "mean", "var", "w2"]))
-        .transform_calculate(z="datum.s + toNumber(datum.b1)")
-        .transform_calculate(out=f"toNumber(datum.w2) * ({act})")
-        .transform_aggregate(score="sum(out)", groupby=["pos", "title", "gmask", "cmask"])
-        .transform_calculate(score=f"datum.score + {b2!r}")
-    )
-    if model.attention.softmax:
-        base = (base.transform_calculate(q=f"exp(datum.score / {float(np.sqrt(di))!r})")
-                .transform_joinaggregate(total="sum(q)").transform_calculate(weight="datum.q / datum.total"))
-    else:
-        base = base.transform_calculate(weight="datum.score")
+    # The unit runs once per control change, in the transforms of the whole chart (shared by
+    # the readout and the bars), on the history of the chosen user only. The candidate's vector
+    # is looked up, and fields looked up from a CsvData arrive as text: they are turned into
+    # numbers once per row, not in every term of the expressions.
+    def weights(chart):
+        chart = (chart.transform_filter("datum.user == user")
+                 .transform_calculate(cand="candidate")
+                 .transform_lookup(lookup="cand", from_=alt.LookupData(d_items.ref, "code", [*ecols, "gmask"]),
+                                   as_=[*ccols, "cmask"])
+                 .transform_calculate(**{c: f"toNumber(datum.{c})" for c in ccols})
+                 .transform_calculate(**z_exprs)
+                 .transform_calculate(score=score_expr))
+        if model.attention.softmax:
+            return (chart.transform_calculate(q=f"exp(datum.score / {float(np.sqrt(di))!r})")
+                    .transform_joinaggregate(total="sum(q)").transform_calculate(weight="datum.q / datum.total"))
+        return chart.transform_calculate(weight="datum.score")
+
     shared = " + ".join(f"(floor(toNumber(datum.gmask) / {1 << b}) % 2) * (floor(toNumber(datum.cmask) / {1 << b}) % 2)"
                         for b in range(len(GENRE_BITS)))
-    bars_data = base.transform_calculate(
-        shared=shared,
-        colour="datum.shared > 0 ? 'shares a genre with the candidate' : 'shares no genre'",
-        label="datum.pos + '. ' + datum.title", shown="format(datum.weight, '.2f')")
-    header = (base.transform_aggregate(total="sum(weight)", top="max(weight)", n="count()")
-              .transform_calculate(key="user + '|' + candidate")
-              .transform_lookup(lookup="key", from_=alt.LookupData(d_prob.ref, "key", ["p"]))
-              .transform_calculate(
-                  t="'sum of weights = ' + format(datum.total, '.2f') + ' · largest = ' + format(datum.top, '.2f')",
-                  s="datum.n + ' history items · predicted probability ' + format(toNumber(datum.p), '.2f')"
-                    " + ' (precomputed)'"))
-    head = alt.layer(
-        header.mark_text(align="left", fontSize=15, fontWeight="bold").encode(x=alt.value(0), y=alt.value(10),
-                                                                              text="t:N"),
-        header.mark_text(align="left", fontSize=12, color="#555555").encode(x=alt.value(0), y=alt.value(32),
-                                                                            text="s:N"),
-    ).properties(width=380, height=40)
-    colour = alt.Color("colour:N", title=None, scale=alt.Scale(
-        domain=["shares a genre with the candidate", "shares no genre"], range=["#C44E52", "#8C8C8C"]))
+    head = alt.layer(*[
+        alt.Chart().mark_text(align="left", fontSize=size, fontWeight=weight, color=colour).encode(
+            x=alt.value(0), y=alt.value(y), text=f"{field}:N")
+        for field, y, size, weight, colour in [("t1", 10, 14, "bold", "black"), ("t2", 30, 12, "normal", "#333333"),
+                                               ("t3", 48, 12, "normal", "#555555")]
+    ]).transform_aggregate(total="sum(weight)", top="max(weight)", n="count()").transform_calculate(
+        key="user + '|' + candidate").transform_lookup(
+        lookup="key", from_=alt.LookupData(d_prob.ref, "key", ["p"])).transform_calculate(
+        t1="'sum of weights = ' + format(datum.total, '.2f')",
+        t2="'largest weight = ' + format(datum.top, '.2f') + ' · ' + datum.n + ' items'",
+        t3="'probability ' + format(toNumber(datum.p), '.2f') + ' (precomputed)'",
+    ).properties(width=300, height=56)
+    colour = alt.Color("colour:N", title=None, legend=alt.Legend(orient="bottom", columns=1), scale=alt.Scale(
+        domain=["shares a genre", "no shared genre"], range=["#C44E52", "#8C8C8C"]))
     y = alt.Y("label:N", sort=alt.EncodingSortField("pos", order="ascending"), title="history, oldest first",
-              axis=alt.Axis(labelLimit=230, labelFontSize=10))
-    bars = bars_data.mark_bar(height={"band": 0.8}).encode(
+              axis=alt.Axis(labelLimit=130, labelFontSize=10))
+    bars = alt.Chart().transform_calculate(
+        shared=shared,
+        colour="datum.shared > 0 ? 'shares a genre' : 'no shared genre'",
+        label="datum.pos + '. ' + datum.title",
+    ).mark_bar(height={"band": 0.8}).encode(
         x=alt.X("weight:Q", title="attention weight"), y=y, color=colour,
         tooltip=[alt.Tooltip("title:N"), alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=300, height={"step": 13})
-    chart = alt.vconcat(head, bars, spacing=10)
+    chart = weights(alt.vconcat(head, bars, data=d_hist.ref, spacing=10))
     checks_ = []
     for u, c in [(user, candidate), *checks]:
-        text = _attention_header(t, u, c)
+        texts = _attention_header(t, u, c)
         r = rows[users.index(u)]
-        keys = table[split["hist_item"][r][split["hist_mask"][r]].numpy()]
-        shipped = unit_scores(model, keys, table[code_of[c]], decimals=decimals)
+        shipped = shipped_scores(unit, ints[split["hist_item"][r][split["hist_mask"][r]].numpy()], ints[code_of[c]])
         if model.attention.softmax:
             shipped = np.exp(shipped / np.sqrt(di) - (shipped / np.sqrt(di)).max())
             shipped = shipped / shipped.sum()
-        if text != _header_text(shipped.sum(), shipped.max()):
-            raise ValueError(f"checks: for user {u} and candidate {c} the header is {text!r} in PyTorch but "
-                             "rounds differently from the shipped, rounded vectors; pick another pair")
-        checks_.append({"set": {"user": int(u), "candidate": code_of[c]}, "texts": [text]})
-    return widgets.browser_chart(chart, params=[u_param, c_param],
-                                 data=[d_hist, d_items, d_unit, d_hidden, d_prob], checks=checks_)
+        if texts != _header_text(shipped.sum(), shipped.max()):
+            raise ValueError(f"checks: for user {u} and candidate {c} the readout is {texts!r} in PyTorch but "
+                             "rounds differently from the shipped, rounded numbers; pick another pair")
+        checks_.append({"set": {"user": int(u), "candidate": code_of[c]}, "texts": texts})
+    return widgets.browser_chart(chart, params=[u_param, c_param], data=[d_hist, d_items, d_prob], checks=checks_)
 
 
-def _attention_header(table: pd.DataFrame, user: int, candidate: int) -> str:
+def _attention_header(table: pd.DataFrame, user: int, candidate: int) -> list[str]:
     w = table[(table["user_id"] == user) & (table["candidate_id"] == candidate)]["weight"]
     return _header_text(w.sum(), w.max())
 
@@ -610,8 +668,9 @@ def _d3(value: float, spec: str = ".2f") -> str:
     return format(value, spec).replace("-", "\N{MINUS SIGN}")
 
 
-def _header_text(total: float, top: float) -> str:
-    return f"sum of weights = {_d3(total)} · largest = {_d3(top)}"
+def _header_text(total: float, top: float) -> list[str]:
+    """The first line of the readout and the start of the second, as the browser writes them."""
+    return [f"sum of weights = {_d3(total)}", f"largest weight = {_d3(top)}"]
 
 
 def dice_values(s, *, mean: float, var: float, alpha: float, eps: float = 1e-8) -> np.ndarray:
@@ -859,6 +918,65 @@ def run_softmax_probe(path=None, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
             else Path(__file__).resolve().parents[2] / "book" / "results" / SOFTMAX_PROBE_FILE)
     data = load_protocol("ctr")
     out = pd.concat([softmax_probe(data, s) for s in seeds], ignore_index=True)
+    out.to_csv(path, index=False, float_format="%.6g")
+    return out
+
+
+MBA_FILE = "din_regularisation.csv"
+"""The record of :func:`run_regularisation_sweep` (``book/results/din_regularisation.csv``)."""
+
+MBA_L2 = (0.1, 1.0)
+"""Strengths of DIN's mini-batch aware L2 in the record (``DIN.from_data(data, l2=...)``)."""
+
+WEIGHT_DECAYS = (1e-4,)
+"""Strengths of plain weight decay on the whole model in the record (``fit(..., weight_decay=...)``)."""
+
+
+def regularisation_run(data, *, seed: int, l2: float = 0.0, weight_decay: float = 0.0) -> dict:
+    """Train the paper's DIN (``DIN.from_data(data, dim=16, l2=l2)``) with the leaderboard's CTR
+    settings (:data:`recbook.bench.CTR_FIT`) and ``seed``, the loss :func:`recbook.models.din.din_loss`
+    (cross-entropy + mini-batch aware L2) and Adam's ``weight_decay``. One dict: the settings,
+    validation AUC (the early-stopping metric), test AUC, epochs and CPU seconds per epoch."""
+    from ..bench import CTR_FIT
+    from ..models.din import din_loss
+    from ..train import evaluate_ctr, fit, num_threads, seed_everything
+
+    if l2 and weight_decay:
+        raise ValueError("l2, weight_decay: expected one of the two regularisers at a time")
+    with num_threads(1):
+        seed_everything(seed)
+        model = DIN.from_data(data, dim=16, l2=float(l2))
+        res = fit(model, data.train, data.valid, seed=seed, progress=False, loss_fn=din_loss,
+                  weight_decay=float(weight_decay), **CTR_FIT)
+        test = evaluate_ctr(model, data.test)
+    kind = "mini-batch aware L2" if l2 else "weight decay" if weight_decay else "none"
+    return {"regulariser": kind, "strength": float(l2 or weight_decay), "seed": int(seed),
+            "valid_auc": float(res.best_score), "test_auc": float(test["auc"]),
+            "epochs": len(res.history), "best_epoch": int(res.best_epoch),
+            "cpu_s_per_epoch": float(res.history["cpu_seconds"].mean())}
+
+
+def run_regularisation_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), l2s: Sequence[float] = MBA_L2,
+                             weight_decays: Sequence[float] = WEIGHT_DECAYS) -> pd.DataFrame:
+    """:func:`regularisation_run` without a penalty, then for every strength, for each seed, written
+    to ``path`` (default: the repository's ``book/results/din_regularisation.csv``). About half a
+    minute per run on a quiet machine::
+
+        python -c "from recbook.chapters import din; din.run_regularisation_sweep()"
+    """
+    from pathlib import Path
+
+    from ..bench import load_protocol
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / MBA_FILE
+    data = load_protocol("ctr")
+    rows = [regularisation_run(data, seed=s) for s in seeds]                      # no penalty
+    rows += [regularisation_run(data, seed=s, l2=v) for v in l2s for s in seeds]
+    rows += [regularisation_run(data, seed=s, weight_decay=v) for v in weight_decays for s in seeds]
+    out = pd.DataFrame(rows)
     out.to_csv(path, index=False, float_format="%.6g")
     return out
 

@@ -60,9 +60,6 @@ SLOW_CHARTS = {
     # precompute what their controls reach. Key: (page, the chart's controls, comma-separated);
     # value: the slowest change measured when the entry was added (ms, headless Chromium on a
     # loaded 2-core machine), which the chart may not exceed by more than twice (the load makes
-    # the times vary by 2-4x between runs). Five runs gave, slowest change per chart:
-    #   DIN, the attention weights of a user's history for a candidate: 1000, 537, 430, 262, 267 ms
-    ("book/din.html", "user,candidate"): 1000,
     # Remove an entry once its chart is fast: the budget then applies to it.
 }
 
@@ -71,7 +68,6 @@ WIDE_CHARTS = {
     # sticks out is text (a readout on one long line, long labels), which narrowing the views
     # cannot shorten. Their owners are rewriting them; key (page, chart number): CSS px measured
     # when the entry was added (PHONE = 390 px, a 358 px cell). Remove an entry once it fits.
-    ("book/din.html", 2): 537,       # attention weights: readout line and long film titles
     ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
 }
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
