@@ -788,8 +788,9 @@ def next_item_builder(model, ml, k: int = 10):
     """A kernel-only control (``ipywidgets``): type a title into a searchable box, add it to the
     sequence, and see the model's top-``k`` next movies, recomputed by ``model.score_next`` after
     every change. Returns the ``VBox``; its ``.sequence`` (a list of item codes) is the sequence
-    built so far. The website cannot run it (no kernel): the chapter tags its cell ``remove-cell``
-    and shows :func:`next_item_chart` instead."""
+    built so far. The website cannot run it (no kernel), and a page that displays a widget loads
+    the widget manager: the chapter only names it for readers running the notebook and shows
+    :func:`next_item_chart`, which computes in the browser."""
     import ipywidgets as w
 
     k = require_positive_int(k, name="k")
