@@ -16,8 +16,8 @@ next-item widget.
 * :func:`leave_last_out_by_tie_rule`, :func:`tie_rule_effect`: the same model evaluated on a split
   whose same-second ratings are ordered by item id instead of by the file's row order.
 * :func:`prepared_sequences`, :func:`next_item_table`, :func:`next_item_payload`,
-  :func:`next_item_dropdown`: top-10 next movies for a sequence of movies (precomputed for the
-  website).
+  :func:`next_item_chart`: top-10 next movies for a sequence of movies, scored in the browser
+  from the GRU's state and the item vectors; :func:`next_item_builder`, the same in a live kernel.
 """
 from __future__ import annotations
 
@@ -40,12 +40,11 @@ from ..data.titles import display_titles
 from ..models.gru4rec import GRU4RecConfig, train_gru4rec
 from ..next_item import evaluate_next_item, next_item_split
 from ..plots import axes_or_new as _axes
-from ..widgets import precomputed_slider
 
 __all__ = [
     "PREPARED_SEQUENCES", "SOURCE_LISTING", "PaddedGRU", "compare_variants",
-    "LOSSES_FILE", "LOSS_EPOCHS", "leave_last_out_by_tie_rule", "listing_checks", "loss_entries", "listing_model", "movie_titles", "next_item_builder", "next_item_dropdown",
-    "next_item_payload", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
+    "LOSSES_FILE", "LOSS_EPOCHS", "leave_last_out_by_tie_rule", "listing_checks", "loss_entries", "listing_model", "movie_titles", "next_item_builder",
+    "next_item_chart", "next_item_payload", "next_item_ranking", "next_item_table", "padded_loss", "padded_windows", "plot_slots",
     "plot_variants", "prepared_sequences", "run_loss_comparison", "seen_share", "SELECTION_METRIC",
     "entry_configuration", "selected_configurations", "sequence_table", "sequence_chart", "slot_table", "tie_rule_effect", "training_signals",
 ]
@@ -495,13 +494,163 @@ def _payload_html(name: str, entry: Mapping) -> str:
             f"<th>score</th></tr></thead><tbody>{rows}</tbody></table></div>")
 
 
-def next_item_dropdown(model, ml, sequences: Mapping[str, Sequence[int]] | None = None, k: int = 10):
-    """A dropdown of prepared sequences, each showing the model's top-``k`` next movies
-    (precomputed, so it works on the website without a kernel)."""
-    payload = next_item_payload(model, ml, sequences or prepared_sequences(ml), k)
-    return precomputed_slider(lambda name: _payload_html(name, payload[name]), list(payload),
-                              "sequence", control="dropdown")
+def _browser_text(value: float, spec: str = ".2f") -> str:
+    """``value`` as the browser's ``format(value, spec)`` writes it (a true minus sign, U+2212)."""
+    return format(value, spec).replace("-", "\N{MINUS SIGN}")
 
+
+def _next_item_tables(model, ml, sequences: Mapping[str, Sequence[int]], k: int, decimals: int):
+    """What :func:`next_item_chart` ships: the GRU's state after each prefix of each sequence and
+    the item vectors and biases of every item that enters a top ``k``, as integers in units of
+    ``10 ** -decimals``; and the scores the browser computes from them."""
+    if not isinstance(sequences, Mapping) or not sequences:
+        raise ValueError("sequences: expected a non-empty dict {name: [item codes]}")
+    names = list(sequences)
+    longest = max(len(sequences[n]) for n in names)
+    scale = 10 ** decimals
+    cat = movie_titles(ml)
+    states, keys, prefixes = [], [], []
+    for s, name in enumerate(names):
+        codes = [int(c) for c in sequences[name]]
+        if not codes:
+            raise ValueError(f"sequences[{name!r}]: expected at least one item code")
+        for t in range(1, longest + 1):
+            prefixes.append((s, t, codes[: min(t, len(codes))]))
+    with torch.no_grad():
+        h = model.final_state([np.asarray(p, dtype=np.int64) for _, _, p in prefixes]).double()
+        w, b = model.item_vectors.detach().double(), model.item_bias.detach().double()[:, 0]
+    scores = model.score_next([np.asarray(p, dtype=np.int64) for _, _, p in prefixes]).double()
+    candidates = sorted({int(c) for row in scores for c in torch.argsort(row, descending=True, stable=True)[:k]})
+    h_int = np.rint(h.numpy() * scale).astype(np.int64)
+    w_int = np.rint(w.numpy()[candidates] * scale).astype(np.int64)
+    b_int = np.rint(b.numpy()[candidates] * scale).astype(np.int64)
+    hidden = h_int.shape[1]
+    steps = pd.DataFrame(h_int, columns=[f"h{d}" for d in range(hidden)])
+    steps.insert(0, "key", [f"{s}|{t}" for s, t, _ in prefixes])
+    steps.insert(1, "n", [len(p) for _, _, p in prefixes])
+    steps.insert(2, "of", [len(sequences[names[s]]) for s, _, _ in prefixes])
+    steps.insert(3, "last", [cat.loc[p[-1], "title"] for _, _, p in prefixes])
+    steps.insert(4, "read", ["|" + "|".join(str(c) for c in p) + "|" for _, _, p in prefixes])
+    items = pd.DataFrame(w_int, columns=[f"w{d}" for d in range(hidden)])
+    items.insert(0, "code", candidates)
+    items.insert(1, "title", [cat.loc[c, "title"] for c in candidates])
+    items.insert(2, "b", b_int)
+    # the browser's arithmetic: (b + sum_d w_d h_d / scale) / scale, in doubles
+    shipped = (b_int[None, :] + (h_int.astype(np.float64) @ w_int.T.astype(np.float64)) / scale) / scale
+    return names, prefixes, steps, items, shipped, scores
+
+
+def next_item_ranking(shipped_scores, candidates, k: int = 10) -> list:
+    """The top ``k`` candidate codes of each row of ``shipped_scores`` ``[prefixes, candidates]``,
+    ranked as the chart ranks them: by score, ties to the lower code."""
+    codes = np.asarray(candidates)
+    out = []
+    for row in np.asarray(shipped_scores, dtype=np.float64):
+        order = np.lexsort((codes, -row))
+        out.append(codes[order[:k]].tolist())
+    return out
+
+
+def _next_item_summary(scores_row, read_codes, k: int) -> str:
+    top = torch.argsort(torch.as_tensor(scores_row), descending=True, stable=True)[:k].tolist()
+    seen = sum(c in set(read_codes) for c in top)
+    best = float(torch.as_tensor(scores_row)[top[0]])
+    return f"top score {_browser_text(best)} · {seen} of the {k} already read (grey)"
+
+
+def next_item_chart(model, ml, sequences: Mapping[str, Sequence[int]] | None = None, *, k: int = 10,
+                    sequence: str | None = None, read: int | None = None, checks=None, decimals: int = 4):
+    """The model's top-``k`` next movies after a sequence, **computed in the browser** from the
+    trained weights.
+
+    For every prepared sequence (``sequences``, ``{name: [item codes]}``, default
+    :data:`PREPARED_SEQUENCES`) and every number of movies read, the chart ships the GRU's state
+    ``h`` after reading them (computed here: the recurrence itself needs the GRU's weights and
+    loops, which Vega is not built for); it also ships the item vector ``w_j`` and bias ``b_j`` of
+    every movie that enters some top ``k`` (integers in units of ``10 ** -decimals``). Two controls
+    pick the sequence and how many of its movies the model has read; the browser then computes
+    ``r_j = w_j · h + b_j`` for every shipped movie and ranks them. Since every movie of every top
+    ``k`` is shipped, the browser's top ``k`` is the model's top ``k``.
+
+    Checks (a test hook; default: the first sequence read in full, and the second after one movie)
+    require the summary line ("top score ... · n of the k already read"), computed with PyTorch.
+    """
+    import altair as alt
+
+    from .. import widgets
+
+    k = require_positive_int(k, name="k")
+    decimals = require_positive_int(decimals, name="decimals")
+    sequences = dict(sequences or prepared_sequences(ml))
+    names, prefixes, steps, items, shipped, scores = _next_item_tables(model, ml, sequences, k, decimals)
+    longest = max(len(v) for v in sequences.values())
+    sequence = names[0] if sequence is None else sequence
+    if sequence not in names:
+        raise ValueError(f"sequence: expected one of {names}, got {sequence!r}")
+    read = len(sequences[sequence]) if read is None else read
+    if isinstance(read, bool) or not isinstance(read, (int, np.integer)) or not 1 <= read <= longest:
+        raise ValueError(f"read: expected a number of movies from 1 to {longest}, got {read!r}")
+    # the shipped, rounded numbers must rank as the model does (else ship more decimals)
+    candidates = items["code"].tolist()
+    model_top = [torch.argsort(r, descending=True, stable=True)[:k].tolist() for r in scores]
+    if next_item_ranking(shipped, candidates, k) != model_top:
+        raise ValueError(f"decimals: with {decimals} decimals the shipped weights rank some sequence's top {k} "
+                         "differently from the model; ship more decimals")
+    if checks is None:
+        checks = [(sequence, read)] + ([(names[1], 1)] if len(names) > 1 else [])
+    check_list = []
+    for name, t in checks:
+        if name not in names or not 1 <= t <= longest:
+            raise ValueError(f"checks: ({name!r}, {t!r}) is not a sequence of the chart and a number of movies read")
+        row = prefixes.index(next(p for p in prefixes if p[0] == names.index(name) and p[1] == t))
+        text = _next_item_summary(scores[row], prefixes[row][2], k)
+        order = np.lexsort((np.asarray(candidates), -shipped[row]))
+        best = float(shipped[row][order[0]])
+        seen = sum(("|" + str(candidates[j]) + "|") in steps.loc[row, "read"] for j in order[:k])
+        if text != f"top score {_browser_text(best)} · {seen} of the {k} already read (grey)":
+            raise ValueError(f"checks: for ({name!r}, {t}) the summary rounds differently from the shipped "
+                             "weights; pick another setting")
+        check_list.append({"set": {"sequence": names.index(name), "read": int(t)}, "texts": [text]})
+
+    scale = 10 ** decimals
+    hidden = sum(c.startswith("h") and c[1:].isdigit() for c in steps.columns)
+    d_steps = widgets.CsvData(steps, name="gru_steps")
+    d_items = widgets.CsvData(items, name="gru_items")
+    seq_param = widgets.dropdown("sequence", list(range(len(names))), names.index(sequence),
+                                 labels=names, label="sequence")
+    read_param = widgets.slider("read", 1, longest, 1, read, label="movies read")
+    dot = " + ".join(f"datum.w{d} * datum.h{d}" for d in range(hidden))
+    base = (alt.Chart(d_items.ref)
+            .transform_calculate(key="sequence + '|' + read")
+            .transform_lookup(lookup="key", from_=alt.LookupData(d_steps.ref, "key",
+                                                                 ["n", "of", "last", "read", *[f"h{d}" for d in range(hidden)]]))
+            .transform_calculate(score=f"(datum.b + ({dot}) / {scale}) / {scale}",
+                                 seen="indexof(datum.read, '|' + datum.code + '|') >= 0 ? 1 : 0")
+            .transform_window(rank="row_number()", sort=[alt.SortField("score", order="descending"),
+                                                         alt.SortField("code", order="ascending")])
+            .transform_filter(f"datum.rank <= {k}")
+            .transform_calculate(status="datum.seen > 0 ? 'already read' : 'not read yet'",
+                                 label="format(datum.score, '.2f')", line="datum.rank + '. ' + datum.title"))
+    label_px = 175  # the axis of titles takes a fixed width; the header starts at its left edge
+    y = alt.Y("line:N", sort=alt.EncodingSortField("rank", op="min", order="ascending"), title=None,
+              axis=alt.Axis(labelLimit=label_px - 6, labelFontSize=11, minExtent=label_px, maxExtent=label_px))
+    colour = alt.Color("status:N", title=None, legend=None,   # the header says what grey means
+                       scale=alt.Scale(domain=["not read yet", "already read"], range=["#4C72B0", "#C9C9C9"]))
+    x = alt.X("score:Q", title="score r = w·h + b")
+    bars = base.mark_bar().encode(y=y, x=x, color=colour,
+                                  tooltip=[alt.Tooltip("title:N"), alt.Tooltip("score:Q", format=".3f")])
+    text = base.mark_text(align="left", dx=3, fontSize=10).encode(y=y, x=x, text="label:N")
+    summary = base.transform_aggregate(best="max(score)", seen="sum(seen)", groupby=["n", "of", "last"])
+    head = [
+        summary.transform_calculate(t="'after ' + datum.n + ' of ' + datum.of + ': ' + datum.last")
+        .mark_text(align="left", fontSize=12, fontWeight="bold", limit=330)
+        .encode(x=alt.value(-label_px), y=alt.value(-30), text="t:N"),
+        summary.transform_calculate(t=f"'top score ' + format(datum.best, '.2f') + ' · ' + datum.seen + ' of the {k} already read (grey)'")
+        .mark_text(align="left", fontSize=12, color="#555555", limit=330)
+        .encode(x=alt.value(-label_px), y=alt.value(-12), text="t:N"),
+    ]
+    chart = alt.layer(bars, text, *head).properties(width=120, height={"step": 17})
+    return widgets.browser_chart(chart, params=[seq_param, read_param], data=[d_steps, d_items], checks=check_list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,8 +788,9 @@ def next_item_builder(model, ml, k: int = 10):
     """A kernel-only control (``ipywidgets``): type a title into a searchable box, add it to the
     sequence, and see the model's top-``k`` next movies, recomputed by ``model.score_next`` after
     every change. Returns the ``VBox``; its ``.sequence`` (a list of item codes) is the sequence
-    built so far. The website cannot run it (no kernel): the chapter tags its cell ``remove-cell``
-    and shows :func:`next_item_dropdown` instead."""
+    built so far. The website cannot run it (no kernel), and a page that displays a widget loads
+    the widget manager: the chapter only names it for readers running the notebook and shows
+    :func:`next_item_chart`, which computes in the browser."""
     import ipywidgets as w
 
     k = require_positive_int(k, name="k")
