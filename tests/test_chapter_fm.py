@@ -378,9 +378,9 @@ def test_two_vector_chart_checks_carry_the_dot_product():
     checks = spec["usermeta"]["recbook"]["checks"]
     assert checks[0]["set"] == dict(angle1=0, len1=1.5, angle2=60, len2=1.2, bias=-0.5)
     # 1.5 * 1.2 * cos 60° = 0.9, logit -0.5 + 0.9 = 0.4, p = sigmoid(0.4) = 0.599
-    assert checks[0]["texts"] == ["angle between them: 60°", "⟨v₁, v₂⟩ = +0.90 · logit = +0.40 · p = 0.60"]
+    assert checks[0]["texts"] == ["angle between them: 60°", "⟨v₁, v₂⟩ = +0.90", "logit = +0.40 · p = 0.60"]
     # opposite vectors: 1.5 * 2 * cos 180° = -3, logit -3.5 (true minus signs, as the browser writes)
-    assert checks[1]["texts"][1] == "⟨v₁, v₂⟩ = \u22123.00 · logit = \u22123.50 · p = 0.03"
+    assert checks[1]["texts"][1:] == ["⟨v₁, v₂⟩ = \u22123.00", "logit = \u22123.50 · p = 0.03"]
     assert set(chapter.widgets.bound_params(spec)) == {"angle1", "len1", "angle2", "len2", "bias"}
     with pytest.raises(ValueError, match="checks"):
         chapter.two_vector_chart(checks=[dict(theta=3)])
@@ -463,3 +463,55 @@ def test_charts_pick_their_own_browser_checks(ctr, trained):
         with torch.no_grad():
             logit = trained(chapter.user_movie_batch(ctr, u, m)).item()
         assert check["texts"][0] == "logit = " + chapter.d3_signed(logit)
+
+
+# --------------------------------------------------------------------------------------------
+# Charts that fit a phone
+# --------------------------------------------------------------------------------------------
+
+READOUT_CHARS = 36
+"""The longest readout line a chart may write: about 250 px at 12-13 px, well inside a phone's
+358 px cell once the chart is stacked (a longer line sticks out, and narrowing views cannot help)."""
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def _text_fields(spec) -> set[str]:
+    """The fields that text marks write (``text: {"field": ...}``)."""
+    return {n["text"]["field"] for n in _walk(spec)
+            if isinstance(n.get("text"), dict) and "field" in n["text"]}
+
+
+def _readout_literals(spec) -> list[str]:
+    """String literals of the expressions that compute what text marks write."""
+    import re
+
+    fields = _text_fields(spec)
+    return [lit for n in _walk(spec) if n.get("calculate") and n.get("as") in fields
+            for lit in re.findall(r"'([^']*)'", n["calculate"])]
+
+
+def test_readouts_are_short_lines_that_fit_a_phone(ctr, trained):
+    spec = chapter.two_vector_chart(checks=[dict(angle2=180, len2=2.0, bias=-3)]).to_dict(validate=False)
+    lines = [t for c in spec["usermeta"]["recbook"]["checks"] for t in c["texts"]]
+    assert max(map(len, lines)) <= READOUT_CHARS, lines
+    users = chapter.fm_tables(trained, ctr).users
+    new_user = int(users.loc[users["seen"] == 0, "user"].iloc[0])
+    spec = chapter.contribution_chart(trained, ctr, user=new_user, movie=1).to_dict(validate=False)
+    literals = _readout_literals(spec)
+    assert any("never trained" in t for t in literals) and any("seen in training" in t for t in literals)
+    assert max(map(len, literals)) <= READOUT_CHARS, literals
+    # The colour legend sits below the bars (beside them it widens the chart by its labels).
+    legends = [n["legend"] for n in _walk(spec) if isinstance(n.get("legend"), dict)]
+    assert legends and all(leg.get("orient") == "bottom" for leg in legends)
+    labels = [n["axis"]["labelLimit"] for n in _walk(spec) if isinstance(n.get("axis"), dict) and "labelLimit" in n["axis"]]
+    assert labels and max(labels) <= 180
+

@@ -338,9 +338,8 @@ def d3_signed(value: float, decimals: int = 2) -> str:
 
 def _two_vector_texts(r: TwoVectors) -> list[str]:
     delta = abs((r.angle2 - r.angle1 + 180.0) % 360.0 - 180.0)
-    return [f"angle between them: {delta:.0f}°",
-            f"⟨v₁, v₂⟩ = {d3_signed(r.interaction)} · logit = {d3_signed(r.logit)} · "
-            f"p = {r.probability:.2f}"]
+    return [f"angle between them: {delta:.0f}°", f"⟨v₁, v₂⟩ = {d3_signed(r.interaction)}",
+            f"logit = {d3_signed(r.logit)} · p = {r.probability:.2f}"]
 
 
 TWO_VECTOR_CHECK = dict(angle1=20, len1=2.0, angle2=150, len2=1.0, bias=0.5)
@@ -413,8 +412,9 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
     p = alt.Y("p:Q", scale=alt.Scale(domain=[0, 1]), title="predicted probability")
     current = alt.Chart(one).transform_calculate(
         dot=dot, logit=f"bias + {dot}", z="clamp(datum.logit, -6, 6)", p="1 / (1 + exp(-datum.z))",
-        t="'⟨v₁, v₂⟩ = ' + format(datum.dot, '+.2f') + ' · logit = ' + format(datum.logit, '+.2f')"
-          " + ' · p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
+        # The readout in two short lines, so that the panel keeps its width on a phone.
+        t1="'⟨v₁, v₂⟩ = ' + format(datum.dot, '+.2f')",
+        t2="'logit = ' + format(datum.logit, '+.2f') + ' · p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
         b="clamp(bias, -6, 6)",
     )
     sigmoid = alt.layer(
@@ -424,7 +424,8 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
         current.mark_text(align="left", dx=3, color="#888888").encode(
             x=alt.X("b:Q", scale=alt.Scale(domain=[-6, 6])), y=alt.value(size - 8), text=alt.value("bias")),
         current.mark_point(filled=True, size=160, color="#DD8452", opacity=1).encode(x=z, y=p),
-        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-12), text="t:N"),
+        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-30), text="t1:N"),
+        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-12), text="t2:N"),
     ).properties(width=260, height=size)
 
     chart = alt.hconcat(plane, sigmoid, spacing=36)
@@ -687,21 +688,25 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
         .transform_calculate(value=f"datum.kind == 'bias' ? {tables.bias!r} : "
                                    f"datum.kind == 'first order' ? datum.aw / {scale} : {dot}")
     )
+    # The readout: three short lines (at most about 35 characters each), so that it fits a phone.
     header = base.transform_aggregate(logit="sum(value)", seen="max(seen)").transform_calculate(
         t="'logit = ' + format(datum.logit, '+.2f') + ' → p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
-        s="toNumber(datum.seen) > 0 ? 'seen in training: its user_id has a trained vector'"
-          " : 'new user: its user_id is \"unknown\", whose vector was never trained'",
+        s1="toNumber(datum.seen) > 0 ? 'seen in training:' : 'new user: its user_id is \"unknown\",'",
+        s2="toNumber(datum.seen) > 0 ? 'its user_id has a trained vector' : 'whose vector was never trained'",
     )
     head = alt.layer(
         header.mark_text(align="left", fontSize=15, fontWeight="bold").encode(
             x=alt.value(0), y=alt.value(10), text="t:N"),
         header.mark_text(align="left", fontSize=12, color="#555555").encode(
-            x=alt.value(0), y=alt.value(32), text="s:N"),
-    ).properties(width=560, height=40)
+            x=alt.value(0), y=alt.value(32), text="s1:N"),
+        header.mark_text(align="left", fontSize=12, color="#555555").encode(
+            x=alt.value(0), y=alt.value(48), text="s2:N"),
+    ).properties(width=400, height=56)
 
-    effect = alt.Color("effect:N", title=None, scale=alt.Scale(
-        domain=["raises the logit", "lowers the logit", "bias and the other terms"],
-        range=["#C44E52", "#4C72B0", "#A0A0A0"]))
+    # The legend below the bars, one entry per line: beside them it would widen the chart.
+    effect = alt.Color("effect:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical"),
+                       scale=alt.Scale(domain=["raises the logit", "lowers the logit", "bias and the other terms"],
+                                       range=["#C44E52", "#4C72B0", "#A0A0A0"]))
     bars = (
         base.transform_calculate(size="abs(datum.value)")
         .transform_window(rank="row_number()", sort=[alt.SortField("size", order="descending")])
@@ -719,7 +724,7 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
             max_zero="max(datum.value, 0)")
     )
     y = alt.Y("label:N", sort=alt.EncodingSortField("size", op="max", order="descending"), title=None,
-              axis=alt.Axis(labelLimit=260, labelFontSize=12))
+              axis=alt.Axis(labelLimit=180, labelFontSize=12))
     chart_bars = alt.layer(
         bars.mark_bar(height={"band": 0.75}).encode(
             x=alt.X("value:Q", title="contribution to the logit"), y=y, color=effect,

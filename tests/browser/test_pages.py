@@ -78,7 +78,6 @@ WIDE_CHARTS = {
     # when the entry was added (PHONE = 390 px, a 358 px cell). Remove an entry once it fits.
     ("book/deepfm.html", 1): 557,    # the parts: a readout line of 560 px above the bars
     ("book/din.html", 2): 537,       # attention weights: readout line and long film titles
-    ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
     ("book/widedeep.html", 2): 572,  # wide and deep parts: a readout line of 520 px
 }
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
