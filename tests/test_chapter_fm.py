@@ -515,3 +515,63 @@ def test_readouts_are_short_lines_that_fit_a_phone(ctr, trained):
     labels = [n["axis"]["labelLimit"] for n in _walk(spec) if isinstance(n.get("axis"), dict) and "labelLimit" in n["axis"]]
     assert labels and max(labels) <= 180
 
+
+
+# --------------------------------------------------------------------------------------------
+# The committed comparison of initialisations
+# --------------------------------------------------------------------------------------------
+
+def _ablation_rows(diffs):
+    rows = []
+    for seed, d in enumerate(diffs):
+        rows.append({"side": "recbook", "variant": "recbook", "seed": seed, "valid_auc": 0.69, "test_auc": 0.70})
+        rows.append({"side": "recbook", "variant": chapter.XAVIER_VARIANT, "seed": seed,
+                     "valid_auc": 0.69 + d, "test_auc": 0.70 - d})
+        rows.append({"side": "RecBole", "variant": "recbook", "seed": seed, "valid_auc": 0.5, "test_auc": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_init_comparison_is_the_paired_mean_with_its_t_interval():
+    diffs = [0.001, 0.003, 0.005]
+    table = chapter.init_comparison(_ablation_rows(diffs))
+    v = table.loc["valid_auc"]
+    # mean 0.003, sd 0.002, t(2, 0.975) = 4.3027: half-width 4.3027 * 0.002 / sqrt(3)
+    half = 4.302653 * 0.002 / math.sqrt(3)
+    assert v["difference"] == pytest.approx(0.003) and v["seeds"] == 3
+    assert (v["low"], v["high"]) == pytest.approx((0.003 - half, 0.003 + half), abs=1e-6)
+    assert table.loc["test_auc", "difference"] == pytest.approx(-0.003)     # the other side's rows ignored
+    assert v["recbook"] == pytest.approx(0.69)
+
+
+@pytest.mark.parametrize("rows, match", [
+    (_ablation_rows([0.001]), "seed"),                                       # one seed: no interval
+    (_ablation_rows([0.001, 0.002]).query("variant == 'recbook'"), "variant"),
+    (_ablation_rows([0.001, 0.002]).drop(columns="valid_auc"), "valid_auc"),
+])
+def test_init_comparison_bad_input_names_the_field(rows, match):
+    with pytest.raises(ValueError, match=match):
+        chapter.init_comparison(rows)
+
+
+def test_read_ablation_reads_the_committed_table():
+    table = chapter.read_ablation("fm_ablation.csv")
+    assert {"side", "variant", "seed", "valid_auc", "test_auc"} <= set(table.columns)
+    assert chapter.XAVIER_VARIANT in set(table["variant"])
+    with pytest.raises(ValueError, match="name"):
+        chapter.read_ablation("../bench.csv")
+
+
+def test_the_chapter_s_scratch_fm_is_plain_pytorch_of_20_to_40_lines():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "fm.ipynb").read_text(encoding="utf-8"))
+    cells = {c.get("id"): c for c in nb["cells"]}
+    source = "".join(cells["scratch"]["source"])
+    cls = source.split("class ScratchFM")[1].split("\n\n\n")[0]
+    lines = [line for line in cls.splitlines() if line.strip()]
+    assert 20 <= len(lines) + 1 <= 40 and "recbook" not in cls and "import" not in cls
+    assert "remove-cell" not in cells["scratch"]["metadata"].get("tags", [])
+    check = "".join(cells["scratch-check"]["source"])
+    assert "remove-cell" in cells["scratch-check"]["metadata"]["tags"]
+    assert "torch.testing.assert_close(mine(" in check and "FactorizationMachine(" in check

@@ -13,6 +13,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   product and the predicted probability, computed in the browser as five sliders move.
 * :func:`unseen_pair_share`: how many test rows carry a pair of field values never seen together
   in training, the situation where Poly2 has nothing to go on.
+* :func:`read_ablation` and :func:`init_comparison`: the committed comparison of the FM's
+  initialisations (``book/results/fm_ablation.csv``), read rather than typed.
 * :func:`time_pairwise`: measured time of the ``O(kn)`` FM identity against two ``O(kn^2)`` forms,
   a Python loop over pairs and a vectorised Gram matrix (:func:`pairwise_interaction_gram`).
 * Figures: :func:`plot_fm_architecture`, :func:`plot_gram_identity`,
@@ -50,10 +52,10 @@ from ..plots import diagram_arrow, diagram_axes, diagram_box, diagram_fields_tab
 from ..train import num_threads
 
 __all__ = [
-    "FMTables", "TWO_VECTOR_CHECK", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed",
-    "default_contribution_checks", "fm_tables",
+    "FMTables", "TWO_VECTOR_CHECK", "TwoVectors", "XAVIER_VARIANT", "contribution_chart", "contribution_table",
+    "d3_signed", "default_contribution_checks", "fm_tables", "init_comparison",
     "pair_contributions", "pair_names", "pairwise_interaction_gram",
-    "plot_fm_architecture",
+    "plot_fm_architecture", "read_ablation",
     "plot_gram_identity", "plot_interaction_heatmaps", "plot_pairwise_timing",
     "tables_logit", "time_pairwise", "two_vector_chart", "two_vector_interaction",
     "unseen_pair_share", "user_movie_batch",
@@ -741,6 +743,63 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
 
 
 # --------------------------------------------------------------------------------------------
+# How the leaderboard's FM starts: the committed comparison of initialisations
+# --------------------------------------------------------------------------------------------
+
+XAVIER_VARIANT = "recbook+recbole:embed_init"
+"""The row of ``book/results/fm_ablation.csv`` whose FM draws its vectors Xavier-normal (RecBole's
+initialisation) instead of ``N(0, 0.01²)``, everything else as the leaderboard's recipe."""
+
+
+def read_ablation(name: str = "fm_ablation.csv") -> pd.DataFrame:
+    """An ablation table of the book (``book/results/NAME``, written by :mod:`recbook.ablation`,
+    two comment lines first), found where :func:`recbook.bench.read_results` looks: next to the
+    notebook, in the repository recbook was installed from, else downloaded from the repository."""
+    from pathlib import Path
+
+    from .. import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    for folder in (here / "results", here / "book" / "results", Path(__file__).resolve().parents[2] / "book" / "results"):
+        if (folder / name).is_file():
+            return pd.read_csv(folder / name, comment="#")
+    return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")
+
+
+def init_comparison(ablation: pd.DataFrame, variant: str = XAVIER_VARIANT, baseline: str = "recbook",
+                    level: float = 0.95) -> pd.DataFrame:
+    """``variant`` against ``baseline`` (rows of side ``recbook`` of an FM ablation table, e.g.
+    :func:`read_ablation`): per metric (``valid_auc``, ``test_auc``) the mean of each over the seeds
+    both ran, the mean paired difference ``variant - baseline`` and its ``level`` t-interval
+    (:func:`recbook.metrics.paired_t_interval`), and the number of seeds."""
+    from ..metrics import paired_t_interval
+
+    require_columns(ablation, ["side", "variant", "seed", "valid_auc", "test_auc"], name="ablation")
+    rows = ablation[ablation["side"] == "recbook"]
+    tables = {}
+    for v in (baseline, variant):
+        mine = rows[rows["variant"] == v]
+        if mine.empty:
+            raise ValueError(f"variant: no rows of variant {v!r} on side 'recbook'")
+        if mine["seed"].duplicated().any():
+            raise ValueError(f"ablation: variant {v!r} has several rows for one seed")
+        tables[v] = mine.set_index("seed")
+    seeds = sorted(set(tables[baseline].index) & set(tables[variant].index))
+    if len(seeds) < 2:
+        raise ValueError(f"ablation: variants {baseline!r} and {variant!r} share {len(seeds)} seed(s); "
+                         "an interval needs at least 2")
+    out = {}
+    for m in ("valid_auc", "test_auc"):
+        a, b = (tables[v].loc[seeds, m].to_numpy(float) for v in (baseline, variant))
+        mean, low, high = paired_t_interval(b - a, level)
+        out[m] = {baseline: a.mean(), variant: b.mean(), "difference": mean, "low": low, "high": high,
+                  "seeds": len(seeds)}
+    return pd.DataFrame(out).T
+
+
+# --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
 
@@ -935,7 +994,7 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     diagram_fields_table(ax, fields, top=47, table_x=27, table_w=20, fields_title="one-hot fields",
                          row_label="{} rows")
     ax.text(37, 4.2, "row = offset[field] + code\ncolumns: w (1) and v (" + str(dim) + ")", ha="center",
-            va="top", fontsize=8, color="0.3")
+            va="top", fontsize=9, color="0.3")
     # The two terms.
     arrow(47.5, 33, 57, 36)
     arrow(47.5, 17, 57, 14)
@@ -944,9 +1003,9 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     arrow(78.5, 36, 86, 27)
     arrow(78.5, 14, 86, 23)
     box(86.5, 21, 10, 8, "logit\nŷ", "#D5EDE4", 10, "bold")
-    ax.text(91.5, 16.5, "σ(ŷ) only in\nthe loss or\nfor display", ha="center", va="top", fontsize=8,
+    ax.text(91.5, 16.5, "σ(ŷ) only in\nthe loss or\nfor display", ha="center", va="top", fontsize=9,
             color="0.35")
-    ax.text(67.5, 24.8, "vectors vᵢ (k each)", ha="center", fontsize=8, color="0.35")
-    ax.text(67.5, 44, "weights wᵢ", ha="center", fontsize=8, color="0.35")
+    ax.text(67.5, 24.8, "vectors vᵢ (k each)", ha="center", fontsize=9, color="0.35")
+    ax.text(67.5, 44, "weights wᵢ", ha="center", fontsize=9, color="0.35")
     return ax
 
