@@ -617,17 +617,19 @@ def config_entries() -> list:
     leaderboard's ``DeepFM`` entry: as :class:`recbook.bench.Entry` objects, **not** registered on
     the leaderboard (they are the chapter's evidence, not models of the book). Their rows carry
     the same fingerprints as the leaderboard's, so a change of settings shows."""
-    from ..bench import CTR_FIT, Entry
+    from ..bench import CTR_FIT, REGISTRY, Entry
 
     unknown = {"unknown_rate": {"user_id": 0.1}}
+    base = dict(REGISTRY["DeepFM"].params)  # the leaderboard entry's settings (its initialisation included)
+    nobase = {k: v for k, v in base.items() if k != "base_rate"}
     return [
-        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, {}, dict(CTR_FIT),
+        Entry("DeepFM-nobase", "ctr", DeepFM.from_data, nobase, dict(CTR_FIT),
               description="DeepFM with the bias starting at 0 instead of the training log-odds"),
-        Entry("DeepFM-wd", "ctr", DeepFM.from_data, {"base_rate": "train"}, dict(CTR_FIT, weight_decay=1e-5),
+        Entry("DeepFM-wd", "ctr", DeepFM.from_data, base, dict(CTR_FIT, weight_decay=1e-5),
               description="DeepFM with weight decay 1e-5"),
-        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {"base_rate": "train", **unknown}, dict(CTR_FIT),
+        Entry("DeepFM-unk", "ctr", DeepFM.from_data, {**base, **unknown}, dict(CTR_FIT),
               description="DeepFM whose unknown-user row is trained (10% of user ids replaced)"),
-        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {"base_rate": "train", "batchnorm": True}, dict(CTR_FIT),
+        Entry("DeepFM-bn", "ctr", DeepFM.from_data, {**base, "batchnorm": True}, dict(CTR_FIT),
               description="DeepFM with batch normalisation in the MLP"),
     ]
 
