@@ -1,8 +1,10 @@
 """recbook.chapters.fm: the logit splits exactly into its terms, the exported tables give the
 model's logits, the charts' browser checks carry what the model computes, the 2-D interaction is a
 dot product, the Gram and FM forms equal the pairs one by one, the seed and bootstrap comparisons
-match hand-made cases, the figures draw what they should, and bad input raises ValueError naming
-the field."""
+match hand-made cases, the figures draw what they should, the charts' readouts are short lines
+that fit a phone, the committed comparison of initialisations is read as a paired interval, the
+chapter's FM from scratch stays plain PyTorch of 20-40 lines, and bad input raises ValueError
+naming the field."""
 from __future__ import annotations
 
 import math
@@ -575,3 +577,16 @@ def test_the_chapter_s_scratch_fm_is_plain_pytorch_of_20_to_40_lines():
     check = "".join(cells["scratch-check"]["source"])
     assert "remove-cell" in cells["scratch-check"]["metadata"]["tags"]
     assert "torch.testing.assert_close(mine(" in check and "FactorizationMachine(" in check
+
+
+def test_the_chapter_links_to_the_deepfm_listing_instead_of_repeating_it():
+    """Say it once: the typical DeepFM listing run as written ([B, B] output, one table per field)
+    lives in the DeepFM chapter; the FM chapter links to it."""
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "fm.ipynb").read_text(encoding="utf-8"))
+    text = "\n".join("".join(c["source"]) for c in nb["cells"])
+    assert "ListingDeepFM" not in text and "square_of_sum" not in text and "loop_lookup" not in text
+    assert "{ref}`deepfm-listing`" in text
+
