@@ -1,8 +1,10 @@
 """recbook.chapters.fm: the logit splits exactly into its terms, the exported tables give the
 model's logits, the charts' browser checks carry what the model computes, the 2-D interaction is a
 dot product, the Gram and FM forms equal the pairs one by one, the seed and bootstrap comparisons
-match hand-made cases, the figures draw what they should, and bad input raises ValueError naming
-the field."""
+match hand-made cases, the figures draw what they should, the charts' readouts are short lines
+that fit a phone, the committed comparison of initialisations is read as a paired interval, the
+chapter's FM from scratch stays plain PyTorch of 20-40 lines, and bad input raises ValueError
+naming the field."""
 from __future__ import annotations
 
 import math
@@ -378,9 +380,9 @@ def test_two_vector_chart_checks_carry_the_dot_product():
     checks = spec["usermeta"]["recbook"]["checks"]
     assert checks[0]["set"] == dict(angle1=0, len1=1.5, angle2=60, len2=1.2, bias=-0.5)
     # 1.5 * 1.2 * cos 60° = 0.9, logit -0.5 + 0.9 = 0.4, p = sigmoid(0.4) = 0.599
-    assert checks[0]["texts"] == ["angle between them: 60°", "⟨v₁, v₂⟩ = +0.90 · logit = +0.40 · p = 0.60"]
+    assert checks[0]["texts"] == ["angle between them: 60°", "⟨v₁, v₂⟩ = +0.90", "logit = +0.40 · p = 0.60"]
     # opposite vectors: 1.5 * 2 * cos 180° = -3, logit -3.5 (true minus signs, as the browser writes)
-    assert checks[1]["texts"][1] == "⟨v₁, v₂⟩ = \u22123.00 · logit = \u22123.50 · p = 0.03"
+    assert checks[1]["texts"][1:] == ["⟨v₁, v₂⟩ = \u22123.00", "logit = \u22123.50 · p = 0.03"]
     assert set(chapter.widgets.bound_params(spec)) == {"angle1", "len1", "angle2", "len2", "bias"}
     with pytest.raises(ValueError, match="checks"):
         chapter.two_vector_chart(checks=[dict(theta=3)])
@@ -463,3 +465,128 @@ def test_charts_pick_their_own_browser_checks(ctr, trained):
         with torch.no_grad():
             logit = trained(chapter.user_movie_batch(ctr, u, m)).item()
         assert check["texts"][0] == "logit = " + chapter.d3_signed(logit)
+
+
+# --------------------------------------------------------------------------------------------
+# Charts that fit a phone
+# --------------------------------------------------------------------------------------------
+
+READOUT_CHARS = 36
+"""The longest readout line a chart may write: about 250 px at 12-13 px, well inside a phone's
+358 px cell once the chart is stacked (a longer line sticks out, and narrowing views cannot help)."""
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def _text_fields(spec) -> set[str]:
+    """The fields that text marks write (``text: {"field": ...}``)."""
+    return {n["text"]["field"] for n in _walk(spec)
+            if isinstance(n.get("text"), dict) and "field" in n["text"]}
+
+
+def _readout_literals(spec) -> list[str]:
+    """String literals of the expressions that compute what text marks write."""
+    import re
+
+    fields = _text_fields(spec)
+    return [lit for n in _walk(spec) if n.get("calculate") and n.get("as") in fields
+            for lit in re.findall(r"'([^']*)'", n["calculate"])]
+
+
+def test_readouts_are_short_lines_that_fit_a_phone(ctr, trained):
+    spec = chapter.two_vector_chart(checks=[dict(angle2=180, len2=2.0, bias=-3)]).to_dict(validate=False)
+    lines = [t for c in spec["usermeta"]["recbook"]["checks"] for t in c["texts"]]
+    assert max(map(len, lines)) <= READOUT_CHARS, lines
+    users = chapter.fm_tables(trained, ctr).users
+    new_user = int(users.loc[users["seen"] == 0, "user"].iloc[0])
+    spec = chapter.contribution_chart(trained, ctr, user=new_user, movie=1).to_dict(validate=False)
+    literals = _readout_literals(spec)
+    assert any("never trained" in t for t in literals) and any("seen in training" in t for t in literals)
+    assert max(map(len, literals)) <= READOUT_CHARS, literals
+    # The colour legend sits below the bars (beside them it widens the chart by its labels).
+    legends = [n["legend"] for n in _walk(spec) if isinstance(n.get("legend"), dict)]
+    assert legends and all(leg.get("orient") == "bottom" for leg in legends)
+    labels = [n["axis"]["labelLimit"] for n in _walk(spec) if isinstance(n.get("axis"), dict) and "labelLimit" in n["axis"]]
+    assert labels and max(labels) <= 180
+
+
+
+# --------------------------------------------------------------------------------------------
+# The committed comparison of initialisations
+# --------------------------------------------------------------------------------------------
+
+def _ablation_rows(diffs):
+    rows = []
+    for seed, d in enumerate(diffs):
+        rows.append({"side": "recbook", "variant": "recbook", "seed": seed, "valid_auc": 0.69, "test_auc": 0.70})
+        rows.append({"side": "recbook", "variant": chapter.XAVIER_VARIANT, "seed": seed,
+                     "valid_auc": 0.69 + d, "test_auc": 0.70 - d})
+        rows.append({"side": "RecBole", "variant": "recbook", "seed": seed, "valid_auc": 0.5, "test_auc": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_init_comparison_is_the_paired_mean_with_its_t_interval():
+    diffs = [0.001, 0.003, 0.005]
+    table = chapter.init_comparison(_ablation_rows(diffs))
+    v = table.loc["valid_auc"]
+    # mean 0.003, sd 0.002, t(2, 0.975) = 4.3027: half-width 4.3027 * 0.002 / sqrt(3)
+    half = 4.302653 * 0.002 / math.sqrt(3)
+    assert v["difference"] == pytest.approx(0.003) and v["seeds"] == 3
+    assert (v["low"], v["high"]) == pytest.approx((0.003 - half, 0.003 + half), abs=1e-6)
+    assert table.loc["test_auc", "difference"] == pytest.approx(-0.003)     # the other side's rows ignored
+    assert v["recbook"] == pytest.approx(0.69)
+
+
+@pytest.mark.parametrize("rows, match", [
+    (_ablation_rows([0.001]), "seed"),                                       # one seed: no interval
+    (_ablation_rows([0.001, 0.002]).query("variant == 'recbook'"), "variant"),
+    (_ablation_rows([0.001, 0.002]).drop(columns="valid_auc"), "valid_auc"),
+])
+def test_init_comparison_bad_input_names_the_field(rows, match):
+    with pytest.raises(ValueError, match=match):
+        chapter.init_comparison(rows)
+
+
+def test_read_ablation_reads_the_committed_table():
+    table = chapter.read_ablation("fm_ablation.csv")
+    assert {"side", "variant", "seed", "valid_auc", "test_auc"} <= set(table.columns)
+    assert chapter.XAVIER_VARIANT in set(table["variant"])
+    with pytest.raises(ValueError, match="name"):
+        chapter.read_ablation("../bench.csv")
+
+
+def test_the_chapter_s_scratch_fm_is_plain_pytorch_of_20_to_40_lines():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "fm.ipynb").read_text(encoding="utf-8"))
+    cells = {c.get("id"): c for c in nb["cells"]}
+    source = "".join(cells["scratch"]["source"])
+    cls = source.split("class ScratchFM")[1].split("\n\n\n")[0]
+    lines = [line for line in cls.splitlines() if line.strip()]
+    assert 20 <= len(lines) + 1 <= 40 and "recbook" not in cls and "import" not in cls
+    assert "remove-cell" not in cells["scratch"]["metadata"].get("tags", [])
+    check = "".join(cells["scratch-check"]["source"])
+    assert "remove-cell" in cells["scratch-check"]["metadata"]["tags"]
+    assert "torch.testing.assert_close(mine(" in check and "FactorizationMachine(" in check
+
+
+def test_the_chapter_links_to_the_deepfm_listing_instead_of_repeating_it():
+    """Say it once: the typical DeepFM listing run as written ([B, B] output, one table per field)
+    lives in the DeepFM chapter; the FM chapter links to it."""
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "book" / "fm.ipynb").read_text(encoding="utf-8"))
+    text = "\n".join("".join(c["source"]) for c in nb["cells"])
+    assert "ListingDeepFM" not in text and "square_of_sum" not in text and "loop_lookup" not in text
+    assert "{ref}`deepfm-listing`" in text
+

@@ -13,6 +13,8 @@ The chapter calls these helpers; they hold the code, the chapter explains it.
   product and the predicted probability, computed in the browser as five sliders move.
 * :func:`unseen_pair_share`: how many test rows carry a pair of field values never seen together
   in training, the situation where Poly2 has nothing to go on.
+* :func:`read_ablation` and :func:`init_comparison`: the committed comparison of the FM's
+  initialisations (``book/results/fm_ablation.csv``), read rather than typed.
 * :func:`time_pairwise`: measured time of the ``O(kn)`` FM identity against two ``O(kn^2)`` forms,
   a Python loop over pairs and a vectorised Gram matrix (:func:`pairwise_interaction_gram`).
 * Figures: :func:`plot_fm_architecture`, :func:`plot_gram_identity`,
@@ -50,10 +52,10 @@ from ..plots import diagram_arrow, diagram_axes, diagram_box, diagram_fields_tab
 from ..train import num_threads
 
 __all__ = [
-    "FMTables", "TWO_VECTOR_CHECK", "TwoVectors", "contribution_chart", "contribution_table", "d3_signed",
-    "default_contribution_checks", "fm_tables",
+    "FMTables", "TWO_VECTOR_CHECK", "TwoVectors", "XAVIER_VARIANT", "contribution_chart", "contribution_table",
+    "d3_signed", "default_contribution_checks", "fm_tables", "init_comparison",
     "pair_contributions", "pair_names", "pairwise_interaction_gram",
-    "plot_fm_architecture",
+    "plot_fm_architecture", "read_ablation",
     "plot_gram_identity", "plot_interaction_heatmaps", "plot_pairwise_timing",
     "tables_logit", "time_pairwise", "two_vector_chart", "two_vector_interaction",
     "unseen_pair_share", "user_movie_batch",
@@ -338,9 +340,8 @@ def d3_signed(value: float, decimals: int = 2) -> str:
 
 def _two_vector_texts(r: TwoVectors) -> list[str]:
     delta = abs((r.angle2 - r.angle1 + 180.0) % 360.0 - 180.0)
-    return [f"angle between them: {delta:.0f}°",
-            f"⟨v₁, v₂⟩ = {d3_signed(r.interaction)} · logit = {d3_signed(r.logit)} · "
-            f"p = {r.probability:.2f}"]
+    return [f"angle between them: {delta:.0f}°", f"⟨v₁, v₂⟩ = {d3_signed(r.interaction)}",
+            f"logit = {d3_signed(r.logit)} · p = {r.probability:.2f}"]
 
 
 TWO_VECTOR_CHECK = dict(angle1=20, len1=2.0, angle2=150, len2=1.0, bias=0.5)
@@ -413,8 +414,9 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
     p = alt.Y("p:Q", scale=alt.Scale(domain=[0, 1]), title="predicted probability")
     current = alt.Chart(one).transform_calculate(
         dot=dot, logit=f"bias + {dot}", z="clamp(datum.logit, -6, 6)", p="1 / (1 + exp(-datum.z))",
-        t="'⟨v₁, v₂⟩ = ' + format(datum.dot, '+.2f') + ' · logit = ' + format(datum.logit, '+.2f')"
-          " + ' · p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
+        # The readout in two short lines, so that the panel keeps its width on a phone.
+        t1="'⟨v₁, v₂⟩ = ' + format(datum.dot, '+.2f')",
+        t2="'logit = ' + format(datum.logit, '+.2f') + ' · p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
         b="clamp(bias, -6, 6)",
     )
     sigmoid = alt.layer(
@@ -424,7 +426,8 @@ def two_vector_chart(angle1: float = 0, len1: float = 1.5, angle2: float = 60, l
         current.mark_text(align="left", dx=3, color="#888888").encode(
             x=alt.X("b:Q", scale=alt.Scale(domain=[-6, 6])), y=alt.value(size - 8), text=alt.value("bias")),
         current.mark_point(filled=True, size=160, color="#DD8452", opacity=1).encode(x=z, y=p),
-        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-12), text="t:N"),
+        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-30), text="t1:N"),
+        current.mark_text(align="left", fontSize=13).encode(x=alt.value(0), y=alt.value(-12), text="t2:N"),
     ).properties(width=260, height=size)
 
     chart = alt.hconcat(plane, sigmoid, spacing=36)
@@ -687,21 +690,25 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
         .transform_calculate(value=f"datum.kind == 'bias' ? {tables.bias!r} : "
                                    f"datum.kind == 'first order' ? datum.aw / {scale} : {dot}")
     )
+    # The readout: three short lines (at most about 35 characters each), so that it fits a phone.
     header = base.transform_aggregate(logit="sum(value)", seen="max(seen)").transform_calculate(
         t="'logit = ' + format(datum.logit, '+.2f') + ' → p = ' + format(1 / (1 + exp(-datum.logit)), '.2f')",
-        s="toNumber(datum.seen) > 0 ? 'seen in training: its user_id has a trained vector'"
-          " : 'new user: its user_id is \"unknown\", whose vector was never trained'",
+        s1="toNumber(datum.seen) > 0 ? 'seen in training:' : 'new user: its user_id is \"unknown\",'",
+        s2="toNumber(datum.seen) > 0 ? 'its user_id has a trained vector' : 'whose vector was never trained'",
     )
     head = alt.layer(
         header.mark_text(align="left", fontSize=15, fontWeight="bold").encode(
             x=alt.value(0), y=alt.value(10), text="t:N"),
         header.mark_text(align="left", fontSize=12, color="#555555").encode(
-            x=alt.value(0), y=alt.value(32), text="s:N"),
-    ).properties(width=560, height=40)
+            x=alt.value(0), y=alt.value(32), text="s1:N"),
+        header.mark_text(align="left", fontSize=12, color="#555555").encode(
+            x=alt.value(0), y=alt.value(48), text="s2:N"),
+    ).properties(width=400, height=56)
 
-    effect = alt.Color("effect:N", title=None, scale=alt.Scale(
-        domain=["raises the logit", "lowers the logit", "bias and the other terms"],
-        range=["#C44E52", "#4C72B0", "#A0A0A0"]))
+    # The legend below the bars, one entry per line: beside them it would widen the chart.
+    effect = alt.Color("effect:N", title=None, legend=alt.Legend(orient="bottom", direction="vertical"),
+                       scale=alt.Scale(domain=["raises the logit", "lowers the logit", "bias and the other terms"],
+                                       range=["#C44E52", "#4C72B0", "#A0A0A0"]))
     bars = (
         base.transform_calculate(size="abs(datum.value)")
         .transform_window(rank="row_number()", sort=[alt.SortField("size", order="descending")])
@@ -719,7 +726,7 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
             max_zero="max(datum.value, 0)")
     )
     y = alt.Y("label:N", sort=alt.EncodingSortField("size", op="max", order="descending"), title=None,
-              axis=alt.Axis(labelLimit=260, labelFontSize=12))
+              axis=alt.Axis(labelLimit=180, labelFontSize=12))
     chart_bars = alt.layer(
         bars.mark_bar(height={"band": 0.75}).encode(
             x=alt.X("value:Q", title="contribution to the logit"), y=y, color=effect,
@@ -733,6 +740,63 @@ def contribution_chart(model: FactorizationMachine, data, *, user: int, movie: i
                for u, m in [(user, movie), *checks]]
     return widgets.browser_chart(chart, params=[user_param, movie_param],
                                  data=[terms, user_data, item_data, weights], checks=checks_)
+
+
+# --------------------------------------------------------------------------------------------
+# How the leaderboard's FM starts: the committed comparison of initialisations
+# --------------------------------------------------------------------------------------------
+
+XAVIER_VARIANT = "recbook+recbole:embed_init"
+"""The row of ``book/results/fm_ablation.csv`` whose FM draws its vectors Xavier-normal (RecBole's
+initialisation) instead of ``N(0, 0.01²)``, everything else as the leaderboard's recipe."""
+
+
+def read_ablation(name: str = "fm_ablation.csv") -> pd.DataFrame:
+    """An ablation table of the book (``book/results/NAME``, written by :mod:`recbook.ablation`,
+    two comment lines first), found where :func:`recbook.bench.read_results` looks: next to the
+    notebook, in the repository recbook was installed from, else downloaded from the repository."""
+    from pathlib import Path
+
+    from .. import REPOSITORY_URL
+
+    if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
+        raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
+    here = Path.cwd()
+    for folder in (here / "results", here / "book" / "results", Path(__file__).resolve().parents[2] / "book" / "results"):
+        if (folder / name).is_file():
+            return pd.read_csv(folder / name, comment="#")
+    return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")
+
+
+def init_comparison(ablation: pd.DataFrame, variant: str = XAVIER_VARIANT, baseline: str = "recbook",
+                    level: float = 0.95) -> pd.DataFrame:
+    """``variant`` against ``baseline`` (rows of side ``recbook`` of an FM ablation table, e.g.
+    :func:`read_ablation`): per metric (``valid_auc``, ``test_auc``) the mean of each over the seeds
+    both ran, the mean paired difference ``variant - baseline`` and its ``level`` t-interval
+    (:func:`recbook.metrics.paired_t_interval`), and the number of seeds."""
+    from ..metrics import paired_t_interval
+
+    require_columns(ablation, ["side", "variant", "seed", "valid_auc", "test_auc"], name="ablation")
+    rows = ablation[ablation["side"] == "recbook"]
+    tables = {}
+    for v in (baseline, variant):
+        mine = rows[rows["variant"] == v]
+        if mine.empty:
+            raise ValueError(f"variant: no rows of variant {v!r} on side 'recbook'")
+        if mine["seed"].duplicated().any():
+            raise ValueError(f"ablation: variant {v!r} has several rows for one seed")
+        tables[v] = mine.set_index("seed")
+    seeds = sorted(set(tables[baseline].index) & set(tables[variant].index))
+    if len(seeds) < 2:
+        raise ValueError(f"ablation: variants {baseline!r} and {variant!r} share {len(seeds)} seed(s); "
+                         "an interval needs at least 2")
+    out = {}
+    for m in ("valid_auc", "test_auc"):
+        a, b = (tables[v].loc[seeds, m].to_numpy(float) for v in (baseline, variant))
+        mean, low, high = paired_t_interval(b - a, level)
+        out[m] = {baseline: a.mean(), variant: b.mean(), "difference": mean, "low": low, "high": high,
+                  "seeds": len(seeds)}
+    return pd.DataFrame(out).T
 
 
 # --------------------------------------------------------------------------------------------
@@ -930,7 +994,7 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     diagram_fields_table(ax, fields, top=47, table_x=27, table_w=20, fields_title="one-hot fields",
                          row_label="{} rows")
     ax.text(37, 4.2, "row = offset[field] + code\ncolumns: w (1) and v (" + str(dim) + ")", ha="center",
-            va="top", fontsize=8, color="0.3")
+            va="top", fontsize=9, color="0.3")
     # The two terms.
     arrow(47.5, 33, 57, 36)
     arrow(47.5, 17, 57, 14)
@@ -939,9 +1003,9 @@ def plot_fm_architecture(fields: Sequence[str] = ("user_id", "item_id", "age_buc
     arrow(78.5, 36, 86, 27)
     arrow(78.5, 14, 86, 23)
     box(86.5, 21, 10, 8, "logit\nŷ", "#D5EDE4", 10, "bold")
-    ax.text(91.5, 16.5, "σ(ŷ) only in\nthe loss or\nfor display", ha="center", va="top", fontsize=8,
+    ax.text(91.5, 16.5, "σ(ŷ) only in\nthe loss or\nfor display", ha="center", va="top", fontsize=9,
             color="0.35")
-    ax.text(67.5, 24.8, "vectors vᵢ (k each)", ha="center", fontsize=8, color="0.35")
-    ax.text(67.5, 44, "weights wᵢ", ha="center", fontsize=8, color="0.35")
+    ax.text(67.5, 24.8, "vectors vᵢ (k each)", ha="center", fontsize=9, color="0.35")
+    ax.text(67.5, 44, "weights wᵢ", ha="center", fontsize=9, color="0.35")
     return ax
 

@@ -68,7 +68,6 @@ WIDE_CHARTS = {
     # sticks out is text (a readout on one long line, long labels), which narrowing the views
     # cannot shorten. Their owners are rewriting them; key (page, chart number): CSS px measured
     # when the entry was added (PHONE = 390 px, a 358 px cell). Remove an entry once it fits.
-    ("book/fm.html", 2): 499,        # inside one prediction: a readout line of 560 px
 }
 MARKER = HTML / ".recbook-vendored"  # written by tests/browser/build.py
 EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host ...
