@@ -137,6 +137,54 @@ def _exercise_subtitle_extractor():
     return ExerciseSubtitleMessages
 
 
+def _solution_titles_from_page():
+    from sphinx.transforms.post_transforms import SphinxPostTransform
+
+    class SolutionTitlesFromPage(SphinxPostTransform):
+        """A solution's title repeats its exercise's title ("Solution to Exercise 3 (*Title*)"),
+        which sphinx-exercise copies from the exercise as it was read, before translation, so the
+        Chinese edition showed the English title there. After sphinx-exercise has built the
+        titles (priority 21), copy the words in brackets from the exercise's title on the same
+        page, which by then is the translated one. In English the two are the same words."""
+
+        default_priority = 21.5  # after ResolveTitlesInSolutions (21), before link texts (22)
+
+        def run(self, **kwargs) -> None:
+            try:
+                from sphinx_exercise.nodes import solution_node
+            except ImportError:
+                return
+            exercises = {}
+            for node in self.document.findall(nodes.Element):
+                label = node.get("label")
+                if label and node.tagname.startswith("exercise") and node.children \
+                        and isinstance(node[0], nodes.title):
+                    exercises[label] = node[0]
+            for node in self.document.findall(solution_node):
+                title = exercises.get(node.get("target_label"))
+                refs = list(node[0].findall(nodes.reference)) if node.children else []
+                if title is None or not refs:
+                    continue
+                theirs, ours = _bracketed(title), _bracketed(refs[0])
+                if theirs is None or ours is None:
+                    continue
+                ref = refs[0]
+                for child in ref.children[ours:]:
+                    ref.remove(child)
+                for child in title.children[theirs:]:
+                    ref += child.deepcopy()
+
+    return SolutionTitlesFromPage
+
+
+def _bracketed(element) -> int | None:
+    """Index of the child that opens " (", the start of an exercise's own title words."""
+    for i, child in enumerate(element.children):
+        if isinstance(child, nodes.Text) and child.astext().startswith(" ("):
+            return i
+    return None
+
+
 CHINESE_SUMMARY = "本章要点"
 
 
@@ -266,6 +314,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _add_switcher_template)
     app.add_transform(ExerciseTitles)
     app.add_post_transform(_exercise_subtitle_extractor())
+    app.add_post_transform(_solution_titles_from_page())
     app.add_transform(UntranslatableMaths)
     app.add_transform(ChineseSummary)
     app.add_transform(TocCaptions)

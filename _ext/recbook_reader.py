@@ -35,7 +35,8 @@ from pathlib import Path
 WORDS_PER_MINUTE = 200
 """Reading speed behind every reading time (technical prose, read with care)."""
 
-DEEPER = re.compile(r"^\s*going\s+deeper\b", re.IGNORECASE)
+DEEPER = re.compile(r"^\s*(?:going\s+deeper\b|深入阅读)", re.IGNORECASE)
+"""A going-deeper heading: English, or as the Chinese edition translates it (深入阅读：...)."""
 """A heading whose text matches this opens a "Going deeper" section."""
 
 BUDGET_KEY = "lesson_words_max"
@@ -240,7 +241,10 @@ def _collapse_going_deeper(app, doctree, docname) -> None:
         if not DEEPER.match(title.astext()):
             continue
         n = _section_words(section)
-        note = f"{minutes(n)} min read · click to open" if n else "click to open"
+        if str(app.config.language or "").startswith("zh"):
+            note = f"约 {minutes(n)} 分钟 · 点击展开" if n else "点击展开"
+        else:
+            note = f"{minutes(n)} min read · click to open" if n else "click to open"
         body = section.children[1:]
         section.children = [title]
         title.parent = section

@@ -72,6 +72,12 @@ PAGES = {
 
         Write it.
         ```
+
+        ```{solution} one-ex-a
+        :label: one-sol-a
+
+        Like this.
+        ```
         """,
     "book/two.md": """
         # Two
@@ -96,6 +102,7 @@ ZH = {
     "Negative sampling and retrieval with a factorization machine.": "用因子分解机做负采样与召回。",
     "Polynomial features": "多项式特征",
     "Write it.": "写出来。",
+    "Like this.": "像这样。",
     "Two": "第二章",
     "A page about ranking.": "关于排序的一页。",
     "Summary": "小结",
@@ -181,6 +188,8 @@ def test_the_chinese_edition_applies_every_translation(editions):
             assert ZH[english] in html, (page, english, ZH[english])
             assert english not in _article(html), (page, english)
     assert "多项式特征" in text                                      # the exercise's title
+    solution = re.search(r'admonition-title">[^<]*<a [^>]*>([^<]*)</a>', one).group(1)
+    assert "多项式特征" in solution, solution                         # ... repeated by its solution
     assert re.search(r'caption-text">\s*基础\s*<', one), "part caption not translated"
     assert "\\sigma" in one                                          # maths shared, unchanged
     assert 'lang="zh-CN"' in one

@@ -212,3 +212,21 @@ def test_links_and_the_table_of_contents_still_reach_inside_a_closed_section(tin
 
 def test_markdown_pages_get_no_reading_time(tiny_site):
     assert "recbook-reading-time" not in (tiny_site / "index.html").read_text(encoding="utf-8")
+
+
+def test_going_deeper_headings_collapse_in_both_editions():
+    """The collapse matches the heading text after translation, so every catalogue must translate a
+    going-deeper heading as 深入阅读 (which the pattern knows), or the Chinese page shows it open."""
+    from babel.messages.pofile import read_po
+
+    assert rr.DEEPER.match("Going deeper: the seeds") and rr.DEEPER.match("深入阅读：随机种子")
+    assert not rr.DEEPER.match("The seeds, going deeper") and not rr.DEEPER.match("深入一步：随机种子")
+    wrong = []
+    for po in sorted((ROOT / "locales" / "zh_CN" / "LC_MESSAGES").rglob("*.po")):
+        with po.open("rb") as f:
+            catalog = read_po(f)
+        for m in catalog:
+            if m.id and isinstance(m.id, str) and rr.DEEPER.match(m.id) and m.string \
+                    and not rr.DEEPER.match(m.string):
+                wrong.append(f"{po.name}: {m.id!r} -> {m.string!r}")
+    assert not wrong, "going-deeper headings that would not collapse in Chinese:\n" + "\n".join(wrong)
