@@ -116,3 +116,39 @@ def test_custom_optimizers_and_losses():
     fit(model, separable(n=100), None, epochs=2, batch_size=30, loss_fn=loss_fn, progress=False,
         optimizer=lambda m: [torch.optim.SGD(m.parameters(), lr=0.1)])
     assert seen == [30, 30, 30, 10] * 2
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 7, 32768])
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 50])
+def test_shuffled_batches_are_the_rows_of_one_permutation_in_order(monkeypatch, chunk_rows, batch_size):
+    # Batches are gathered several at a time; they must be exactly what indexing each batch by
+    # its slice of the permutation gives (the same rows, the same order, the same generator use).
+    import recbook.data.tensors as tensors
+
+    monkeypatch.setattr(tensors, "_SHUFFLE_CHUNK_ROWS", chunk_rows)
+    n = 23
+    d = TensorData(x=torch.arange(n * 3).view(n, 3), y=torch.rand(n), m=torch.rand(n) > 0.5)
+    got = list(d.batches(batch_size, shuffle=True, generator=torch.Generator().manual_seed(4)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(4))
+    want = [{k: v[order[s:s + batch_size]] for k, v in d.items()} for s in range(0, n, batch_size)]
+    assert len(got) == len(want) == d.n_batches(batch_size)
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for k in w:
+            assert g[k].dtype == w[k].dtype and torch.equal(g[k], w[k])
+
+
+def test_non_finite_gradients_names_exactly_the_bad_parameters():
+    from recbook.train import _non_finite_gradients
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3e38)  # finite, though their sum overflows to inf
+    assert _non_finite_gradients(model) == []
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        model[1].weight.grad[0, 2] = bad
+        assert _non_finite_gradients(model) == ["1.weight"]
+        model[0].bias.grad[1] = bad
+        assert _non_finite_gradients(model) == ["0.bias", "1.weight"]
+        model[1].weight.grad[0, 2] = model[0].bias.grad[1] = 1.0
+    assert _non_finite_gradients(model) == []
