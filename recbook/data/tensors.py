@@ -1,8 +1,9 @@
 """`TensorData`: a dict of tensors that share their first dimension, sliced into mini-batches.
 
 Every chapter keeps its whole data set as tensors (CTR rows, behaviour histories, item
-sequences) and the training loop slices them per batch with one index operation per tensor:
-no per-sample Python objects, no collate function.
+sequences) and the training loop cuts them into batches with index operations on whole tensors
+(one per tensor for many batches at once when shuffling): no per-sample Python objects, no
+collate function.
 """
 from __future__ import annotations
 
