@@ -289,11 +289,27 @@ def structure(html: str) -> dict[str, int]:
     start = html.find("<article")
     end = html.find("</article>")
     article = html[start:end] if start >= 0 and end > start else html
-    counts = {what: len(re.findall(pattern, article)) for what, pattern in STRUCTURE.items()}
-    # The 本章要点 section of a chapter is in the English edition only (the Chinese edition's
-    # translated summary says the same).
-    counts["sections"] -= len(re.findall(r"<h[1-6][^>]*>\s*本章要点\s*<", article))
-    return counts
+    # The 本章要点 section of a chapter, with any subsection inside it, is in the English
+    # edition only (the Chinese edition's translated summary says the same).
+    article = _without_chinese_summary(article)
+    return {what: len(re.findall(pattern, article)) for what, pattern in STRUCTURE.items()}
+
+
+def _without_chinese_summary(article: str) -> str:
+    while True:
+        heading = re.search(r"<h[1-6][^>]*>\s*本章要点\s*<", article)
+        if heading is None:
+            return article
+        start = article.rfind("<section", 0, heading.start())
+        if start < 0:  # no enclosing section: drop the heading alone
+            return article[:heading.start()] + article[heading.end():]
+        depth, end = 0, len(article)
+        for tag in re.finditer(r"<(/?)section\b[^>]*>", article[start:]):
+            depth += -1 if tag.group(1) else 1
+            if depth == 0:
+                end = start + tag.end()
+                break
+        article = article[:start] + article[end:]
 
 
 def html_pages(site: Path, skip: tuple[str, ...] = ("_", "genindex", "search", "zh")) -> dict[str, Path]:

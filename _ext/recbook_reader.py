@@ -195,9 +195,16 @@ def lesson_budget(path: str | Path) -> int | None:
     return value
 
 
-def reading_time_text(words: Words) -> str:
+def reading_time_text(words: Words, language: str = "en") -> str:
     """"Reading time: lesson 14 min · going deeper 12 min" (without the second part when the
-    page has no going-deeper text)."""
+    page has no going-deeper text); in the Chinese edition "阅读时间：正文 14 分钟 · 深入阅读 12 分钟".
+    The minutes are those of the English text, which the translation follows paragraph by
+    paragraph."""
+    if language.startswith("zh"):
+        text = f"阅读时间：正文 {words.lesson_minutes} 分钟"
+        if words.deeper:
+            text += f" · 深入阅读 {words.deeper_minutes} 分钟"
+        return text
     text = f"Reading time: lesson {words.lesson_minutes} min"
     if words.deeper:
         text += f" · going deeper {words.deeper_minutes} min"
@@ -270,7 +277,8 @@ def _add_reading_time(app, doctree, docname) -> None:
     first = next(iter(doctree.findall(nodes.section)), None)
     if first is None or not isinstance(first[0], nodes.title):
         return
-    line = nodes.paragraph("", reading_time_text(words), classes=["recbook-reading-time"])
+    text = reading_time_text(words, str(app.config.language or "en"))
+    line = nodes.paragraph("", text, classes=["recbook-reading-time"])
     first.insert(1, line)
 
 

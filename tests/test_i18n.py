@@ -425,3 +425,14 @@ BUILT = ROOT / "_build" / "html"
 def test_the_built_editions_have_the_same_structure():
     problems = tool.compare(BUILT, BUILT / "zh")
     assert not problems, "\n".join(problems)
+
+
+def test_the_structure_leaves_out_the_chinese_summary_with_its_subsections():
+    """The English-only 本章要点 section may hold subsections of its own; none of them counts."""
+    def page(summary: str) -> str:
+        return ("<article><section id='a'><h1>A</h1><section id='s'><h2>Summary</h2></section>"
+                f"{summary}<section id='e'><h2>Exercises</h2></section></section></article>")
+
+    nested = ("<section id='z'><h3>本章要点</h3><p>要点</p>"
+              "<section id='zd'><h4>Going deeper：结论</h4></section></section>")
+    assert tool.structure(page(nested))["sections"] == tool.structure(page(""))["sections"] == 3

@@ -85,6 +85,7 @@ def test_reading_time_rounds_up_to_whole_minutes_at_the_stated_rate():
     assert [rr.minutes(n) for n in (0, 1, 200, 201, 2999)] == [0, 1, 1, 2, 15]
     assert rr.reading_time_text(rr.Words(2800, 2400)) == "Reading time: lesson 14 min · going deeper 12 min"
     assert rr.reading_time_text(rr.Words(2800, 0)) == "Reading time: lesson 14 min"
+    assert rr.reading_time_text(rr.Words(2800, 2400), "zh_CN") == "阅读时间：正文 14 分钟 · 深入阅读 12 分钟"
 
 
 def test_notebook_words_skip_code_cells_outputs_and_removed_cells(tmp_path):

@@ -1,7 +1,8 @@
 """Build the book into _build/html with MathJax, require.js and the widget manager served locally.
 
 The published site loads these three from CDNs, which a test machine without internet access
-cannot reach. This script leaves ``_config.yml`` alone: it writes a copy with five overrides to
+cannot reach. Both editions are built: English into ``_build/html``, Chinese into
+``_build/html/zh``. This script leaves ``_config.yml`` alone: it writes a copy with five overrides to
 ``_build/browser/_config.yml`` and builds with ``jupyter-book build --config`` (and ``-W
 --keep-going``, like ``make book``). Notebook execution uses the same cache as ``make book``.
 
@@ -69,7 +70,38 @@ def main() -> int:
     print("build.py:", " ".join(cmd), flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
     if rc == 0:
+        rc = build_chinese(jupyter_book, out, html)
+    if rc == 0:
         (html / MARKER).write_text("built by tests/browser/build.py with vendored assets\n")
+    return rc
+
+
+def build_chinese(jupyter_book: Path, config: Path, html: Path) -> int:
+    """The Chinese edition into ``html/zh``, as ``make book-zh`` builds it, from the same
+    configuration with vendored assets and the same execution cache (nothing executes again)."""
+    import os
+    import shutil
+
+    def conf(*extra):  # conf.py (gitignored) from a configuration file
+        return subprocess.call([str(jupyter_book), "config", "sphinx", str(ROOT), *extra],
+                               cwd=ROOT, stdout=subprocess.DEVNULL)
+
+    rc = conf("--config", str(config))  # writes conf.py beside the configuration file
+    if rc == 0:
+        shutil.copy(config.parent / "conf.py", ROOT / "conf.py")
+        zh = ROOT / "_build" / "browser" / "zh"
+        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-E", "-W", "--keep-going",
+               "-D", "language=zh_CN", "-D", "recbook_edition_links=1",
+               "-D", f"nb_execution_cache_path={ROOT / '_build' / '.jupyter_cache'}",
+               "-d", str(zh / ".doctrees"), str(ROOT), str(zh / "html")]
+        print("build.py:", " ".join(cmd), flush=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "_ext"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        rc = subprocess.call(cmd, cwd=ROOT, env=env)
+        if rc == 0:
+            shutil.rmtree(html / "zh", ignore_errors=True)
+            shutil.copytree(zh / "html", html / "zh")
+    conf()  # back to the configuration of make book
     return rc
 
 

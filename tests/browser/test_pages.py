@@ -76,9 +76,10 @@ EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, da
 
 
 def _pages() -> list[str]:
-    skip = ("_sources/", "_static/", "_images/", "_downloads/")
+    """Every page of both editions (the Chinese one under zh/), without Sphinx's own folders."""
+    skip = ("_sources", "_static", "_images", "_downloads")
     return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
-                  if not p.relative_to(HTML).as_posix().startswith(skip))
+                  if not any(part in skip for part in p.relative_to(HTML).parts))
 
 
 class _Collector(html.parser.HTMLParser):
@@ -461,3 +462,19 @@ def test_fits_a_phone(page, phone, site):
 
 def _is_chapter(page: str) -> bool:
     return page.startswith("book/") and "/" not in page[len("book/"):]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith(("book/", "zh/book/"))])
+def test_language_switcher_goes_to_the_same_page(page):
+    """Every page links to its twin in the other edition (the switcher in the top bar, which the
+    phone menu shows too), and the twin exists: English book/x.html <-> zh/book/x.html."""
+    chinese = page.startswith("zh/")
+    twin = page[len("zh/"):] if chinese else f"zh/{page}"
+    html = (HTML / page).read_text(encoding="utf-8")
+    links = re.findall(r'<a class="recbook-language" href="([^"]+)" hreflang="([^"]+)"', html)
+    assert links, f"{page}: no language switcher"
+    for href, lang in links:
+        assert lang == ("en" if chinese else "zh-Hans"), (page, href, lang)
+        target = (HTML / page).parent / href
+        assert target.resolve() == (HTML / twin).resolve(), (page, href, twin)
+        assert target.is_file(), (page, href)
