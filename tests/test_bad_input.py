@@ -108,6 +108,7 @@ from recbook.data import Field, TensorData, ctr_frame, leave_last_out
 from recbook.data import movielens as ml
 from recbook.notebook_setup import setup_cell_source
 from recbook.train import fit, seed_everything
+from processes import alive as _alive, wait_for as _wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # The loader's own pip runner, before the `loader` fixture replaces it with a refusal.
@@ -574,22 +575,6 @@ ml.load_movielens100k(sys.argv[1], progress=False, sources=("recbole",))
 """
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _wait_for(predicate, seconds: float) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

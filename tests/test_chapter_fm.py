@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from recbook.chapters import fm as chapter  # noqa: E402
 from recbook.data import GENRES, Field, Schema, ctr_protocol  # noqa: E402
 from recbook.models import FactorizationMachine, LogisticRegression  # noqa: E402
+from recbook.widgets import _walk  # noqa: E402  (every dict of a chart spec)
 
 
 @pytest.fixture(autouse=True)
@@ -474,16 +475,6 @@ def test_charts_pick_their_own_browser_checks(ctr, trained):
 READOUT_CHARS = 36
 """The longest readout line a chart may write: about 250 px at 12-13 px, well inside a phone's
 358 px cell once the chart is stacked (a longer line sticks out, and narrowing views cannot help)."""
-
-
-def _walk(node):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
 
 
 def _text_fields(spec) -> set[str]:

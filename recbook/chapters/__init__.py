@@ -15,3 +15,9 @@ hold the code its page shows or calls, so that the notebook stays short and the 
 * :mod:`recbook.chapters.gru4rec` -- the GRU4Rec chapter;
 * :mod:`recbook.chapters.synthetic` -- synthetic data with planted structure, for teaching.
 """
+
+from pathlib import Path
+
+BOOK_RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
+"""The repository's ``book/results`` folder: where a chapter's ``run_*`` helpers write the records
+its page reads (with :func:`recbook.bench.read_results`)."""

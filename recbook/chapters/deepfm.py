@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import nn
 
+from . import BOOK_RESULTS
 from .. import widgets
 from .._checks import require_columns, require_positive_int
 from ..data.features import Schema
@@ -697,7 +698,7 @@ def run_configs(path=None, seeds: Sequence[int] = (0, 1, 2), *, threads: int = 1
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / CONFIGS_FILE
+    path = Path(path) if path is not None else BOOK_RESULTS / CONFIGS_FILE
     data = load_protocol("ctr")
     rows = [run_one(e, data, s, threads=threads, quick=False, progress=False) for e in config_entries() for s in seeds]
     out = pd.DataFrame(rows)
@@ -727,7 +728,7 @@ def read_ablation(name: str = ABLATION_FILE) -> pd.DataFrame:
         raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
     here = Path.cwd()
     for path in (here / "results" / name, here / "book" / "results" / name,
-                 Path(__file__).resolve().parents[2] / "book" / "results" / name):
+                 BOOK_RESULTS / name):
         if path.is_file():
             return pd.read_csv(path, comment="#")
     return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 
+from . import BOOK_RESULTS
 from .._checks import require_columns, require_positive_int
 from ..data import GENRES
 from ..data.features import UNK
@@ -915,7 +916,7 @@ def run_softmax_probe(path=None, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
     path = (Path(path) if path is not None
-            else Path(__file__).resolve().parents[2] / "book" / "results" / SOFTMAX_PROBE_FILE)
+            else BOOK_RESULTS / SOFTMAX_PROBE_FILE)
     data = load_protocol("ctr")
     out = pd.concat([softmax_probe(data, s) for s in seeds], ignore_index=True)
     out.to_csv(path, index=False, float_format="%.6g")
@@ -971,7 +972,7 @@ def run_regularisation_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), l2s: S
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / MBA_FILE
+    path = Path(path) if path is not None else BOOK_RESULTS / MBA_FILE
     data = load_protocol("ctr")
     rows = [regularisation_run(data, seed=s) for s in seeds]                      # no penalty
     rows += [regularisation_run(data, seed=s, l2=v) for v in l2s for s in seeds]

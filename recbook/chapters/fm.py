@@ -41,6 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
+from . import BOOK_RESULTS
 from .. import widgets
 from .._checks import require_columns, require_positive_int
 from ..data.features import N_RESERVED, PAD
@@ -762,7 +763,7 @@ def read_ablation(name: str = "fm_ablation.csv") -> pd.DataFrame:
     if not isinstance(name, str) or "/" in name or not name.endswith(".csv"):
         raise ValueError(f"name: expected a file name ending in .csv, got {name!r}")
     here = Path.cwd()
-    for folder in (here / "results", here / "book" / "results", Path(__file__).resolve().parents[2] / "book" / "results"):
+    for folder in (here / "results", here / "book" / "results", BOOK_RESULTS):
         if (folder / name).is_file():
             return pd.read_csv(folder / name, comment="#")
     return pd.read_csv(f"{REPOSITORY_URL.rstrip('/')}/raw/HEAD/book/results/{name}", comment="#")

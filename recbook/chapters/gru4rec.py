@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import nn
 
+from . import BOOK_RESULTS
 from .._checks import require_columns, require_positive_int
 from ..data.sessions import N_RESERVED, check_item_sequences, session_parallel_schedule
 from ..data.tensors import TensorData
@@ -747,7 +748,7 @@ def run_loss_comparison(path=None, seed: int = 0, *, epochs: int = LOSS_EPOCHS, 
 
     from ..bench import load_protocol
 
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / LOSSES_FILE
+    path = Path(path) if path is not None else BOOK_RESULTS / LOSSES_FILE
     data = load_protocol("sequence")
     rows = []
     for entry in loss_entries(epochs):

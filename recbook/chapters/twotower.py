@@ -37,6 +37,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
+from . import BOOK_RESULTS
 from .._checks import require_columns, require_positive_int
 from ..data.features import N_RESERVED, PAD
 from ..data.titles import display_titles
@@ -352,7 +353,7 @@ def run_temperature_sweep(path=None, temperatures: Sequence[float] = TEMPERATURE
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds: expected at least one seed")
-    path = Path(path) if path is not None else Path(__file__).resolve().parents[2] / "book" / "results" / SWEEP_FILE
+    path = Path(path) if path is not None else BOOK_RESULTS / SWEEP_FILE
     data = load_protocol("retrieval")
     rows = []
     for e in entries:

@@ -50,6 +50,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
+from . import BOOK_RESULTS
 from .. import widgets
 from .._checks import require_columns, require_positive_int
 from ..data.features import PAD, Schema
@@ -1080,7 +1081,7 @@ def run_ftrl_sweep(path=None, seeds: Sequence[int] = (0, 1, 2), *, grid: Sequenc
     jobs = require_positive_int(jobs, name="jobs")
     ftrl_sweep_entries(grid)  # validates the grid
     path = (Path(path) if path is not None
-            else Path(__file__).resolve().parents[2] / "book" / "results" / FTRL_SWEEP_FILE)
+            else BOOK_RESULTS / FTRL_SWEEP_FILE)
     tasks = [(dict(setting), s, threads) for setting in grid for s in seeds]
     if jobs == 1:
         rows = [_ftrl_sweep_run(t) for t in tasks]
@@ -1134,7 +1135,7 @@ def run_cross_candidate(path=None, seeds: Sequence[int] = (0, 1, 2), *,
         raise ValueError("seeds: expected at least one seed")
     entry = cross_candidate_entry(cross)
     path = (Path(path) if path is not None
-            else Path(__file__).resolve().parents[2] / "book" / "results" / CROSS_CANDIDATE_FILE)
+            else BOOK_RESULTS / CROSS_CANDIDATE_FILE)
     data = load_protocol("ctr")
     out = pd.DataFrame([run_one(entry, data, s, threads=threads, quick=False, progress=False) for s in seeds])
     out.to_csv(path, index=False, float_format="%.6g")
