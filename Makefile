@@ -50,12 +50,16 @@ time-notebooks: $(STAMP) data
 # Execute every notebook and build the website into _build/html. Locally notebooks are cached
 # (execute_notebooks: cache); with CI set the cache is dropped first, so every notebook runs.
 book: $(STAMP) data
+	@# Each figure is drawn in Chinese too as the notebooks run (recbook.i18n): the font first.
+	@fc-list 'WenQuanYi Micro Hei' | grep -q . || { echo "make book: the Chinese figures need the font WenQuanYi Micro Hei: sudo apt-get install -y fonts-wqy-microhei" >&2; exit 1; }
 	@if [ -n "$$CI" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 	$(MAKE) --no-print-directory book-zh
-	# The two editions must have the same pages, sections, figures, equations and exercises.
+	# The two editions must have the same pages, sections, figures, equations and exercises, and
+	# every figure and chart drawn by code its labels in Chinese, with no glyph missing.
 	$(BIN)/python _ext/recbook_i18n_tool.py compare _build/html _build/html/zh
+	$(BIN)/python _ext/recbook_i18n_tool.py figures
 
 # The Chinese edition (CONTRIBUTING.md, "Two editions"), built by `make book` after the English
 # one from the same execution cache (nothing executes twice). These run Sphinx on the

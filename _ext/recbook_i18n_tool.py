@@ -4,6 +4,7 @@
     python _ext/recbook_i18n_tool.py check                      # what CI runs (exit 1 on a problem)
     python _ext/recbook_i18n_tool.py stats                      # messages and words per page
     python _ext/recbook_i18n_tool.py compare EN_HTML ZH_HTML    # structure of the two built sites
+    python _ext/recbook_i18n_tool.py figures [--update]         # labels of figures and charts
 
 ``make i18n-update`` extracts the English of every page (``sphinx-build -b gettext``) into
 ``_build/gettext/<page>.pot`` and runs ``update``, which merges it into
@@ -21,6 +22,12 @@ beside it (``#| msgid "..."``), a removed one stays at the end as obsolete (``#~
   ``book/glossary.md`` (any of its English names, as a word) must use one of the term's Chinese
   names in its translation, or keep one of its English names as it is (AUC, MLP, logit). A deliberate exception is written into the entry as a translator
   comment ``# glossary: <English name>``.
+
+``figures`` reads the executed notebooks (``_build/jupyter_execute``) and fails on a figure or
+chart label without an entry in ``locales/zh_CN/figures.po``, a glyph no font has, a figure
+without its Chinese drawing, or an entry no figure uses (``recbook/i18n.py``); ``--update`` adds
+the missing labels, untranslated, and drops the unused ones. ``check`` also fails on an
+untranslated or fuzzy label in that catalogue.
 
 ``compare`` checks that the two built editions have the same structure: the same pages, and on
 every page the same number of sections, figures, display equations, exercises and code cells.
@@ -327,6 +334,115 @@ def compare(english: Path, chinese: Path) -> list[str]:
         for what in STRUCTURE:
             if a[what] != b[what]:
                 problems.append(f"{page}: {a[what]} {what} in English, {b[what]} in Chinese")
+        # A figure drawn by code has a Chinese drawing: the same PNG on both pages is an English
+        # figure in the Chinese edition (recbook.i18n; pictures that are files of the book are
+        # shared on purpose).
+        shared = code_figures(en[page].read_text(encoding="utf-8")) & code_figures(zh[page].read_text(encoding="utf-8"))
+        for name in sorted(shared):
+            problems.append(f"{page}: figure {name} is the same drawing in both editions (no Chinese labels)")
+    return problems
+
+
+def code_figures(html: str) -> set[str]:
+    """File names of the images that notebook outputs put on a page (content-hashed PNGs)."""
+    return set(re.findall(r'<img[^>]*src="[^"]*?/([0-9a-f]{64}\.png)"', html))
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and charts drawn by code (recbook.i18n)
+# ---------------------------------------------------------------------------------------------
+EXECUTED = ROOT / "_build" / "jupyter_execute"
+FIGURES_HEADER = """\
+# Simplified Chinese edition of recbook: the labels of figures and charts drawn by code.
+# A number in a label is {0}, {1}, ... (recbook/i18n.py). New labels arrive, untranslated, with
+# `python _ext/recbook_i18n_tool.py figures --update` after the book is built; see CONTRIBUTING.md.
+#"""
+
+
+def figures_po(language: str = LANGUAGE, locales: Path = LOCALES) -> Path:
+    return locales / language / "figures.po"
+
+
+def figure_catalogue_problems(po: Path, entries: list[GlossaryEntry] | None = None) -> list[str]:
+    """Untranslated or fuzzy labels in the figures' catalogue, and glossary terms it translates
+    inconsistently (what ``check`` adds to the pages' problems)."""
+    if not po.is_file():
+        return [f"{po.name} does not exist: the figures' labels have no catalogue"]
+    catalog = _read(po)
+    problems = []
+    for message in catalog:
+        if not message.id:
+            continue
+        if message.fuzzy:
+            problems.append(f"{po.name} line {message.lineno}: fuzzy: {message.id[:60]!r}")
+        elif not message.string:
+            problems.append(f"{po.name} line {message.lineno}: untranslated: {message.id[:60]!r}")
+    for message in catalog.obsolete.values():
+        problems.append(f"{po.name}: obsolete label: {message.id[:60]!r}")
+    if entries is not None:
+        problems += glossary_problems([(f"{po.name} line {m.lineno}", m.id, m.string, list(m.user_comments))
+                                       for m in catalog if m.id and m.string and not m.fuzzy], entries)
+    return problems
+
+
+def figure_records(executed: Path = EXECUTED) -> list[tuple[str, dict]]:
+    """("page cell N", record) for every figure and chart of the executed notebooks."""
+    import json
+
+    from recbook.i18n import figure_metadata
+
+    found = []
+    for path in sorted(executed.rglob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        page = path.relative_to(executed).with_suffix("").as_posix()
+        for i, cell in enumerate(nb.get("cells", [])):
+            for record in figure_metadata(cell.get("outputs", [])):
+                found.append((f"{page} cell {i}", record))
+    return found
+
+
+def figures(executed: Path = EXECUTED, po: Path | None = None, update: bool = False) -> list[str]:
+    """Problems of the figures and charts of executed notebooks: a label without a Chinese entry,
+    a glyph no font has, a figure without its Chinese drawing, a catalogue entry no figure uses.
+    With ``update``, the missing labels are added to the catalogue (untranslated) and the unused
+    entries dropped, and only what remains is reported."""
+    po = figures_po() if po is None else po
+    records = figure_records(executed)
+    if not records:
+        return [f"no executed notebook with figures under {executed} (build the book first)"]
+    problems, wanted, used = [], {}, set()
+    for where, record in records:
+        if record.get("no_chinese"):
+            problems.append(f"{where}: a figure without its Chinese drawing (the kernel drew none: "
+                            "is the catalogue there, and Babel installed?)")
+        if record.get("unreadable"):
+            problems.append(f"{where}: a chart whose translation record cannot be read")
+        for glyph in record.get("missing_glyphs", []):
+            problems.append(f"{where}: {glyph}")
+        for label in record.get("untranslated", []):
+            wanted.setdefault(label, where)
+        used.update(record.get("used", []))
+    catalog = _read(po)
+    have = {m.id for m in catalog if m.id}
+    unused = sorted(have - used - set(wanted))
+    if update:
+        from babel.messages.catalog import Message
+
+        for label, where in wanted.items():
+            if label not in have:
+                catalog[label] = Message(label, "", auto_comments=[where])
+        for label in unused:
+            del catalog[label]
+        _quiet(catalog, "figures")
+        catalog.header_comment, catalog.project = FIGURES_HEADER, "recbook"
+        _write(po, catalog, drop_obsolete=True)
+        return problems
+    for label, where in wanted.items():
+        problems.append(f"{where}: label without a Chinese entry in {po.name} (add it: "
+                        f"_ext/recbook_i18n_tool.py figures --update): {label[:70]!r}")
+    for label in unused:
+        problems.append(f"{po.name}: no figure or chart uses this label any more "
+                        f"(figures --update drops it): {label[:60]!r}")
     return problems
 
 
@@ -339,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     ck = sub.add_parser("check")
     ck.add_argument("--pot", type=Path, default=POT_DIR)
     sub.add_parser("stats")
+    fg = sub.add_parser("figures")
+    fg.add_argument("--executed", type=Path, default=EXECUTED)
+    fg.add_argument("--update", action="store_true")
     cp = sub.add_parser("compare")
     cp.add_argument("english", type=Path)
     cp.add_argument("chinese", type=Path)
@@ -353,8 +472,16 @@ def main(argv: list[str] | None = None) -> int:
         for row in stats():
             print(f"{row[0]:32} {row[1]:8} {row[2]:10} {row[3]:6} {row[4]:7}")
         return 0
+    if args.command == "figures":
+        problems = figures(args.executed, update=args.update)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if not problems:
+            print(f"{len(figure_records(args.executed))} figures and charts drawn in both languages")
+        return 1 if problems else 0
     if args.command == "check":
         problems = check(args.pot if args.pot.is_dir() else None)
+        problems += figure_catalogue_problems(figures_po(), glossary_entries())
         listed = translated_pages()
     else:
         problems = compare(args.english, args.chinese)

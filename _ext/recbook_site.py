@@ -126,7 +126,22 @@ VEGA_READY = """\
   var embed = window.vegaEmbed;
   if (!embed) return;
   window.recbookCharts = [];
+  // The Chinese edition draws each chart with its Chinese strings (recbook.i18n.spec_translation):
+  // usermeta.recbook.i18n.zh holds [path, text] pairs, applied to a copy of the spec.
+  var chinese = /^zh/i.test(document.documentElement.lang || "");
+  function translated(spec) {
+    var i18n = spec && spec.usermeta && spec.usermeta.recbook && spec.usermeta.recbook.i18n;
+    if (!chinese || !i18n || !i18n.zh || !i18n.zh.length) return spec;
+    var copy = JSON.parse(JSON.stringify(spec));
+    i18n.zh.forEach(function (edit) {
+      var node = copy, path = edit[0];
+      for (var k = 0; k < path.length - 1 && node; k++) node = node[path[k]];
+      if (node) node[path[path.length - 1]] = edit[1];
+    });
+    return copy;
+  }
   window.vegaEmbed = Object.assign(function (el, spec, opt) {
+    spec = translated(spec);
     return embed(el, spec, opt).then(function (result) {
       var element = typeof el === "string" ? document.querySelector(el) : el;
       window.recbookCharts.push({element: element, spec: spec, view: result.view});

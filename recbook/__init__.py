@@ -13,13 +13,16 @@ REPOSITORY_URL = "https://github.com/recbook/recbook"
 
 
 def _sharp_figures_in_a_kernel() -> None:
-    """Inline figures at twice the resolution in a notebook (recbook.plots.sharp_inline_figures)."""
+    """Inline figures at twice the resolution in a notebook (recbook.plots.sharp_inline_figures), each
+    also drawn with Chinese labels for the Chinese edition (recbook.i18n.chinese_figures)."""
     import sys
 
     if "ipykernel" in sys.modules:
+        from recbook.i18n import chinese_figures
         from recbook.plots import sharp_inline_figures
 
         sharp_inline_figures()
+        chinese_figures()
 
 
 _sharp_figures_in_a_kernel()

@@ -44,6 +44,8 @@ from IPython.display import HTML, Markdown, display
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .i18n import spec_translation, translate_texts
+
 __all__ = [
     "BrowserChart", "CsvData", "EMBED_OPTIONS", "MAX_SPEC_BYTES", "bound_params", "browser_chart", "checkbox",
     "decode_digits", "dropdown", "encode_digits", "precomputed_slider", "show_source", "slider", "spec_bytes",
@@ -414,8 +416,14 @@ def browser_chart(chart, *, params: Sequence = (), data: Sequence[CsvData] = (),
             raise ValueError(f"checks[{i}]: texts must be a non-empty list of non-empty strings")
         checked.append({"set": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in settings.items()},
                         "texts": list(texts)})
+    # The Chinese edition's strings (recbook.i18n): the page applies them before drawing, and the
+    # browser test expects each check's texts in Chinese there.
+    i18n = spec_translation(spec)
+    pairs = i18n.pop("pairs")
+    for check in checked:
+        check["texts_zh"] = translate_texts(check["texts"], pairs)
     spec["usermeta"] = {**spec.get("usermeta", {}), "embedOptions": dict(EMBED_OPTIONS),
-                        "recbook": {"checks": checked}}
+                        "recbook": {"checks": checked, "i18n": i18n}}
     size = spec_bytes(spec)
     if size > max_bytes:
         raise ValueError(f"chart: its spec has {size:,} bytes, above max_bytes = {max_bytes:,}; ship "

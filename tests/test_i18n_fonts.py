@@ -2,13 +2,10 @@
 
 matplotlib only warns when a glyph is missing (and the book's build hides warnings), so the
 Chinese edition would show empty boxes without failing. These tests draw a figure the way a
-Chinese figure of the book is drawn (``_ext/recbook_i18n_fonts.py``): Chinese title and axis
-labels, a negative tick (U+2212 MINUS SIGN), full-width punctuation.
+Chinese figure of the book is drawn (``recbook.i18n``): Chinese title and axis labels, a negative
+tick (U+2212 MINUS SIGN), full-width punctuation.
 """
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import matplotlib
 import pytest
@@ -16,10 +13,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "_ext"))
-
-import recbook_i18n_fonts as fonts  # noqa: E402
+from recbook import i18n as fonts  # noqa: E402
 
 
 def _draw(families) -> None:

@@ -9,6 +9,7 @@
 #   bash tests/browser/run.sh                  # everything
 #   SKIP_BUILD=1 bash tests/browser/run.sh     # reuse _build/html from build.py
 #   bash tests/browser/run.sh -k demo          # extra arguments go to pytest
+#   bash tests/browser/run.sh --system-packages   # step 1 alone (.ci/run: the font for make book)
 #
 # Screenshots of each chapter's first screen land in _build/screenshots/, and every chart before
 # and after its controls moved in _build/screenshots/controls/. Each chart's response time per
@@ -17,8 +18,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+SYSTEM_ONLY=
+if [[ "${1:-}" == "--system-packages" ]]; then SYSTEM_ONLY=1; shift; fi
+
 PYTHON="${PYTHON:-.venv/bin/python}"
-if [[ ! -x "$PYTHON" ]]; then
+if [[ -z "$SYSTEM_ONLY" && ! -x "$PYTHON" ]]; then
     echo "run.sh: $PYTHON not found; create the environment first (make venv) or set PYTHON" >&2
     exit 1
 fi
@@ -28,8 +32,9 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
     || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# The glossary shows Chinese terms; without a CJK font the screenshots show empty boxes. WenQuanYi
-# Micro Hei has every glyph the pages use, U+2212 MINUS SIGN included (Zen Hei lacks it).
+# The glossary shows Chinese terms and the Chinese edition's figures are drawn with a CJK font
+# (make book); WenQuanYi Micro Hei has every glyph they use, U+2212 MINUS SIGN included (Zen Hei
+# lacks it).
 [[ -n "$(fc-list 'WenQuanYi Micro Hei' 2>/dev/null)" ]] || missing+=(fonts-wqy-microhei)
 if ((${#missing[@]})); then
     if [[ "$(id -u)" != 0 ]]; then
@@ -40,6 +45,7 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+[[ -n "$SYSTEM_ONLY" ]] && exit 0
 "$PYTHON" -c "import selenium" 2>/dev/null || "$PYTHON" -m pip install -q selenium
 
 PYTHON="$PYTHON" bash tests/browser/vendor.sh
