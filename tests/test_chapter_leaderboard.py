@@ -122,6 +122,33 @@ def test_speed_table_ratio():
     assert t.loc["FM", "fastest library ÷ recbook"] == pytest.approx(3.0)
 
 
+def test_speed_table_ratio_at_the_books_architecture():
+    """A library's row with the book's MLP is what an equal-architecture comparison reads; a
+    model without an MLP compares with the library's default (its architecture is the book's)."""
+    arch = lb.BOOK_ARCH
+    long = pd.DataFrame([
+        {"source": "recbook", "model": "WideDeep", "family": "WideDeep", "arch": "book", "cpu_s_per_epoch": 0.5},
+        {"source": "L1", "model": "WDL", "family": "WideDeep", "arch": "library default", "cpu_s_per_epoch": 0.6},
+        {"source": "L1" + arch, "model": "WDL", "family": "WideDeep", "arch": "book", "cpu_s_per_epoch": 2.0},
+        {"source": "L2", "model": "WDL", "family": "WideDeep", "arch": "library default", "cpu_s_per_epoch": 3.0},
+        {"source": "L2" + arch, "model": "WDL", "family": "WideDeep", "arch": "book", "cpu_s_per_epoch": 1.5},
+        {"source": "recbook", "model": "LR", "family": "LR", "arch": "book", "cpu_s_per_epoch": 0.1},
+        {"source": "L1", "model": "LR", "family": "LR", "arch": "library default", "cpu_s_per_epoch": 0.3},
+    ]).assign(protocol="ctr")
+    t = lb.speed_table(long).set_index("model")
+    assert list(t.columns)[-2:] == ["fastest library ÷ recbook", lb.EQUAL_RATIO]
+    assert lb.EQUAL_RECBOOK not in t.columns
+    assert t.loc["WideDeep", "fastest library ÷ recbook"] == pytest.approx(1.2)   # L1's small default MLP
+    assert t.loc["WideDeep", lb.EQUAL_RATIO] == pytest.approx(3.0)                # L2 with the book's MLP
+    assert t.loc["LR", lb.EQUAL_RATIO] == pytest.approx(3.0)
+    # With recbook's Wide & Deep without crosses timed, the equal-architecture ratio reads it.
+    nocross = {"source": "recbook", "model": "WideDeep-nocross", "family": "WideDeep-nocross", "arch": "book",
+               "cpu_s_per_epoch": 0.3, "protocol": "ctr"}
+    t = lb.speed_table(pd.concat([long, pd.DataFrame([nocross])])).set_index("model")
+    assert list(t.columns)[:2] == ["recbook", lb.EQUAL_RECBOOK] and t.loc["WideDeep", lb.EQUAL_RECBOOK] == 0.3
+    assert t.loc["WideDeep", lb.EQUAL_RATIO] == pytest.approx(5.0) and pd.isna(t.loc["LR", lb.EQUAL_RECBOOK])
+
+
 def test_chart_ships_one_control_and_refuses_unknown_view(bench):
     long = lb.long_results(bench)
     chart = lb.leaderboard_chart(long, protocol="ctr", metric="gauc")

@@ -64,6 +64,8 @@ def apply_recbook_settings(model, dataset, settings: dict) -> None:
 
     import torch
 
+    if not any(settings.get(k) for k in ("embed_init", "linear_init", "unknown_rows", "genre_linear")):
+        return  # the library's own recipe (and the models without these tables: DIN, GRU4Rec)
     tables = [(model.token_embedding_table, model.token_seq_embedding_table),
               (model.first_order_linear.token_embedding_table, model.first_order_linear.token_seq_embedding_table)]
     with torch.no_grad():

@@ -8,6 +8,8 @@
 # this one invocation, collected into book/results/speed.csv|md (the full runs stay untouched).
 # The models with an MLP run twice: with the library's defaults and with the book's architecture
 # (`--arch book`: embedding 16, MLP 256-128, the same fields; DIN: activation unit 36, MLP 200-80).
+# No library's Wide & Deep has cross-product features, so recbook's WideDeep-nocross (the same
+# wide part: one weight per feature value) is timed too: the equal-architecture counterpart.
 #
 # `run.sh --ablation` runs the FM/DeepFM ablation's library side: each library's FM (and
 # DeepFM) with its own recipe and with each of recbook's settings moved in (`--variant`), seeds
@@ -129,7 +131,7 @@ status=0
 if [ "$SPEED" = 1 ]; then
     echo "== recbook (timing run $RUN_ID)"
     "$RECBOOK_PYTHON" -m recbook.bench --quick --seeds 0 --jobs 1 --no-progress \
-        --models LR,FM,WideDeep,DeepFM,DIN,GRU4Rec-XE,TwoTower --out "$RECBOOK_LIBRARIES_BUILD/speed/recbook"
+        --models LR,FM,WideDeep,WideDeep-nocross,DeepFM,DIN,GRU4Rec-XE,TwoTower --out "$RECBOOK_LIBRARIES_BUILD/speed/recbook"
 fi
 for lib in $LIBRARIES; do
     case $lib in

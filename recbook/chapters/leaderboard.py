@@ -329,13 +329,29 @@ def long_results(bench: pd.DataFrame, libraries: pd.DataFrame | None = None) -> 
     return pd.DataFrame(out)
 
 
+BOOK_ARCH = " (book's architecture)"
+"""Suffix of a library's source in ``speed.csv`` when it ran with the book's architecture."""
+EQUAL_RATIO = "at the book's architecture ÷ recbook"
+EQUAL_RECBOOK = "recbook, same architecture"
+SAME_ARCHITECTURE = {"WideDeep": "WideDeep-nocross"}
+"""recbook's model with a library model's architecture where the family's entry differs: no
+library's Wide & Deep has cross-product features, so its counterpart is WideDeep-nocross (the
+wide part is one weight per feature value, plus the MLP)."""
+
+
 def speed_table(long: pd.DataFrame, protocol: str = "ctr") -> pd.DataFrame:
     """CPU seconds per epoch (one thread) per model family: recbook's fastest variant of the
-    family beside each library's, and the ratio of the fastest library to recbook."""
+    family beside each library's, the ratio of the fastest library to recbook, and (when the timing
+    run has an ``arch`` column) the ratio of the fastest library **at the book's architecture**:
+    its row with the book's MLP (source ending in :data:`BOOK_ARCH`), or its default row for a
+    model without an MLP (LR, FM: the default is the book's architecture), to recbook's model of
+    the same architecture (:data:`SAME_ARCHITECTURE`, column :data:`EQUAL_RECBOOK` when it differs
+    from the family's entry)."""
     require_columns(long, ["source", "family", "protocol", "cpu_s_per_epoch"], name="long")
     rows = long[(long["protocol"] == protocol)].drop_duplicates(["source", "model", "protocol"])
     mine = rows[rows["source"] == "recbook"]
     others = rows[rows["source"] != "recbook"]
+    has_arch = "arch" in rows.columns
     out = []
     for family, g in others.groupby("family", sort=False):
         ours = mine[mine["model"] == family]["cpu_s_per_epoch"]
@@ -346,10 +362,21 @@ def speed_table(long: pd.DataFrame, protocol: str = "ctr") -> pd.DataFrame:
             rec[source] = float(h["cpu_s_per_epoch"].min())
         libs = [v for k, v in rec.items() if k not in ("model", "recbook")]
         rec["fastest library ÷ recbook"] = min(libs) / rec["recbook"]
+        if has_arch:
+            booked = g["source"].str.endswith(BOOK_ARCH)
+            equal = g[booked] if booked.any() else g
+            same = mine[mine["model"] == SAME_ARCHITECTURE.get(family, family)]["cpu_s_per_epoch"]
+            base = float(same.min()) if not same.empty else rec["recbook"]
+            if family in SAME_ARCHITECTURE and not same.empty:
+                rec[EQUAL_RECBOOK] = base
+            rec[EQUAL_RATIO] = float(equal["cpu_s_per_epoch"].min()) / base
         out.append(rec)
     table = pd.DataFrame(out)
-    ratio = "fastest library ÷ recbook"
-    return table[[c for c in table.columns if c != ratio] + [ratio]] if out else table
+    if not out:
+        return table
+    ratios = [c for c in ("fastest library ÷ recbook", EQUAL_RATIO) if c in table.columns]
+    first = ["model", "recbook"] + ([EQUAL_RECBOOK] if EQUAL_RECBOOK in table.columns else [])
+    return table[first + [c for c in table.columns if c not in ratios + first] + ratios]
 
 
 def view_name(protocol, metric):
