@@ -77,9 +77,10 @@ def _settings(app: Sphinx, config) -> None:
     if is_source_language(config.language):
         return
     # Each figure drawn by code carries a Chinese drawing beside its English one (recbook.i18n).
-    from recbook.i18n import ZH_PRIORITY
+    if "nb_mime_priority_overrides" in config:  # notebooks (myst-nb) on this site
+        from recbook.i18n import ZH_PRIORITY
 
-    config.nb_mime_priority_overrides = [*config.nb_mime_priority_overrides, ZH_PRIORITY]
+        config.nb_mime_priority_overrides = [*config.nb_mime_priority_overrides, ZH_PRIORITY]
     words = site_messages(Path(app.srcdir), config.language)
     if config.html_title in words:
         config.html_title = words[config.html_title]

@@ -408,6 +408,8 @@ def _spec_strings(node, path=(), parent_key=None, in_bind=False):
             if parent_key != "test":
                 for start, end, text in _expression_literals(node):
                     yield path, text, ("expr", start, end)
+        elif parent_key == "value" and len(path) >= 2 and path[-2] == "text":
+            yield path, node, "text"  # a text mark's constant text: encode(text=alt.value("bias"))
         elif parent_key in TEXT_KEYS and (parent_key not in ("name", "labels") or in_bind):
             # A dropdown's option labels are data (movie titles, users): translated when the
             # catalogue has them, never required.

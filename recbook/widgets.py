@@ -420,8 +420,7 @@ def browser_chart(chart, *, params: Sequence = (), data: Sequence[CsvData] = (),
     # browser test expects each check's texts in Chinese there.
     i18n = spec_translation(spec)
     pairs = i18n.pop("pairs")
-    for check in checked:
-        check["texts_zh"] = translate_texts(check["texts"], pairs)
+    i18n["checks"] = [translate_texts(check["texts"], pairs) for check in checked]  # one per check
     spec["usermeta"] = {**spec.get("usermeta", {}), "embedOptions": dict(EMBED_OPTIONS),
                         "recbook": {"checks": checked, "i18n": i18n}}
     size = spec_bytes(spec)

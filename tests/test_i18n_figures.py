@@ -135,7 +135,8 @@ def _chart():
         kind="datum.v == 'a' ? 'first' : 'second'",
     ).mark_text().encode(text="t:N")
     bars = alt.Chart(data).mark_bar().encode(x=alt.X("share:Q", title="Share of ratings"))
-    return widgets.browser_chart(alt.layer(text, bars), params=[angle, pick],
+    label = alt.Chart(data).mark_text().encode(text=alt.value("epoch"))
+    return widgets.browser_chart(alt.layer(text, bars, label), params=[angle, pick],
                                  checks=[{"set": {"angle": 30}, "texts": ["angle between them: 30"]}])
 
 
@@ -154,9 +155,11 @@ def test_a_chart_carries_the_chinese_of_its_strings(monkeypatch):
     flat = json.dumps(chinese, ensure_ascii=False)
     assert "'两者夹角：' + format(angle, '.0f')" in flat           # a shown literal, translated
     assert "datum.v == 'a' ? 'first' : 'second'" in flat          # compared: kept; no entry: kept
+    assert '"训练轮数"' in flat                                     # a constant text of a mark
     assert '"评分占比"' in flat and '"v₁ 的角度（°） "' in flat       # the label's own space kept
     assert '"Toy Story"' in flat                                  # option labels are data
-    assert spec["usermeta"]["recbook"]["checks"][0]["texts_zh"] == ["两者夹角：30"]
+    assert spec["usermeta"]["recbook"]["checks"] == [{"set": {"angle": 30}, "texts": ["angle between them: 30"]}]
+    assert record["checks"] == [["两者夹角：30"]]                 # the check's texts in Chinese
     pairs = {"whole": {"Share of ratings": "评分占比"}, "parts": {"new user: its id is unknown": "新用户：id 未知"}}
     assert i18n.translate_texts(["new user", "Share of ratings", "+0.25"], pairs) == ["新用户：id 未知", "评分占比", "+0.25"]
 

@@ -199,8 +199,11 @@
     const chart = window.recbookCharts[i];
     const meta = (chart.spec && chart.spec.usermeta && chart.spec.usermeta.recbook) || {};
     const checks = meta.checks || [];
+    // The Chinese edition shows each check's texts in Chinese (recbook.widgets.browser_chart).
+    const chinese = /^zh/i.test(document.documentElement.lang || "");
+    const chineseTexts = (meta.i18n && meta.i18n.checks) || [];
     const problems = [];
-    for (const check of checks) {
+    for (const [k, check] of checks.entries()) {
       for (const [name, value] of Object.entries(check.set || {})) {
         const el = chart.element.querySelector(`.vega-bindings [name="${name}"]`);
         if (!el) { problems.push(`check ${JSON.stringify(check.set)}: no control named ${name}`); continue; }
@@ -216,9 +219,7 @@
       }
       await settle(chart);
       const texts = chartTexts(chart);
-      // The Chinese edition shows the texts in Chinese (recbook.widgets.browser_chart).
-      const chinese = /^zh/i.test(document.documentElement.lang || "");
-      for (const want of (chinese && check.texts_zh ? check.texts_zh : check.texts) || []) {
+      for (const want of (chinese && chineseTexts[k] ? chineseTexts[k] : check.texts) || []) {
         if (!texts.some((t) => t.includes(want))) {
           problems.push(`with ${JSON.stringify(check.set)} the chart should show ${JSON.stringify(want)}; ` +
                         `it shows ${JSON.stringify(texts.filter((t) => t.trim()).slice(0, 8))}`);
