@@ -421,7 +421,8 @@ def spec_translation(spec: Mapping, table: Mapping[str, str] | None = None) -> d
     "pairs": {"whole" | "parts": {English: Chinese}}}``, ``path`` a list of keys and indices into ``spec``. Strings
     without English need no entry."""
     table = catalogue() if table is None else table
-    edits: dict[tuple, str] = {}
+    texts: dict[tuple, str] = {}      # path -> the Chinese of a whole string
+    spans: dict[tuple, list] = {}     # path of an expression -> (start, end, Chinese) of its literals
     untranslated, used, pairs = set(), set(), {}
     for path, text, kind in _spec_strings(spec):
         if not needs_translation(text):
@@ -433,24 +434,17 @@ def spec_translation(spec: Mapping, table: Mapping[str, str] | None = None) -> d
             continue
         used.add(_entry(text, table))
         pairs.setdefault("parts" if isinstance(kind, tuple) else "whole", {})[text] = zh
-        if kind in ("text", "optional"):
-            edits[path] = zh
+        if isinstance(kind, tuple):
+            spans.setdefault(path, []).append((kind[1], kind[2], zh))
         else:
-            _, start, end = kind
-            current = edits.get(path)
-            edits[path] = current if current is not None else _lookup(spec, path)
-            edits.setdefault(("__spans__",) + path, [])
-            edits[("__spans__",) + path].append((start, end, zh))
-    zh_edits = []
-    for path, value in edits.items():
-        if path and path[0] == "__spans__":
-            continue
-        spans = edits.get(("__spans__",) + path)
-        if spans:
-            for start, end, zh in sorted(spans, reverse=True):
-                value = value[:start] + zh.replace("\\", "\\\\").replace("'", "\\'") + value[end:]
-        zh_edits.append([list(path), value])
-    return {"zh": zh_edits, "untranslated": sorted(untranslated), "used": sorted(used), "pairs": pairs}
+            texts[path] = zh
+    for path, literals in spans.items():
+        value = _lookup(spec, path)
+        for start, end, zh in sorted(literals, reverse=True):  # from the end: offsets stay valid
+            value = value[:start] + zh.replace("\\", "\\\\").replace("'", "\\'") + value[end:]
+        texts[path] = value
+    return {"zh": [[list(path), value] for path, value in texts.items()], "untranslated": sorted(untranslated),
+            "used": sorted(used), "pairs": pairs}
 
 
 def _lookup(spec, path):
